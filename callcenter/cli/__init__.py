@@ -1,0 +1,48 @@
+"""The ``callcenter`` command: the composition root.
+
+It builds :class:`~callcenter.config.Settings` once, wires the subsystems and hands
+them down; nothing imports this package. Sub-commands live in sibling modules and
+are loaded lazily so that ``callcenter init`` does not pay for importing torch or
+pjsua2 (``_COMMANDS`` maps each command name to ``module:attribute``).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from callcenter import __version__
+
+# name -> "module:attribute" (module relative to callcenter.cli). One line per command.
+_COMMANDS: dict[str, str] = {
+    "init": "db:init_command",
+    "stores": "stores:stores",
+    "import": "dms:import_group",
+    "customers": "customers:customers",
+    "users": "users:users",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a sub-command's module only when it is used."""
+
+    def __init__(self, *args, lazy: dict[str, str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self._lazy:
+            module_name, attr = self._lazy[name].split(":")
+            module = importlib.import_module(f"callcenter.cli.{module_name}")
+            return getattr(module, attr)
+        return super().get_command(ctx, name)
+
+
+@click.group(cls=LazyGroup, lazy=_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="callcenter")
+def main() -> None:
+    """Intelligent call center for car dealerships (智能回访呼叫中心)."""

@@ -1,0 +1,179 @@
+"""Settings: the only reader of ``os.environ`` (``CALLCENTER_*`` variables).
+
+``Settings.from_env()`` is called once by the CLI (the composition root) and the
+result is passed down. Parsers are strict: ``CALLCENTER_X=ture`` is an error, not
+``False``; an unknown ``CALLCENTER_*`` variable is an error too, since a typo in a
+variable name would otherwise silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+PREFIX = "CALLCENTER_"
+# Variables read by the test-suite and benchmarks themselves, never by the product.
+_IGNORED_PREFIXES = ("CALLCENTER_TEST_", "CALLCENTER_BENCH_")
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r}: expected one of 1/0, true/false, yes/no, on/off")
+
+
+def parse_int(name: str, raw: str, lo: int | None = None, hi: int | None = None) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a whole number") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{name}={value}: must be between {lo} and {hi}")
+    return value
+
+
+def parse_float(name: str, raw: str, lo: float | None = None, hi: float | None = None) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"{name}={value}: must be between {lo} and {hi}")
+    return value
+
+
+def parse_choice(name: str, raw: str, choices: tuple[str, ...]) -> str:
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r}: expected one of {', '.join(choices)}")
+    return value
+
+
+def parse_timezone(name: str, raw: str) -> str:
+    try:
+        ZoneInfo(raw.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}={raw!r}: not a known time zone (e.g. Asia/Shanghai)") from None
+    return raw.strip()
+
+
+_DB_SCHEMES = ("sqlite", "postgresql")
+
+
+def parse_database_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    scheme = url.split(":", 1)[0].split("+", 1)[0]
+    if "://" not in url or scheme not in _DB_SCHEMES:
+        raise ConfigError(f"{name}: expected sqlite:///path or postgresql://user@host/db, got {url[:40]!r}")
+    if scheme == "postgresql" and "+" not in url.split("://", 1)[0]:
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def parse_redis_url(name: str, raw: str) -> str:
+    url = raw.strip()
+    if not re.match(r"^(redis|rediss|unix)://", url):
+        raise ConfigError(f"{name}: expected redis://host:port/db, got {url[:40]!r}")
+    return url
+
+
+def parse_hostport(name: str, raw: str) -> str:
+    """``host[:port]``; SIP trunks and peers."""
+    value = raw.strip()
+    m = re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+)(?::(\d{1,5}))?", value)
+    if not m or (m.group(2) and not 0 < int(m.group(2)) < 65536):
+        raise ConfigError(f"{name}={raw!r}: expected host or host:port")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Process-wide settings. Build with :meth:`from_env`; tests build them directly."""
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    models_dir: Path | None = None
+    env: str = "production"
+    secret_key: str | None = None
+    timezone: str = "Asia/Shanghai"
+    log_level: str = "INFO"
+    # Maintenance cycle in months by tier, for stores that do not set their own.
+    cycle_months_mid: int = 3
+    cycle_months_premium: int = 6
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            db = (self.data_dir / "callcenter.db").resolve()
+            object.__setattr__(self, "database_url", f"sqlite:///{db}")
+        if self.models_dir is None:
+            object.__setattr__(self, "models_dir", self.data_dir / "models")
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> "Settings":
+        """Read ``CALLCENTER_*`` variables.
+
+        Raises:
+            ConfigError: a variable is malformed or unknown.
+        """
+        env = dict(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        seen: set[str] = set()
+        for key, (attr, parser) in _VARIABLES.items():
+            if key in env and env[key] != "":
+                values[attr] = parser(key, env[key])
+                seen.add(key)
+        unknown = sorted(
+            k for k in env
+            if k.startswith(PREFIX) and k not in _VARIABLES and not k.startswith(_IGNORED_PREFIXES)
+        )
+        if unknown:
+            raise ConfigError(f"unknown setting {unknown[0]} (known: {', '.join(sorted(_VARIABLES))})")
+        return cls(**values)
+
+
+def _path(name: str, raw: str) -> Path:
+    if "\x00" in raw:
+        raise ConfigError(f"{name}: contains a NUL byte")
+    return Path(raw.strip()).expanduser()
+
+
+def _secret(name: str, raw: str) -> str:
+    if len(raw) < 16:
+        raise ConfigError(f"{name}: must be at least 16 characters")
+    return raw
+
+
+_VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "CALLCENTER_DATA_DIR": ("data_dir", _path),
+    "CALLCENTER_DATABASE_URL": ("database_url", parse_database_url),
+    "CALLCENTER_REDIS_URL": ("redis_url", parse_redis_url),
+    "CALLCENTER_MODELS_DIR": ("models_dir", _path),
+    "CALLCENTER_ENV": ("env", lambda n, r: parse_choice(n, r, ("production", "development", "testing"))),
+    "CALLCENTER_SECRET_KEY": ("secret_key", _secret),
+    "CALLCENTER_TIMEZONE": ("timezone", parse_timezone),
+    "CALLCENTER_LOG_LEVEL": ("log_level", lambda n, r: parse_choice(n, r, ("debug", "info", "warning", "error")).upper()),
+    "CALLCENTER_CYCLE_MONTHS_MID": ("cycle_months_mid", lambda n, r: parse_int(n, r, 1, 24)),
+    "CALLCENTER_CYCLE_MONTHS_PREMIUM": ("cycle_months_premium", lambda n, r: parse_int(n, r, 1, 24)),
+}

@@ -1,0 +1,173 @@
+"""Plain domain types shared by every layer (standard library only).
+
+Types that two packages exchange live here, low in the stack, so that for example
+``dialog`` never imports ``asr`` and ``asr`` never imports ``telephony``: they meet
+through queues wired by the worker and agree on these dataclasses and enums.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Tier(str, enum.Enum):
+    """Vehicle tier; decides the maintenance cycle (seeds: mid 3 months, premium 6)."""
+
+    MID = "mid"
+    PREMIUM = "premium"
+
+
+class Gender(str, enum.Enum):
+    MALE = "M"
+    FEMALE = "F"
+
+
+class VisitType(str, enum.Enum):
+    """Kind of after-sales visit as DMS exports name it."""
+
+    MAINTENANCE = "maintenance"  # 保养
+    REPAIR = "repair"  # 维修
+    BODYWORK = "bodywork"  # 钣喷
+    WARRANTY = "warranty"  # 索赔 (manufacturer pays)
+    CLAIM = "claim"  # 理赔 (insurer pays)
+    INSPECTION = "inspection"  # 检查
+
+
+class Role(str, enum.Enum):
+    AGENT = "agent"
+    SUPERVISOR = "supervisor"
+    ADMIN = "admin"
+
+
+class CustomerClass(str, enum.Enum):
+    """The seeds' customer-base classes (天健汽车 talk, part two)."""
+
+    BASE = "base"  # 保有客户: every customer, prospects included
+    ACTIVE = "active"  # 有效客户: paid visit or purchase within two maintenance cycles
+    LAPSED = "lapsed"  # 流失客户: last touch older than two cycles
+    INSURED = "insured"  # 再保客户: a vehicle insured with the store, policy not expired
+
+
+class Department(str, enum.Enum):
+    """Departments that own the monthly top-3 problems."""
+
+    AFTER_SALES = "after_sales"
+    SALES = "sales"
+    INSURANCE = "insurance"
+    CRM = "crm"
+
+
+class Speaker(str, enum.Enum):
+    CUSTOMER = "customer"
+    ROBOT = "robot"
+    AGENT = "agent"
+
+
+class CallDisposition(str, enum.Enum):
+    """How a call attempt ended at the SIP level."""
+
+    ANSWERED = "answered"
+    BUSY = "busy"  # 486, 600
+    NO_ANSWER = "no_answer"  # ring timeout; we sent CANCEL
+    REJECTED = "rejected"  # 603
+    NOT_FOUND = "not_found"  # 404, 604
+    UNAVAILABLE = "unavailable"  # 480, 503
+    FAILED = "failed"  # any other final code
+    NETWORK_ERROR = "network_error"  # no response / transport error
+
+
+class Intent(str, enum.Enum):
+    """Intent of one customer turn on a revisit call."""
+
+    AFFIRM = "affirm"
+    DENY = "deny"
+    BUSY_CALLBACK = "busy_callback"
+    WRONG_NUMBER = "wrong_number"
+    OPT_OUT = "opt_out"
+    COMPLAINT = "complaint"
+    ASK_HUMAN = "ask_human"
+    QUESTION = "question"
+    UNCLEAR = "unclear"
+
+
+class Sentiment(str, enum.Enum):
+    POSITIVE = "positive"
+    NEUTRAL = "neutral"
+    NEGATIVE = "negative"
+
+
+class FeedbackCategory(str, enum.Enum):
+    """Fixed feedback category codes; each belongs to one department."""
+
+    SERVICE_PROCESS = "service_process"  # 服务流程
+    SERVICE_ATTITUDE = "service_attitude"  # 服务态度
+    WAIT_TIME = "wait_time"  # 等待/交车时间
+    REPAIR_QUALITY = "repair_quality"  # 维修质量/一次修复
+    CAR_WASH = "car_wash"  # 洗车/清洁
+    PARTS_WAIT = "parts_wait"  # 等配件
+    PRICE = "price"  # 价格/收费
+    FACILITY = "facility"  # 环境设施
+    SALES_PROCESS = "sales_process"  # 销售/交车/手续
+    INSURANCE = "insurance"  # 保险/理赔
+    PRAISE = "praise"  # 表扬
+
+    @property
+    def department(self) -> Department:
+        return CATEGORY_DEPARTMENT[self]
+
+
+CATEGORY_DEPARTMENT: dict[FeedbackCategory, Department] = {
+    FeedbackCategory.SERVICE_PROCESS: Department.AFTER_SALES,
+    FeedbackCategory.SERVICE_ATTITUDE: Department.AFTER_SALES,
+    FeedbackCategory.WAIT_TIME: Department.AFTER_SALES,
+    FeedbackCategory.REPAIR_QUALITY: Department.AFTER_SALES,
+    FeedbackCategory.CAR_WASH: Department.AFTER_SALES,
+    FeedbackCategory.PARTS_WAIT: Department.AFTER_SALES,
+    FeedbackCategory.PRICE: Department.AFTER_SALES,
+    FeedbackCategory.FACILITY: Department.AFTER_SALES,
+    FeedbackCategory.SALES_PROCESS: Department.SALES,
+    FeedbackCategory.INSURANCE: Department.INSURANCE,
+    FeedbackCategory.PRAISE: Department.CRM,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """A chunk of raw 16-bit little-endian PCM (pipecat's AudioRawFrame, in short)."""
+
+    audio: bytes
+    sample_rate: int
+    num_channels: int = 1
+    timestamp: float = 0.0  # seconds since the stream started
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / (2 * self.num_channels * self.sample_rate)
+
+
+@dataclass(frozen=True, slots=True)
+class Word:
+    text: str
+    start: float
+    end: float
+    confidence: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEvent:
+    """A partial or final recognition result for one side of a call."""
+
+    text: str
+    is_final: bool
+    start: float
+    end: float
+    confidence: float = 1.0
+    speaker: Speaker = Speaker.CUSTOMER
+    words: tuple[Word, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class DtmfEvent:
+    digit: str
+    at: float = 0.0
