@@ -32,6 +32,7 @@ def normalize_phone(raw: str | int) -> str:
     if text.endswith(".0") and text[:-2].isdigit():  # a number cell read as float
         text = text[:-2]
     digits = _SEPARATORS.sub("", text)
+    international = digits.startswith(("+", "0086"))
     if digits.startswith("+"):
         digits = digits[1:]
         if not digits.startswith("86"):
@@ -45,8 +46,8 @@ def normalize_phone(raw: str | int) -> str:
         raise PhoneError("contains characters other than digits")
     if _MOBILE.fullmatch(digits):
         return digits
-    if len(digits) in (9, 10, 11) and digits[0] in "123456789" and not digits.startswith("1"):
-        digits = "0" + digits  # area code written without its trunk prefix after +86
+    if international and not digits.startswith("0"):
+        digits = "0" + digits  # +86 10 ...: the area code loses its trunk prefix after +86
     for pattern in (_LANDLINE_3, _LANDLINE_4):
         m = pattern.fullmatch(digits)
         if m:

@@ -1,0 +1,63 @@
+"""Run the benchmarks: ``python -m bench [AREA ...]`` (all when none is named).
+
+Each ``bench/bench_<area>.py`` has ``run(args) -> dict``; results are printed and written
+to ``bench/results/<area>.json`` with the machine and the date. ``docs/benchmarks.md``
+quotes the latest figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem_gb, "python": platform.python_version(),
+            "os": platform.platform()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    areas = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("areas", nargs="*", choices=areas + [[]], help="which benchmarks (default: all)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    args = parser.parse_args(argv)
+    out = HERE / "results"
+    out.mkdir(exist_ok=True)
+    failed = 0
+    for area in args.areas or areas:
+        module = importlib.import_module(f"bench.bench_{area}")
+        print(f"== {area}", flush=True)
+        started = dt.datetime.now().astimezone()
+        try:
+            result = module.run(args)
+        except Exception as exc:  # report and go on with the other areas
+            print(f"!! {area} failed: {exc!r}", file=sys.stderr)
+            failed += 1
+            continue
+        record = {"area": area, "date": started.isoformat(timespec="seconds"), "machine": machine(),
+                  "quick": args.quick, "results": result}
+        (out / f"{area}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
+        print(json.dumps(result, ensure_ascii=False, indent=2), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
