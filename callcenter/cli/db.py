@@ -29,7 +29,7 @@ def init_command(demo: bool, n_customers: int, as_of: dt.datetime | None, seed: 
 
         day = as_of.date() if as_of else dt.date.today()
         result["demo"] = load_demo(db, as_of=day, n_customers=n_customers, seed=seed,
-                                   progress=not as_json, settings=settings)
+                                   settings=settings)
     if as_json:
         echo_json(result)
     else:

@@ -175,3 +175,292 @@ class ImportRun(Base):
     updated: Mapped[int] = mapped_column(default=0)
     rejected: Mapped[int] = mapped_column(default=0)
     errors: Mapped[list | None] = mapped_column(sa.JSON)  # the first 200 rejections
+
+
+
+# --------------------------------------------------------------------------- campaigns and calls
+# The dialer side (campaigns/): what was called, how it went, what the customer said.
+
+
+class CampaignType(str, enum.Enum):
+    """The seeds' touch plan; each type is an audience rule plus a script."""
+
+    POST_SERVICE = "post_service"  # 售后回访
+    NEW_CAR = "new_car"  # 新车三个月触点
+    MAINTENANCE_DUE = "maintenance_due"  # 保养提醒
+    INSURANCE_RENEWAL = "insurance_renewal"  # 续保提醒
+    WARRANTY_EXPIRY = "warranty_expiry"  # 出保前免费检查
+    WINBACK = "winback"  # 流失客户召回
+    NPS = "nps"
+    CUSTOM = "custom"
+
+
+class CampaignStatus(str, enum.Enum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+class TaskState(str, enum.Enum):
+    """Life of one customer's task in a campaign. Final states: completed, failed, cancelled."""
+
+    PENDING = "pending"  # waiting for its time (calling window, retry delay)
+    QUEUED = "queued"  # on the Redis stream
+    DIALING = "dialing"  # a worker claimed the attempt and is calling
+    COMPLETED = "completed"  # reached a conclusion (any business outcome)
+    FAILED = "failed"  # attempts exhausted or undialable
+    CANCELLED = "cancelled"  # campaign cancelled, opted out elsewhere, DNC
+
+
+class CallOutcome(str, enum.Enum):
+    """Business outcome of a call, beyond the SIP disposition."""
+
+    COMPLETED = "completed"  # the script ran to its end
+    PARTIAL = "partial"  # answered, ended before the script's end
+    CALLBACK = "callback"  # customer asked to be called later
+    OPT_OUT = "opt_out"  # asked not to be called again
+    WRONG_NUMBER = "wrong_number"
+    ANSWERING_MACHINE = "answering_machine"
+    TRANSFERRED = "transferred"  # handed to a human
+    HUNG_UP = "hung_up"  # customer hung up early
+    NOT_REACHED = "not_reached"  # busy, no answer, unavailable ...
+    ERROR = "error"  # our side failed (media, worker); the record says why
+
+
+class TicketStatus(str, enum.Enum):
+    OPEN = "open"
+    ASSIGNED = "assigned"
+    RESOLVED = "resolved"
+    VERIFIED = "verified"  # the customer confirmed on a callback
+    CLOSED = "closed"  # closed without verification (duplicate, invalid)
+
+
+class CallbackStatus(str, enum.Enum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    DONE = "done"
+    CANCELLED = "cancelled"
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100))
+    type: Mapped[CampaignType] = mapped_column(str_enum(CampaignType))
+    script: Mapped[str] = mapped_column(sa.String(64))  # dialog script id
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)  # NULL: all stores
+    status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), default=CampaignStatus.DRAFT)
+    as_of: Mapped[dt.date] = mapped_column()
+    params: Mapped[dict | None] = mapped_column(sa.JSON)  # audience and dialing parameters
+    max_channels: Mapped[int] = mapped_column(default=4)
+    max_attempts: Mapped[int] = mapped_column(default=3)
+    robot: Mapped[bool] = mapped_column(default=True)  # False: preview calls by agents
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    store: Mapped[Store | None] = relationship()
+
+
+class CallTask(Base):
+    """One customer to reach in one campaign; the unit the dialer schedules and retries."""
+
+    __tablename__ = "call_tasks"
+    __table_args__ = (
+        sa.UniqueConstraint("campaign_id", "customer_id", name="uq_call_tasks_campaign_customer"),
+        sa.Index("ix_call_tasks_state_next", "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id"))
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    vehicle_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vehicles.id"))
+    visit_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service_visits.id"), index=True)
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    phone: Mapped[str] = mapped_column(sa.String(20))
+    state: Mapped[TaskState] = mapped_column(str_enum(TaskState), default=TaskState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column()
+    last_disposition: Mapped[str | None] = mapped_column(sa.String(24))
+    outcome: Mapped[CallOutcome | None] = mapped_column(str_enum(CallOutcome))
+    context: Mapped[dict | None] = mapped_column(sa.JSON)  # script variables, touch point, survey flags
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    campaign: Mapped[Campaign] = relationship()
+    customer: Mapped[Customer] = relationship()
+
+
+class Call(Base):
+    """One call attempt (robot or agent) with its outcome; the record is written whatever happens."""
+
+    __tablename__ = "calls"
+    __table_args__ = (
+        # Exactly-once dialing: an attempt's row is created before the INVITE; a redelivered
+        # task finds it and never dials that attempt again.
+        sa.UniqueConstraint("task_id", "attempt", name="uq_calls_task_attempt"),
+        sa.Index("ix_calls_store_started", "store_id", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call_tasks.id"))
+    attempt: Mapped[int] = mapped_column(default=1)
+    campaign_id: Mapped[int | None] = mapped_column(sa.ForeignKey("campaigns.id"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"))
+    agent_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    robot: Mapped[bool] = mapped_column(default=True)
+    script: Mapped[str | None] = mapped_column(sa.String(64))
+    phone: Mapped[str | None] = mapped_column(sa.String(20))
+    worker: Mapped[str | None] = mapped_column(sa.String(100))  # host:pid that placed it
+    sip_call_id: Mapped[str | None] = mapped_column(sa.String(128))
+    disposition: Mapped[str | None] = mapped_column(sa.String(24), index=True)  # CallDisposition value
+    sip_code: Mapped[int | None] = mapped_column()
+    sip_reason: Mapped[str | None] = mapped_column(sa.String(200))
+    outcome: Mapped[CallOutcome | None] = mapped_column(str_enum(CallOutcome), index=True)
+    hangup_by: Mapped[str | None] = mapped_column(sa.String(10))  # local | remote
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)  # INVITE sent
+    ringing_at: Mapped[dt.datetime | None] = mapped_column()
+    answered_at: Mapped[dt.datetime | None] = mapped_column()
+    ended_at: Mapped[dt.datetime | None] = mapped_column()
+    talk_seconds: Mapped[float | None] = mapped_column()
+    recording: Mapped[str | None] = mapped_column(sa.String(255))  # relative to the data dir
+    score5: Mapped[int | None] = mapped_column()
+    nps: Mapped[int | None] = mapped_column()
+    sentiment: Mapped[str | None] = mapped_column(sa.String(10), index=True)
+    answers: Mapped[dict | None] = mapped_column(sa.JSON)  # script question id -> answer
+    actions: Mapped[list | None] = mapped_column(sa.JSON)  # dialog actions taken, in order
+    error: Mapped[str | None] = mapped_column(sa.Text)  # what went wrong on our side
+    notes: Mapped[str | None] = mapped_column(sa.Text)  # agent notes
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    task: Mapped[CallTask | None] = relationship()
+    campaign: Mapped[Campaign | None] = relationship()
+    customer: Mapped[Customer | None] = relationship()
+    utterances: Mapped[list["Utterance"]] = relationship(back_populates="call", order_by="Utterance.seq")
+    tags: Mapped[list["CallTag"]] = relationship(back_populates="call", order_by="CallTag.id")
+
+
+class Utterance(Base):
+    """One line of a call's transcript; times in seconds from the answer."""
+
+    __tablename__ = "utterances"
+    __table_args__ = (sa.UniqueConstraint("call_id", "seq", name="uq_utterances_call_seq"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column()
+    speaker: Mapped[str] = mapped_column(sa.String(10))  # Speaker value
+    text: Mapped[str] = mapped_column(sa.Text)
+    start: Mapped[float] = mapped_column()
+    end: Mapped[float] = mapped_column()
+    confidence: Mapped[float | None] = mapped_column()
+    intent: Mapped[str | None] = mapped_column(sa.String(20))
+    prompt_id: Mapped[str | None] = mapped_column(sa.String(64))  # robot lines: the script prompt
+
+    call: Mapped[Call] = relationship(back_populates="utterances")
+
+
+class CallTag(Base):
+    """A feedback category found in a call, with the words that support it."""
+
+    __tablename__ = "call_tags"
+    __table_args__ = (sa.UniqueConstraint("call_id", "category", name="uq_call_tags_call_category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int] = mapped_column(sa.ForeignKey("calls.id", ondelete="CASCADE"))
+    category: Mapped[str] = mapped_column(sa.String(24), index=True)  # FeedbackCategory value
+    department: Mapped[str] = mapped_column(sa.String(16), index=True)  # Department value
+    confidence: Mapped[float | None] = mapped_column()
+    evidence: Mapped[list | None] = mapped_column(sa.JSON)  # [{"utterance": seq, "text": "...", "start": i, "end": j}]
+    source: Mapped[str] = mapped_column(sa.String(12), default="model")  # model | supervisor
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    call: Mapped[Call] = relationship(back_populates="tags")
+
+
+class Ticket(Base):
+    """A complaint or follow-up routed to a department: open -> assigned -> resolved -> verified."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (sa.Index("ix_tickets_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"), index=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    department: Mapped[str] = mapped_column(sa.String(16), index=True)  # Department value
+    category: Mapped[str | None] = mapped_column(sa.String(24))  # FeedbackCategory value
+    kind: Mapped[str] = mapped_column(sa.String(16), default="complaint")  # complaint | follow_up
+    title: Mapped[str] = mapped_column(sa.String(200))
+    description: Mapped[str | None] = mapped_column(sa.Text)
+    status: Mapped[TicketStatus] = mapped_column(str_enum(TicketStatus), default=TicketStatus.OPEN)
+    priority: Mapped[str] = mapped_column(sa.String(8), default="normal")  # low | normal | high
+    assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    due_at: Mapped[dt.datetime | None] = mapped_column()
+    resolution: Mapped[str | None] = mapped_column(sa.Text)
+    verify_call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column()
+    verified_at: Mapped[dt.datetime | None] = mapped_column()
+
+    customer: Mapped[Customer] = relationship()
+    call: Mapped[Call | None] = relationship(foreign_keys=[call_id])
+
+
+class TicketEvent(Base):
+    """The history of a ticket: who changed what, when."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    action: Mapped[str] = mapped_column(sa.String(24))  # created, assigned, status, note
+    note: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Callback(Base):
+    """A call promised to the customer at a time they chose (robot or agent)."""
+
+    __tablename__ = "callbacks"
+    __table_args__ = (sa.Index("ix_callbacks_status_due", "status", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"))  # the call that promised it
+    task_id: Mapped[int | None] = mapped_column(sa.ForeignKey("call_tasks.id"))
+    ticket_id: Mapped[int | None] = mapped_column(sa.ForeignKey("tickets.id"))  # verification callbacks
+    due_at: Mapped[dt.datetime] = mapped_column()
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
+    robot: Mapped[bool] = mapped_column(default=True)
+    assignee_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), index=True)
+    status: Mapped[CallbackStatus] = mapped_column(str_enum(CallbackStatus), default=CallbackStatus.PENDING)
+    done_call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column()
+
+    customer: Mapped[Customer] = relationship()
+
+
+class DoNotCall(Base):
+    """Numbers that must never be dialled by a campaign (customer opt-outs, admin entries)."""
+
+    __tablename__ = "do_not_call"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    phone: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    customer_id: Mapped[int | None] = mapped_column(sa.ForeignKey("customers.id"))
+    reason: Mapped[str | None] = mapped_column(sa.String(200))
+    source: Mapped[str] = mapped_column(sa.String(16))  # robot | agent | admin | import
+    call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"))
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
