@@ -114,6 +114,14 @@ class Settings:
     # Maintenance cycle in months by tier, for stores that do not set their own.
     cycle_months_mid: int = 3
     cycle_months_premium: int = 6
+    # Console (web/): gunicorn worker processes and threads per process; SSE streams hold a
+    # thread each, so threads bound concurrent live views. Cookie "Secure" flag: None follows
+    # the environment (on in production); set false only for a plain-HTTP intranet.
+    web_workers: int = 2
+    web_threads: int = 16
+    cookie_secure: bool | None = None
+    # Reverse proxies in front of the console whose X-Forwarded-For/-Proto are trusted (0: none).
+    trusted_proxies: int = 0
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -176,4 +184,8 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_LOG_LEVEL": ("log_level", lambda n, r: parse_choice(n, r, ("debug", "info", "warning", "error")).upper()),
     "CALLCENTER_CYCLE_MONTHS_MID": ("cycle_months_mid", lambda n, r: parse_int(n, r, 1, 24)),
     "CALLCENTER_CYCLE_MONTHS_PREMIUM": ("cycle_months_premium", lambda n, r: parse_int(n, r, 1, 24)),
+    "CALLCENTER_WEB_WORKERS": ("web_workers", lambda n, r: parse_int(n, r, 1, 32)),
+    "CALLCENTER_WEB_THREADS": ("web_threads", lambda n, r: parse_int(n, r, 1, 256)),
+    "CALLCENTER_COOKIE_SECURE": ("cookie_secure", parse_bool),
+    "CALLCENTER_TRUSTED_PROXIES": ("trusted_proxies", lambda n, r: parse_int(n, r, 0, 5)),
 }

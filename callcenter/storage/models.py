@@ -464,3 +464,7 @@ class DoNotCall(Base):
     call_id: Mapped[int | None] = mapped_column(sa.ForeignKey("calls.id"))
     created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# Console-owned tables (web/) live in their own module; imported here so Base.metadata has them.
+from callcenter.storage import web_models as _web_models  # noqa: E402,F401
