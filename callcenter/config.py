@@ -122,6 +122,26 @@ class Settings:
     cookie_secure: bool | None = None
     # Reverse proxies in front of the console whose X-Forwarded-For/-Proto are trusted (0: none).
     trusted_proxies: int = 0
+    # Telephony (callcenter.telephony; docs/telephony.md). Trunk and registrar are host[:port]; with
+    # a registrar the workers register using username/password (digest). Worker i of N listens on
+    # sip_port + i (0: any free port) and takes RTP ports rtp_port + 200*i onwards.
+    sip_trunk: str | None = None
+    sip_transport: str = "udp"
+    sip_username: str | None = None
+    sip_password: str | None = None
+    sip_registrar: str | None = None
+    sip_proxy: str | None = None
+    sip_caller_id: str | None = None
+    sip_display_name: str | None = None
+    sip_codecs: tuple[str, ...] = ("PCMA", "PCMU", "G722")
+    sip_bind: str = "0.0.0.0"
+    sip_port: int = 5060
+    rtp_port: int = 20000
+    sip_dial_prefix: str = ""
+    sip_ring_timeout: float = 40.0
+    max_call_seconds: float = 600.0
+    audio_rate: int = 16000  # customer frames and recordings: 8000 or 16000 Hz
+    recordings_dir: Path | None = None  # default: <data_dir>/recordings
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -173,6 +193,54 @@ def _secret(name: str, raw: str) -> str:
     return raw
 
 
+def _sip_user(name: str, raw: str) -> str:
+    """A SIP user part (account name, caller id): what can go into a URI without escaping."""
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z0-9.\-_+]{1,64}", value):
+        raise ConfigError(f"{name}={raw!r}: expected 1-64 letters, digits or . - _ +")
+    return value
+
+
+def _sip_password(name: str, raw: str) -> str:
+    if not 1 <= len(raw) <= 128 or any(ord(c) < 32 or ord(c) == 127 for c in raw):
+        raise ConfigError(f"{name}: must be 1-128 printable characters")  # never echo a secret
+    return raw
+
+
+def _sip_display_name(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not 1 <= len(value) <= 64 or any(ord(c) < 32 or c in '"\\<>' for c in value):
+        raise ConfigError(f"{name}={raw!r}: 1-64 characters, no quotes, backslashes or angle brackets")
+    return value
+
+
+_SIP_CODECS = ("PCMA", "PCMU", "G722")
+
+
+def _sip_codecs(name: str, raw: str) -> tuple[str, ...]:
+    codecs = tuple(c.strip().upper() for c in raw.split(","))
+    bad = [c for c in codecs if c not in _SIP_CODECS]
+    if bad or not codecs or len(set(codecs)) != len(codecs):
+        raise ConfigError(f"{name}={raw!r}: expected a comma-separated preference of {', '.join(_SIP_CODECS)}")
+    return codecs
+
+
+def _ip_address(name: str, raw: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected an IP address such as 0.0.0.0 or 192.168.1.10") from None
+
+
+def _dial_prefix(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[0-9*#]{0,8}", value):
+        raise ConfigError(f"{name}={raw!r}: expected up to 8 of 0-9 * #")
+    return value
+
+
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_DATA_DIR": ("data_dir", _path),
     "CALLCENTER_DATABASE_URL": ("database_url", parse_database_url),
@@ -188,4 +256,21 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_WEB_THREADS": ("web_threads", lambda n, r: parse_int(n, r, 1, 256)),
     "CALLCENTER_COOKIE_SECURE": ("cookie_secure", parse_bool),
     "CALLCENTER_TRUSTED_PROXIES": ("trusted_proxies", lambda n, r: parse_int(n, r, 0, 5)),
+    "CALLCENTER_SIP_TRUNK": ("sip_trunk", parse_hostport),
+    "CALLCENTER_SIP_TRANSPORT": ("sip_transport", lambda n, r: parse_choice(n, r, ("udp", "tcp"))),
+    "CALLCENTER_SIP_USERNAME": ("sip_username", _sip_user),
+    "CALLCENTER_SIP_PASSWORD": ("sip_password", _sip_password),
+    "CALLCENTER_SIP_REGISTRAR": ("sip_registrar", parse_hostport),
+    "CALLCENTER_SIP_PROXY": ("sip_proxy", parse_hostport),
+    "CALLCENTER_SIP_CALLER_ID": ("sip_caller_id", _sip_user),
+    "CALLCENTER_SIP_DISPLAY_NAME": ("sip_display_name", _sip_display_name),
+    "CALLCENTER_SIP_CODECS": ("sip_codecs", _sip_codecs),
+    "CALLCENTER_SIP_BIND": ("sip_bind", _ip_address),
+    "CALLCENTER_SIP_PORT": ("sip_port", lambda n, r: parse_int(n, r, 0, 65535)),
+    "CALLCENTER_RTP_PORT": ("rtp_port", lambda n, r: parse_int(n, r, 1024, 64000)),
+    "CALLCENTER_SIP_DIAL_PREFIX": ("sip_dial_prefix", _dial_prefix),
+    "CALLCENTER_SIP_RING_TIMEOUT": ("sip_ring_timeout", lambda n, r: parse_float(n, r, 1, 300)),
+    "CALLCENTER_MAX_CALL_SECONDS": ("max_call_seconds", lambda n, r: parse_float(n, r, 1, 14400)),
+    "CALLCENTER_AUDIO_RATE": ("audio_rate", lambda n, r: int(parse_choice(n, r, ("8000", "16000")))),
+    "CALLCENTER_RECORDINGS_DIR": ("recordings_dir", _path),
 }
