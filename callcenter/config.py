@@ -142,6 +142,12 @@ class Settings:
     max_call_seconds: float = 600.0
     audio_rate: int = 16000  # customer frames and recordings: 8000 or 16000 Hz
     recordings_dir: Path | None = None  # default: <data_dir>/recordings
+    # Speech recognition (asr/, docs/asr.md).
+    asr_engine: str = "whisper"  # "whisper": Mandarin, model from PyPI; "vosk": a model installed by path
+    vosk_model: str | None = None  # name under <models_dir>/vosk, or a path; None: the only one installed
+    asr_threads: int = 2  # CPU threads of Whisper's decoder, per worker process
+    whisper_beam_size: int | None = None  # None: the engine's tuned default
+    asr_end_silence_ms: int = 500  # trailing silence that ends a customer's utterance (Whisper's VAD)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -273,4 +279,9 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_MAX_CALL_SECONDS": ("max_call_seconds", lambda n, r: parse_float(n, r, 1, 14400)),
     "CALLCENTER_AUDIO_RATE": ("audio_rate", lambda n, r: int(parse_choice(n, r, ("8000", "16000")))),
     "CALLCENTER_RECORDINGS_DIR": ("recordings_dir", _path),
+    "CALLCENTER_ASR_ENGINE": ("asr_engine", lambda n, r: parse_choice(n, r, ("whisper", "vosk"))),
+    "CALLCENTER_VOSK_MODEL": ("vosk_model", lambda n, r: str(_path(n, r))),
+    "CALLCENTER_ASR_THREADS": ("asr_threads", lambda n, r: parse_int(n, r, 1, 64)),
+    "CALLCENTER_WHISPER_BEAM_SIZE": ("whisper_beam_size", lambda n, r: parse_int(n, r, 1, 10)),
+    "CALLCENTER_ASR_END_SILENCE_MS": ("asr_end_silence_ms", lambda n, r: parse_int(n, r, 200, 3000)),
 }

@@ -21,6 +21,9 @@ _COMMANDS: dict[str, str] = {
     "import": "dms:import_group",
     "customers": "customers:customers",
     "users": "users:users",
+    "models": "speech:models",
+    "transcribe": "speech:transcribe",
+    "asr": "speech:asr_group",
 }
 
 

@@ -213,7 +213,7 @@ def render_signal(audio_24k: np.ndarray, fmt: str, pad: float, snr: float | None
     else:
         rate = 8000
         audio = telephone_band(audio)
-    silence = np.zeros(int(round(pad * rate)), dtype=np.float32)
+    silence = np.zeros(round(pad * rate), dtype=np.float32)
     audio = np.concatenate([silence, audio, silence])
     if snr is not None:
         rng = np.random.default_rng(seed)

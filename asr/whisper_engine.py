@@ -1,0 +1,314 @@
+"""Whisper engine: faster-whisper (CTranslate2, int8 on CPU) behind the :class:`asr.Recognizer` protocol.
+
+Whisper is not a streaming model, so each call stream runs the Silero VAD segmenter
+(:mod:`asr.vad`) and every finished utterance is decoded as one piece. The engine owns the model (one
+per process, loaded by explicit directory), the decoding options, and the guards against Whisper's
+known failure modes on short telephone clips. Decoding is serialised by a lock: one decode at a time
+uses all ``cpu_threads`` cores, which on 2 cores beat two parallel decodes of one thread each.
+:meth:`WhisperEngine.decode` runs on whichever thread feeds a recognizer (a decoding thread of
+:mod:`asr.service`, or the CLI's main thread); never call it from a media thread or an event loop.
+
+Decoding calls CTranslate2 directly instead of ``WhisperModel.transcribe``: that lets the encoder run
+on the utterance's length instead of a fixed 30-second window (``audio_context``), which is where
+most of a short clip's decoding time went, and lets several utterances share one batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from asr import vocabulary
+from asr.audio import StreamResampler, pcm16_to_float
+from asr.textnorm import normalize_for_scoring, tidy_chinese
+from asr.vad import RATE, Segmenter, SileroDetector, SpeechStart, VadConfig
+from callcenter.domain import AudioFrame, TranscriptEvent
+
+logger = logging.getLogger(__name__)
+
+MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+FRAMES_PER_SECOND = 100  # Whisper's log-mel hop is 10 ms
+FULL_CONTEXT = 3000  # 30 s, the window Whisper was trained on
+
+# Phrases that Whisper learnt from subtitle credits and produces on silence or noise (seen on
+# Mandarin): a transcript containing one is dropped.
+HALLUCINATION_MARKERS = (
+    "字幕", "订阅", "点赞", "打赏", "转发", "谢谢观看", "感谢观看", "明镜", "栏目", "amara", "请不吝",
+    "下集", "本期视频", "优优独播", "by索兰娅",
+)
+
+
+class WhisperModelError(RuntimeError):
+    """The model directory is missing files or cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class WhisperOptions:
+    """Decoding options. The defaults are the measured best on the project's evaluation set
+    (docs/benchmarks.md, ASR section)."""
+
+    language: str = "zh"
+    beam_size: int = 5
+    cpu_threads: int = 2
+    prompt: str | None = vocabulary.PROMPT
+    hotwords: str | None = vocabulary.HOTWORDS
+    # Encoder input length: the utterance plus this margin, at least ``min_context`` seconds, at most
+    # 30 s. None: always 30 s (stock Whisper).
+    context_margin: float | None = 1.0
+    min_context: float = 8.0
+    no_speech_threshold: float = 0.6
+    logprob_threshold: float = -1.0
+    compression_ratio_threshold: float = 2.4
+    # Utterances quieter than this (RMS, dBFS) are not decoded: Whisper writes text on near-silence.
+    silence_dbfs: float = -55.0
+    lexicon: bool = True  # snap near-homophones to domain terms (asr.lexicon)
+    vad: VadConfig = field(default_factory=VadConfig)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.beam_size <= 10:
+            raise ValueError(f"beam_size {self.beam_size}: expected 1 to 10")
+        if not 1 <= self.cpu_threads <= 64:
+            raise ValueError(f"cpu_threads {self.cpu_threads}: expected 1 to 64")
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One utterance's decoding: tidy text (empty when rejected) and why it was rejected."""
+
+    text: str
+    confidence: float
+    avg_logprob: float
+    no_speech_prob: float
+    raw_text: str = ""
+    rejected: str | None = None
+    seconds: float = 0.0  # wall time of the decode
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / len(zlib.compress(data)) if data else 0.0
+
+
+_REPEAT = re.compile(r"(.{1,8}?)\1{4,}")
+
+
+def collapse_repeats(text: str) -> str:
+    """Runs of five or more copies of the same 1-8 character unit -> one copy (a decoding loop;
+    people say 对对对 or 好的好的, not five in a row)."""
+    return _REPEAT.sub(r"\1", text)
+
+
+def hallucination_reason(text: str, avg_logprob: float, no_speech_prob: float, options: WhisperOptions,
+                         prompt: str | None) -> str | None:
+    """Why ``text`` should not be trusted, or None. ``prompt`` is the prompt this decode used."""
+    norm = normalize_for_scoring(text)
+    if not norm:
+        return "empty"
+    if no_speech_prob > options.no_speech_threshold and avg_logprob < options.logprob_threshold:
+        return "no speech"
+    if compression_ratio(text) > options.compression_ratio_threshold:
+        return "repetitive"
+    lowered = text.lower()
+    if any(marker in lowered for marker in HALLUCINATION_MARKERS):
+        return "subtitle artefact"
+    for source in (prompt, options.hotwords):
+        if source and len(norm) >= 4 and norm in normalize_for_scoring(source):
+            return "prompt echo"
+    return None
+
+
+class WhisperEngine:
+    """Whisper model loaded once per process; thread-safe; hands out one recognizer per stream."""
+
+    name = "whisper"
+    sample_rate = RATE  # what accept_samples() takes
+
+    def __init__(self, model_dir: str | Path, options: WhisperOptions | None = None) -> None:
+        self.model_dir = Path(model_dir)
+        self.options = options or WhisperOptions()
+        missing = [f for f in MODEL_FILES if not (self.model_dir / f).is_file()]
+        if missing:
+            raise WhisperModelError(
+                f"Whisper model directory {self.model_dir} lacks {', '.join(missing)}: "
+                "run `callcenter models install`")
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+
+        started = time.perf_counter()
+        try:
+            self._model = WhisperModel(str(self.model_dir), device="cpu", compute_type="int8",
+                                       cpu_threads=self.options.cpu_threads, num_workers=1)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise WhisperModelError(f"cannot load the Whisper model in {self.model_dir}: {exc}") from exc
+        self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
+                                    task="transcribe", language=self.options.language)
+        self._lock = threading.Lock()
+        self._lexicon = None
+        if self.options.lexicon:
+            from asr.lexicon import Lexicon
+
+            self._lexicon = Lexicon(vocabulary.DOMAIN_TERMS)
+        logger.info("Whisper model loaded from %s in %.1f s (int8, %d threads)", self.model_dir,
+                    time.perf_counter() - started, self.options.cpu_threads)
+
+    def recognizer(self, *, grammar: Sequence[str] | None = None, partials: bool = True) -> WhisperRecognizer:
+        return WhisperRecognizer(self, grammar=grammar, partials=partials)
+
+    # -- decoding -------------------------------------------------------------------------------
+
+    def _context_frames(self, n_frames: int) -> int:
+        o = self.options
+        if o.context_margin is None:
+            return FULL_CONTEXT
+        want = max(n_frames + o.context_margin * FRAMES_PER_SECOND, o.min_context * FRAMES_PER_SECOND)
+        return int(min(FULL_CONTEXT, 2 * math.ceil(want / 2)))  # even: the encoder's conv has stride 2
+
+    def _features(self, samples: np.ndarray) -> np.ndarray:
+        feats = self._model.feature_extractor(samples)
+        frames = min(feats.shape[-1], FULL_CONTEXT)
+        out = np.zeros((feats.shape[0], self._context_frames(frames)), dtype=np.float32)
+        # Zero padding in feature space, as faster-whisper's own pad_or_trim does.
+        out[:, :frames] = feats[:, :frames]
+        return out
+
+    def _prompt_tokens(self, prompt: str | None, hotwords: str | None) -> list[int]:
+        previous = self._tokenizer.encode(" " + prompt.strip()) if prompt else []
+        return self._model.get_prompt(self._tokenizer, previous, without_timestamps=True, hotwords=hotwords)
+
+    def decode(self, samples: np.ndarray, *, extra_hotwords: Sequence[str] | None = None) -> Decoded:
+        """Transcribe one utterance (float32 mono 16 kHz, at most 30 s)."""
+        return self.decode_batch([samples], extra_hotwords=extra_hotwords)[0]
+
+    def decode_batch(self, utterances: Sequence[np.ndarray], *,
+                     extra_hotwords: Sequence[str] | None = None) -> list[Decoded]:
+        """Transcribe several utterances in one encoder/decoder batch (they are padded to the longest).
+
+        A batch of 4 short utterances costs less than 4 single decodes: the matrix products get wider
+        while the per-step overheads are paid once (see docs/asr.md for the measured figures).
+        """
+        o = self.options
+        results: list[Decoded | None] = [None] * len(utterances)
+        todo = []
+        for i, samples in enumerate(utterances):
+            samples = np.asarray(samples, dtype=np.float32)
+            rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+            if samples.size < RATE // 10 or 20 * math.log10(max(rms, 1e-10)) < o.silence_dbfs:
+                results[i] = Decoded("", 0.0, -10.0, 1.0, rejected="silence")
+            else:
+                todo.append((i, samples[: FULL_CONTEXT * 160]))
+        if not todo:
+            return results  # type: ignore[return-value]
+        hotwords = o.hotwords
+        if extra_hotwords:
+            hotwords = " ".join([*extra_hotwords, hotwords or ""]).strip()
+        with self._lock:
+            started = time.perf_counter()
+            decoded = self._run([s for _, s in todo], o.prompt, hotwords)
+            retry = [k for k, d in enumerate(decoded) if d.rejected == "prompt echo"]
+            if retry and o.prompt:
+                # The prompt came back as the transcript: decode those again with no prompt at all.
+                again = self._run([todo[k][1] for k in retry], None, None)
+                for k, d in zip(retry, again):
+                    decoded[k] = d
+            elapsed = time.perf_counter() - started
+        for (i, _), d in zip(todo, decoded):
+            results[i] = replace(d, seconds=elapsed / len(todo))
+        return results  # type: ignore[return-value]
+
+    def _run(self, batch: list[np.ndarray], prompt: str | None, hotwords: str | None) -> list[Decoded]:
+        import ctranslate2
+
+        o = self.options
+        feats = [self._features(s) for s in batch]
+        width = max(f.shape[-1] for f in feats)
+        stacked = np.zeros((len(feats), feats[0].shape[0], width), dtype=np.float32)
+        for k, f in enumerate(feats):
+            stacked[k, :, : f.shape[-1]] = f
+        encoder_output = self._model.model.encode(ctranslate2.StorageView.from_array(stacked), to_cpu=False)
+        tokens_prompt = self._prompt_tokens(prompt, hotwords)
+        results = self._model.model.generate(
+            encoder_output, [tokens_prompt] * len(batch), beam_size=o.beam_size, patience=1.0,
+            length_penalty=1.0, max_length=self._model.max_length, return_scores=True,
+            return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
+        )
+        out = []
+        for result in results:
+            tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
+            raw = self._tokenizer.decode(tokens).strip()
+            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            reason = hallucination_reason(raw, avg_logprob, result.no_speech_prob, o, prompt)
+            text = "" if reason else self._postprocess(raw)
+            confidence = 0.0 if reason else float(min(1.0, math.exp(avg_logprob)))
+            out.append(Decoded(text, confidence, avg_logprob, result.no_speech_prob, raw_text=raw, rejected=reason))
+        return out
+
+    def _postprocess(self, raw: str) -> str:
+        text = tidy_chinese(collapse_repeats(raw))
+        if self._lexicon is not None:
+            text = self._lexicon.correct(text)
+        return text
+
+
+class WhisperRecognizer:
+    """One stream: resample to 16 kHz, segment with the VAD, decode each utterance when it ends."""
+
+    def __init__(self, engine: WhisperEngine, grammar: Sequence[str] | None = None, partials: bool = True) -> None:
+        self.engine = engine
+        self.partials = partials
+        self._segmenter = Segmenter(SileroDetector(), engine.options.vad)
+        self._resampler: StreamResampler | None = None
+        self._grammar: tuple[str, ...] | None = tuple(grammar) if grammar else None
+        self._finished = False
+        self.last_decode: Decoded | None = None
+
+    def set_grammar(self, phrases: Sequence[str] | None) -> None:
+        """Whisper has no grammar: the phrases become hotwords for the following utterances."""
+        self._grammar = tuple(p for p in phrases if p.strip()) if phrases else None
+
+    def accept(self, frame: AudioFrame) -> list[TranscriptEvent]:
+        if self._finished:
+            raise RuntimeError("recognizer already finished")
+        samples = pcm16_to_float(frame.audio)
+        if frame.num_channels > 1:
+            samples = samples.reshape(-1, frame.num_channels)[:, 0]
+        if self._resampler is None:
+            self._resampler = StreamResampler(frame.sample_rate, RATE)
+        elif self._resampler.rate_in != frame.sample_rate:
+            raise ValueError(f"sample rate changed mid-stream: {self._resampler.rate_in} -> {frame.sample_rate}")
+        return self._handle(self._segmenter.feed(self._resampler.process(samples)))
+
+    def accept_samples(self, samples_16k: np.ndarray) -> list[TranscriptEvent]:
+        """Feed float32 16 kHz samples directly (file transcription; skips PCM packing)."""
+        return self._handle(self._segmenter.feed(samples_16k))
+
+    def finish(self) -> list[TranscriptEvent]:
+        if self._finished:
+            return []
+        self._finished = True
+        return self._handle(self._segmenter.flush())
+
+    def _handle(self, vad_events) -> list[TranscriptEvent]:
+        events = []
+        for ev in vad_events:
+            if isinstance(ev, SpeechStart):
+                if self.partials:
+                    events.append(TranscriptEvent(text="", is_final=False, start=ev.start, end=ev.start,
+                                                  confidence=0.0))
+                continue
+            decoded = self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+            self.last_decode = decoded
+            if decoded.rejected:
+                logger.debug("utterance %.2f-%.2f s rejected (%s): %r", ev.start, ev.end, decoded.rejected,
+                             decoded.raw_text)
+            events.append(TranscriptEvent(text=decoded.text, is_final=True, start=ev.start, end=ev.end,
+                                          confidence=round(decoded.confidence, 3)))
+        return events

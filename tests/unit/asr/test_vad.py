@@ -1,0 +1,93 @@
+"""The VAD segmenter's state machine, driven by a scripted detector (no model)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from asr.vad import CHUNK, RATE, Segmenter, SpeechStart, Utterance, VadConfig
+
+CHUNK_S = CHUNK / RATE  # 32 ms
+
+
+class ScriptedDetector:
+    """Returns the next probabilities from a script, one per chunk (the SpeechDetector protocol)."""
+
+    def __init__(self, script: list[float]) -> None:
+        self.script = list(script)
+        self.calls = 0
+
+    def probabilities(self, chunks: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        out, self.script = self.script[: len(chunks)], self.script[len(chunks):]
+        return np.array(out + [0.0] * (len(chunks) - len(out)), dtype=np.float32)
+
+
+def samples_for(n_chunks: int) -> np.ndarray:
+    # Each chunk carries its own index so tests can see which chunks an utterance kept.
+    return np.repeat(np.arange(n_chunks, dtype=np.float32), CHUNK)
+
+
+def run(script: list[float], config: VadConfig | None = None, piece: int = 700) -> list:
+    seg = Segmenter(ScriptedDetector(script), config)
+    audio = samples_for(len(script))
+    events = []
+    for i in range(0, audio.size, piece):  # odd-sized pieces: chunking must not depend on them
+        events.extend(seg.feed(audio[i:i + piece]))
+    return events + seg.flush()
+
+
+def test_one_utterance_with_start_event_and_times():
+    script = [0.0] * 20 + [0.9] * 30 + [0.0] * 30
+    events = run(script)
+    assert [type(e) for e in events] == [SpeechStart, Utterance]
+    start, utt = events
+    assert start.start == pytest.approx(20 * CHUNK_S, abs=1e-3)
+    assert utt.end == pytest.approx(50 * CHUNK_S, abs=1e-3)  # speech end, not the end of the silence
+    kept = np.unique(utt.samples)
+    # Pre-roll: 0.3 s (9 chunks) before the 3 chunks that triggered; post-roll 0.2 s (6 chunks).
+    assert kept[0] == 20 - 9 and kept[-1] == 50 + 6 - 1
+    assert utt.start == pytest.approx(11 * CHUNK_S, abs=1e-3)
+    assert not utt.forced
+
+
+def test_short_pause_inside_a_sentence_does_not_split_it():
+    script = [0.9] * 20 + [0.1] * 10 + [0.9] * 20 + [0.0] * 20  # 0.32 s pause < 0.5 s
+    utts = [e for e in run(script) if isinstance(e, Utterance)]
+    assert len(utts) == 1
+
+
+def test_long_pause_splits_into_two_utterances():
+    script = [0.9] * 20 + [0.1] * 20 + [0.9] * 20 + [0.0] * 20  # 0.64 s pause
+    events = run(script)
+    assert [type(e).__name__ for e in events] == ["SpeechStart", "Utterance", "SpeechStart", "Utterance"]
+
+
+def test_a_click_is_announced_but_never_becomes_an_utterance():
+    events = run([0.0] * 10 + [0.9] * 4 + [0.0] * 30)  # 128 ms < min_speech 200 ms
+    assert [type(e) for e in events] == [SpeechStart]
+
+
+def test_hysteresis_between_thresholds_keeps_speech_going():
+    script = [0.9] * 10 + [0.4] * 40 + [0.0] * 20  # 0.4 is between neg_threshold and threshold
+    utts = [e for e in run(script) if isinstance(e, Utterance)]
+    assert len(utts) == 1 and utts[0].end == pytest.approx(50 * CHUNK_S, abs=1e-3)
+
+
+def test_hang_up_mid_speech_flushes_the_utterance():
+    events = run([0.9] * 30)
+    assert isinstance(events[-1], Utterance) and not events[-1].forced
+
+
+def test_long_monologue_is_cut_at_max_utterance():
+    config = VadConfig(max_utterance=2.0)
+    utts = [e for e in run([0.9] * 150, config) if isinstance(e, Utterance)]
+    assert utts[0].forced and utts[0].end - utts[0].start == pytest.approx(2.0, abs=0.05)
+    assert len(utts) >= 2
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError):
+        VadConfig(threshold=0.3, neg_threshold=0.5)
+    with pytest.raises(ValueError):
+        VadConfig(max_utterance=40)
