@@ -142,6 +142,19 @@ class Settings:
     max_call_seconds: float = 600.0
     audio_rate: int = 16000  # customer frames and recordings: 8000 or 16000 Hz
     recordings_dir: Path | None = None  # default: <data_dir>/recordings
+    # Dialer (campaigns/; docs/campaigns.md). Calling windows are the store's local time; campaigns
+    # may override each of these in their params. Retry delays by the last attempt's disposition.
+    dialer_windows: str = "09:00-12:00,14:00-20:00"
+    dialer_holidays: bool = True  # no calls on China's public holidays
+    dialer_frequency_cap_days: int = 7  # one answered robot call per customer per N days (0: off)
+    dialer_max_attempts: int = 3
+    dialer_retry_busy_minutes: int = 30
+    dialer_retry_no_answer_minutes: int = 120
+    dialer_retry_unavailable_minutes: int = 60
+    # A delivered task nobody acknowledged for this long is re-delivered (XAUTOCLAIM); a worker
+    # whose liveness key is older than the worker timeout is dead and its calls are written off.
+    dialer_claim_timeout: int = 60
+    dialer_worker_timeout: int = 15
     # Speech recognition (asr/, docs/asr.md).
     asr_engine: str = "whisper"  # "whisper": Mandarin, model from PyPI; "vosk": a model installed by path
     vosk_model: str | None = None  # name under <models_dir>/vosk, or a path; None: the only one installed
@@ -247,6 +260,15 @@ def _dial_prefix(name: str, raw: str) -> str:
     return value
 
 
+def _dialer_windows(name: str, raw: str) -> str:
+    """``HH:MM-HH:MM[,HH:MM-HH:MM...]``; campaigns.rules checks order and overlaps."""
+    value = raw.strip()
+    if not re.fullmatch(r"(?:[0-2]?\d:[0-5]\d-[0-2]?\d:[0-5]\d)(?:,[0-2]?\d:[0-5]\d-[0-2]?\d:[0-5]\d)*",
+                        value.replace(" ", "")):
+        raise ConfigError(f"{name}={raw!r}: expected windows like 09:00-12:00,14:00-20:00")
+    return value.replace(" ", "")
+
+
 _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_DATA_DIR": ("data_dir", _path),
     "CALLCENTER_DATABASE_URL": ("database_url", parse_database_url),
@@ -279,6 +301,17 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_MAX_CALL_SECONDS": ("max_call_seconds", lambda n, r: parse_float(n, r, 1, 14400)),
     "CALLCENTER_AUDIO_RATE": ("audio_rate", lambda n, r: int(parse_choice(n, r, ("8000", "16000")))),
     "CALLCENTER_RECORDINGS_DIR": ("recordings_dir", _path),
+    "CALLCENTER_DIALER_WINDOWS": ("dialer_windows", _dialer_windows),
+    "CALLCENTER_DIALER_HOLIDAYS": ("dialer_holidays", parse_bool),
+    "CALLCENTER_DIALER_FREQUENCY_CAP_DAYS": ("dialer_frequency_cap_days", lambda n, r: parse_int(n, r, 0, 365)),
+    "CALLCENTER_DIALER_MAX_ATTEMPTS": ("dialer_max_attempts", lambda n, r: parse_int(n, r, 1, 10)),
+    "CALLCENTER_DIALER_RETRY_BUSY_MINUTES": ("dialer_retry_busy_minutes", lambda n, r: parse_int(n, r, 1, 10080)),
+    "CALLCENTER_DIALER_RETRY_NO_ANSWER_MINUTES": (
+        "dialer_retry_no_answer_minutes", lambda n, r: parse_int(n, r, 1, 10080)),
+    "CALLCENTER_DIALER_RETRY_UNAVAILABLE_MINUTES": (
+        "dialer_retry_unavailable_minutes", lambda n, r: parse_int(n, r, 1, 10080)),
+    "CALLCENTER_DIALER_CLAIM_TIMEOUT": ("dialer_claim_timeout", lambda n, r: parse_int(n, r, 1, 3600)),
+    "CALLCENTER_DIALER_WORKER_TIMEOUT": ("dialer_worker_timeout", lambda n, r: parse_int(n, r, 2, 600)),
     "CALLCENTER_ASR_ENGINE": ("asr_engine", lambda n, r: parse_choice(n, r, ("whisper", "vosk"))),
     "CALLCENTER_VOSK_MODEL": ("vosk_model", lambda n, r: str(_path(n, r))),
     "CALLCENTER_ASR_THREADS": ("asr_threads", lambda n, r: parse_int(n, r, 1, 64)),

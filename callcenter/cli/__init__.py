@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "import": "dms:import_group",
     "customers": "customers:customers",
     "users": "users:users",
+    "campaign": "campaigns:campaign",
     "models": "speech:models",
     "transcribe": "speech:transcribe",
     "asr": "speech:asr_group",
