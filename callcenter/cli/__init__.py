@@ -9,6 +9,7 @@ pjsua2 (``_COMMANDS`` maps each command name to ``module:attribute``).
 from __future__ import annotations
 
 import importlib
+import logging
 
 import click
 
@@ -37,6 +38,21 @@ class LazyGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(self._lazy))
+
+    def invoke(self, ctx: click.Context):
+        """Run the sub-command; an unexpected error becomes one clear line, not a traceback.
+
+        The traceback goes to the log at DEBUG level (CALLCENTER_LOG_LEVEL=debug shows it).
+        """
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence for users
+            logging.getLogger("callcenter.cli").debug("command failed", exc_info=True)
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            raise click.ClickException(f"{type(exc).__name__}: {detail[0] if detail else 'no detail'} "
+                                       "(CALLCENTER_LOG_LEVEL=debug shows the traceback)") from exc
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self._lazy:
