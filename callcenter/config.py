@@ -128,7 +128,7 @@ class Settings:
     sip_trunk: str | None = None
     sip_transport: str = "udp"
     sip_username: str | None = None
-    sip_password: str | None = None
+    sip_password: str | None = field(default=None, repr=False)
     sip_registrar: str | None = None
     sip_proxy: str | None = None
     sip_caller_id: str | None = None
