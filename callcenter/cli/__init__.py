@@ -26,8 +26,8 @@ _COMMANDS: dict[str, str] = {
     "models": "speech:models",
     "transcribe": "speech:transcribe",
     "asr": "speech:asr_group",
-    "call": "telephony:call_command",
-    "worker": "telephony:worker_command",
+    "serve": "web:serve",
+    "console": "web:console",
 }
 
 

@@ -145,7 +145,7 @@ class TranscriptIndex:
 
     def index_calls(self, conn: Connection, call_ids: Iterable[int]) -> int:
         """(Re)index the given calls from their stored utterances, in the caller's transaction."""
-        ids = sorted(set(int(i) for i in call_ids))
+        ids = sorted({int(i) for i in call_ids})
         if not ids:
             return 0
         self.ensure()

@@ -1,0 +1,188 @@
+"""Every route, four ways: anonymous, wrong role, wrong store, right role and store.
+
+The table below lists every endpoint of the console (a test fails when a new route is not in
+it). For each: the method, a URL built from the seeded world, the least role that may use it,
+the store its object belongs to (None when it has none) and form data for POSTs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from callcenter.domain import Department, FeedbackCategory, Role
+from callcenter.storage.models import Call, DoNotCall, User
+from callcenter.storage.web_models import ApiToken, ImprovementPlan, QaForm
+from web.security import session_stamp
+
+pytestmark = pytest.mark.integration
+
+# endpoint: (method, url(world), least role, object's store, form data(world))
+ROUTES: dict[str, tuple] = {
+    "auth.index": ("GET", lambda w: "/", Role.AGENT, None, None),
+    "auth.account": ("GET", lambda w: "/account", Role.AGENT, None, None),
+    "agent.workspace": ("GET", lambda w: "/agent/", Role.AGENT, None, None),
+    "agent.dial": ("POST", lambda w: "/agent/dial", Role.AGENT, "S1",
+                   lambda w: {"kind": "task", "id": w.tasks["S1-preview"]}),
+    "agent.disposition": ("POST", lambda w: f"/agent/calls/{w.calls['S1']}/disposition", Role.AGENT, "S1",
+                          lambda w: {"disposition": "answered", "outcome": "completed"}),
+    "customers.index": ("GET", lambda w: "/customers/", Role.AGENT, None, None),
+    "customers.show": ("GET", lambda w: f"/customers/{w.customers['S1']}", Role.AGENT, "S1", None),
+    "tickets.index": ("GET", lambda w: "/tickets/", Role.AGENT, None, None),
+    "tickets.show": ("GET", lambda w: f"/tickets/{w.tickets['S1']}", Role.AGENT, "S1", None),
+    "tickets.update": ("POST", lambda w: f"/tickets/{w.tickets['S1']}", Role.AGENT, "S1",
+                       lambda w: {"action": "note", "note": "已联系客户"}),
+    "tickets.create": ("POST", lambda w: "/tickets/new", Role.AGENT, "S1",
+                       lambda w: {"customer_id": w.customers["S1"], "title": "投诉", "department": "after_sales"}),
+    "calls.index": ("GET", lambda w: "/calls/", Role.SUPERVISOR, None, None),
+    "calls.show": ("GET", lambda w: f"/calls/{w.calls['S1']}", Role.SUPERVISOR, "S1", None),
+    "calls.recording": ("GET", lambda w: f"/calls/{w.calls['S1']}/recording", Role.SUPERVISOR, "S1", None),
+    "calls.correct_tag": ("POST", lambda w: f"/calls/{w.calls['S1']}/tags", Role.SUPERVISOR, "S1",
+                          lambda w: {"action": "add", "category": "wait_time", "evidence": "等了很久"}),
+    "calls.review": ("POST", lambda w: f"/calls/{w.calls['S1']}/qa", Role.SUPERVISOR, "S1",
+                     lambda w: {"form_id": w.qa_form, "score_a": "8"}),
+    "campaigns.index": ("GET", lambda w: "/campaigns/", Role.SUPERVISOR, None, None),
+    "campaigns.show": ("GET", lambda w: f"/campaigns/{w.campaigns['S1']}", Role.SUPERVISOR, "S1", None),
+    "campaigns.progress_json": ("GET", lambda w: f"/campaigns/{w.campaigns['S1']}/progress.json", Role.SUPERVISOR,
+                                "S1", None),
+    "campaigns.wallboard": ("GET", lambda w: "/campaigns/wallboard", Role.SUPERVISOR, None, None),
+    "campaigns.wallboard_json": ("GET", lambda w: "/campaigns/wallboard.json", Role.SUPERVISOR, None, None),
+    "live.calls_stream": ("GET", lambda w: "/live/calls", Role.SUPERVISOR, None, None),
+    "live.call_stream": ("GET", lambda w: f"/live/calls/{w.calls['S1']}", Role.AGENT, "S1", None),
+    "live.agent_stream": ("GET", lambda w: "/live/agent", Role.AGENT, None, None),
+    "reports.index": ("GET", lambda w: "/reports/", Role.SUPERVISOR, None, None),
+    "reports.customer_base": ("GET", lambda w: "/reports/customer-base", Role.SUPERVISOR, None, None),
+    "reports.customer_base_trend": ("GET", lambda w: "/reports/customer-base/trend.json", Role.SUPERVISOR, None, None),
+    "reports.feedback": ("GET", lambda w: "/reports/feedback", Role.SUPERVISOR, None, None),
+    "reports.top_problems": ("GET", lambda w: "/reports/top-problems", Role.SUPERVISOR, None, None),
+    "reports.satisfaction": ("GET", lambda w: "/reports/satisfaction", Role.SUPERVISOR, None, None),
+    "reports.winback": ("GET", lambda w: "/reports/winback", Role.SUPERVISOR, None, None),
+    "improvement.index": ("GET", lambda w: "/improvement/", Role.SUPERVISOR, None, None),
+    "improvement.new": ("GET", lambda w: "/improvement/new", Role.SUPERVISOR, None, None),
+    "improvement.show": ("GET", lambda w: f"/improvement/{w.plan}", Role.SUPERVISOR, "S1", None),
+    "improvement.close": ("POST", lambda w: f"/improvement/{w.plan}/close", Role.SUPERVISOR, "S1",
+                          lambda w: {"cancel": "1"}),
+    "admin.index": ("GET", lambda w: "/admin/", Role.ADMIN, None, None),
+    "admin.users": ("GET", lambda w: "/admin/users", Role.ADMIN, None, None),
+    "admin.new_user": ("GET", lambda w: "/admin/users/new", Role.ADMIN, None, None),
+    "admin.edit_user": ("GET", lambda w: f"/admin/users/{w.users['agent_s1']}", Role.ADMIN, "S1", None),
+    "admin.tokens": ("GET", lambda w: "/admin/tokens", Role.ADMIN, None, None),
+    "admin.revoke_token": ("POST", lambda w: f"/admin/tokens/{w.token}/revoke", Role.ADMIN, "S1", None),
+    "admin.sip": ("GET", lambda w: "/admin/sip", Role.ADMIN, None, None),
+    "admin.scripts_list": ("GET", lambda w: "/admin/scripts", Role.ADMIN, None, None),
+    "admin.script": ("GET", lambda w: "/admin/scripts/post_service", Role.ADMIN, None, None),
+    "admin.dnc": ("GET", lambda w: "/admin/dnc", Role.ADMIN, None, None),
+    "admin.dnc_delete": ("POST", lambda w: f"/admin/dnc/{w.dnc}/delete", Role.ADMIN, "S1", None),
+    "admin.qa_forms": ("GET", lambda w: "/admin/qa", Role.ADMIN, None, None),
+    "admin.qa_activate": ("POST", lambda w: f"/admin/qa/{w.qa_form}/activate", Role.ADMIN, None, None),
+    "admin.audit_log": ("GET", lambda w: "/admin/audit", Role.ADMIN, None, None),
+}
+# Open to everyone (the login page, health, language, the API's description) or token-guarded
+# (the JSON API: its own matrix in test_api.py).
+PUBLIC = {"auth.login", "auth.logout", "auth.language", "auth.health", "api.openapi", "api.docs"}
+TOKEN = {"api.stores", "api.customers", "api.customer", "api.push_customers", "api.visits", "api.push_visits",
+         "api.calls", "api.call", "api.campaigns"}
+
+RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+# Who plays each part: a user of the right role in the other store, and one just below the role.
+OTHER_STORE = {Role.AGENT: "agent_s2", Role.SUPERVISOR: "sup_s2", Role.ADMIN: None}
+RIGHT = {Role.AGENT: "agent_s1", Role.SUPERVISOR: "sup_s1", Role.ADMIN: "admin_s1"}
+BELOW = {Role.SUPERVISOR: "agent_s1", Role.ADMIN: "sup_s1"}
+
+
+@pytest.fixture
+def world(console, db):
+    """The seeded world plus objects only some routes need (plan, token, DNC entry, QA form, an
+    agent's open call, a script)."""
+    app, w = console
+    with db.session() as s:
+        plan = ImprovementPlan(store_id=w.stores["S1"], department=Department.AFTER_SALES,
+                               category=FeedbackCategory.CAR_WASH, title="洗车改善", owner="售后经理", actions="培训",
+                               cycle_months=1, start_date=dt.date.today(), end_date=dt.date.today())
+        token = ApiToken(name="t", token_hash="0" * 64, prefix="cc_0", user_id=w.users["agent_s1"])
+        dnc = DoNotCall(phone="13700000001", customer_id=w.customers["S1"], source="admin")
+        form = QaForm(name="测试表", items=[{"key": "a", "label": "开场", "max": 10}])
+        s.add_all([plan, token, dnc, form])
+        s.flush()
+        w.plan, w.token, w.dnc, w.qa_form = plan.id, token.id, dnc.id, form.id
+        # Each store's agent has an open call of their own, for the disposition route.
+        for code in ("S1", "S2"):
+            s.execute(sa.update(Call).where(Call.id == w.calls[code]).values(
+                agent_id=w.users[f"agent_{code.lower()}"], robot=False, ended_at=None))
+    scripts = app.extensions["callcenter"].settings.data_dir / "scripts"
+    scripts.mkdir(parents=True, exist_ok=True)
+    (scripts / "post_service.yaml").write_text("id: post_service\nsteps:\n  - say: 您好\n", encoding="utf-8")
+    return w
+
+
+def _request(client, method, url, data, csrf):
+    if method == "GET":
+        response = client.get(url)
+    else:
+        response = client.post(url, data={**(data or {}), "csrf_token": csrf})
+    response.close()  # streams (SSE) are not read here
+    return response
+
+
+def test_every_route_is_in_the_matrix(console):
+    app, _ = console
+    endpoints = {ep for ep in app.view_functions if ep != "static"}
+    assert endpoints == set(ROUTES) | PUBLIC | TOKEN, (
+        f"not in the matrix: {sorted(endpoints - set(ROUTES) - PUBLIC - TOKEN)}; "
+        f"gone: {sorted((set(ROUTES) | PUBLIC | TOKEN) - endpoints)}")
+
+
+@pytest.mark.parametrize("endpoint", sorted(ROUTES))
+def test_route(endpoint, world, client_for, csrf):
+    """Anonymous -> login; a lower role -> 403; the other store's user -> 404; the right user in
+    the right store -> through. The right user goes last: some routes change what they touch."""
+    method, url, role, store, data = ROUTES[endpoint]
+    path = url(world)
+    form = data(world) if data else None
+
+    response = _request(client_for(None), method, path, form, csrf)
+    assert response.status_code == 302 and "/login" in response.headers["Location"], "anonymous"
+
+    if role in BELOW:
+        assert _request(client_for(BELOW[role]), method, path, form, csrf).status_code == 403, "lower role"
+
+    if store and OTHER_STORE[role]:
+        assert _request(client_for(OTHER_STORE[role]), method, path, form, csrf).status_code == 404, "other store"
+
+    response = _request(client_for(RIGHT[role]), method, path, form, csrf)
+    assert response.status_code in (200, 302), response.get_data(as_text=True)[:500]
+
+
+@pytest.mark.parametrize("endpoint", sorted(e for e, r in ROUTES.items() if r[3] and r[2] is Role.ADMIN))
+def test_a_store_admin_does_not_reach_another_stores_objects(endpoint, world, client_for, csrf, db):
+    """Admin objects of S1 seen by an S2-only administrator."""
+    with db.session() as s:
+        user = User(username="admin_s2", password_hash="x", role=Role.ADMIN, store_id=world.stores["S2"])
+        s.add(user)
+        s.flush()
+        uid, stamp = user.id, session_stamp(user)
+    client = client_for(None)
+    with client.session_transaction() as sess:
+        sess["uid"], sess["stamp"] = uid, stamp
+    method, url, _role, _store, data = ROUTES[endpoint]
+    assert _request(client, method, url(world), data(world) if data else None, csrf).status_code == 404
+
+
+def test_an_agent_sees_only_their_own_calls_live(world, client_for, db):
+    """The live transcript of a call is its agent's (and supervisors'), not another agent's."""
+    with db.session() as s:
+        s.execute(sa.update(Call).where(Call.id == world.calls["S1"]).values(agent_id=None))
+    response = client_for("agent_s1").get(f"/live/calls/{world.calls['S1']}")
+    response.close()
+    assert response.status_code == 404
+
+
+def test_every_form_post_needs_the_csrf_token(world, client_for):
+    for endpoint, (method, url, role, _store, data) in ROUTES.items():
+        if method != "POST":
+            continue
+        response = client_for(RIGHT[role]).post(url(world), data=data(world) if data else {})
+        assert response.status_code == 400, endpoint
+        assert "CSRF" in response.get_data(as_text=True), endpoint

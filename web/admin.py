@@ -1,0 +1,409 @@
+"""Administration: users, roles and store scope; API tokens; the SIP trunk settings (read-only);
+scripts (view, upload with validation); the do-not-call list; QA forms; the audit log.
+
+Only administrators come here. A store's administrator manages that store's users and cannot
+create group-wide accounts; role and store changes, token changes, DNC changes and uploads are
+audited. Runs on the request's worker thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import re
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_babel import gettext as _
+
+from callcenter.accounts import AccountError, hash_password, upsert_user
+from callcenter.domain import Role
+from callcenter.domain.phone import PhoneError, normalize_phone
+from callcenter.storage.models import Customer, DoNotCall, Store, User, utcnow
+from callcenter.storage.web_models import ApiToken, AuditLog, QaForm
+from web import audit, scripts
+from web.calls import qa_form
+from web.security import (
+    current_user,
+    new_api_token,
+    require,
+    scoped_store_id,
+)
+from web.services import db, settings
+from web.views import Page, page_number
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+_SECRET_NAME = re.compile(r"password|secret|token|key", re.IGNORECASE)
+
+
+def visible_stores() -> list[Store]:
+    query = sa.select(Store).order_by(Store.code)
+    if scoped_store_id() is not None:
+        query = query.where(Store.id == scoped_store_id())
+    return list(db().scalars(query))
+
+
+def user_or_404(user_id: int) -> User:
+    user = db().get(User, user_id)
+    if user is None or (scoped_store_id() is not None and user.store_id != scoped_store_id()):
+        abort(404)
+    return user
+
+
+def _store_choice(raw: str | None) -> int | None:
+    """The store a new or edited user gets; a store admin can only give their own store.
+
+    Raises:
+        AccountError: an unknown store, or a scope the current admin cannot give.
+    """
+    store_id = int(raw) if raw and raw.isdigit() else None
+    scope = scoped_store_id()
+    if scope is not None and store_id != scope:
+        raise AccountError(_("You can only manage users of your own store."))
+    if store_id is not None and db().get(Store, store_id) is None:
+        raise AccountError(_("Unknown store."))
+    return store_id
+
+
+@bp.get("/")
+@require(Role.ADMIN)
+def index():
+    counts = {
+        "users": db().scalar(sa.select(sa.func.count()).select_from(User)),
+        "tokens": db().scalar(sa.select(sa.func.count()).select_from(ApiToken).where(ApiToken.revoked_at.is_(None))),
+        "dnc": db().scalar(sa.select(sa.func.count()).select_from(DoNotCall)),
+        "scripts": len(scripts.list_scripts()),
+    }
+    return render_template("admin/index.html", counts=counts)
+
+
+# -- users -----------------------------------------------------------------------------------
+
+
+@bp.get("/users")
+@require(Role.ADMIN)
+def users():
+    query = sa.select(User).order_by(User.username)
+    if scoped_store_id() is not None:
+        query = query.where(User.store_id == scoped_store_id())
+    return render_template("admin/users.html", users=list(db().scalars(query)))
+
+
+@bp.route("/users/new", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def new_user():
+    if request.method == "POST":
+        form = request.form
+        try:
+            role = Role(form.get("role", ""))
+            store_id = _store_choice(form.get("store_id"))
+            store = db().get(Store, store_id) if store_id else None
+            if db().scalar(sa.select(User.id).where(User.username == form.get("username", "").strip())):
+                raise AccountError(_("This user name is taken."))
+            user, _created = upsert_user(db(), form.get("username", "").strip(), form.get("password", ""), role,
+                                         store_code=store.code if store else None,
+                                         display_name=form.get("display_name", "").strip() or None)
+        except ValueError as exc:  # AccountError and a bad role
+            db().rollback()
+            flash(str(exc), "error")
+            return render_template("admin/user_form.html", user=None, stores=visible_stores(), roles=list(Role),
+                                   values=form), 400
+        audit.record("user.create", "user", user.id, store_id=user.store_id, username=user.username,
+                     role=role.value)
+        db().commit()
+        flash(_("User %(name)s created.", name=user.username), "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_form.html", user=None, stores=visible_stores(), roles=list(Role), values={})
+
+
+@bp.route("/users/<int:user_id>", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def edit_user(user_id: int):
+    user = user_or_404(user_id)
+    if request.method == "POST":
+        form = request.form
+        try:
+            role = Role(form.get("role", ""))
+            store_id = _store_choice(form.get("store_id"))
+            active = form.get("active") == "1"
+            if user.id == current_user().id and (role is not user.role or store_id != user.store_id or not active):
+                raise AccountError(_("You cannot change your own role, store or access; ask another administrator."))
+            password = form.get("password", "")
+            if password:
+                from callcenter.accounts import MIN_PASSWORD_LENGTH
+
+                if len(password) < MIN_PASSWORD_LENGTH:
+                    raise AccountError(_("The password needs at least %(n)d characters.", n=MIN_PASSWORD_LENGTH))
+        except ValueError as exc:
+            flash(str(exc), "error")
+            return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role),
+                                   values=form), 400
+        before = {"role": user.role.value, "store_id": user.store_id, "active": user.active}
+        user.role, user.store_id, user.active = role, store_id, active
+        user.display_name = form.get("display_name", "").strip() or user.display_name
+        if password:
+            user.password_hash = hash_password(password)
+        after = {"role": user.role.value, "store_id": user.store_id, "active": user.active}
+        if before["role"] != after["role"] or before["store_id"] != after["store_id"]:
+            audit.record("user.role_change", "user", user.id, store_id=user.store_id, username=user.username,
+                         before=before, after=after)
+        audit.record("user.update", "user", user.id, store_id=user.store_id, username=user.username,
+                     active=active, password_reset=bool(password))
+        db().commit()
+        flash(_("User %(name)s saved.", name=user.username), "success")
+        return redirect(url_for("admin.users"))
+    return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role), values={})
+
+
+# -- API tokens ------------------------------------------------------------------------------
+
+
+@bp.route("/tokens", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def tokens():
+    created = None
+    if request.method == "POST":
+        form = request.form
+        user = db().get(User, form.get("user_id", type=int) or 0)
+        name = form.get("name", "").strip()[:100]
+        days = form.get("expires_days", type=int)
+        if user is None or (scoped_store_id() is not None and user.store_id != scoped_store_id()) or not user.active:
+            flash(_("Choose an active user of your scope."), "error")
+        elif not name:
+            flash(_("Give the token a name (which system uses it)."), "error")
+        else:
+            token, digest = new_api_token()
+            row = ApiToken(name=name, token_hash=digest, prefix=token[:10], user_id=user.id,
+                           can_write=form.get("can_write") == "1", created_by_id=current_user().id,
+                           expires_at=utcnow() + dt.timedelta(days=days) if days and days > 0 else None)
+            db().add(row)
+            db().flush()
+            audit.record("token.create", "token", row.id, store_id=user.store_id, name=name, user=user.username,
+                         can_write=row.can_write)
+            db().commit()
+            created = token
+    query = sa.select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc())
+    user_query = sa.select(User).where(User.active.is_(True)).order_by(User.username)
+    if scoped_store_id() is not None:
+        query = query.join(User, User.id == ApiToken.user_id).where(User.store_id == scoped_store_id())
+        user_query = user_query.where(User.store_id == scoped_store_id())
+    return render_template("admin/tokens.html", tokens=list(db().scalars(query)), users=list(db().scalars(user_query)),
+                           created=created)
+
+
+@bp.post("/tokens/<int:token_id>/revoke")
+@require(Role.ADMIN)
+def revoke_token(token_id: int):
+    row = db().get(ApiToken, token_id)
+    if row is None:
+        abort(404)
+    user_or_404(row.user_id)  # scope check through the token's user
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        audit.record("token.revoke", "token", row.id, name=row.name)
+        db().commit()
+    flash(_("Token revoked."), "success")
+    return redirect(url_for("admin.tokens"))
+
+
+# -- SIP trunk -------------------------------------------------------------------------------
+
+
+@bp.get("/sip")
+@require(Role.ADMIN)
+def sip():
+    """The SIP settings in force (from CALLCENTER_SIP_* variables); secrets never shown."""
+    rows = []
+    for f in dataclasses.fields(settings()):
+        if not f.name.startswith("sip_"):
+            continue
+        value = getattr(settings(), f.name)
+        if _SECRET_NAME.search(f.name):
+            value = _("(set)") if value else _("(not set)")
+        rows.append((f"CALLCENTER_{f.name.upper()}", f.name, value))
+    return render_template("admin/sip.html", rows=rows)
+
+
+# -- scripts ---------------------------------------------------------------------------------
+
+
+@bp.route("/scripts", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def scripts_list():
+    problems: list[str] = []
+    if request.method == "POST":
+        upload = request.files.get("file")
+        script_id = (request.form.get("script_id") or "").strip().lower()
+        if upload is None or not upload.filename:
+            problems.append(_("Choose a YAML file."))
+        else:
+            if not script_id:
+                script_id = re.sub(r"\.ya?ml$", "", upload.filename.rsplit("/", 1)[-1].lower())
+            raw = upload.read(scripts.MAX_SCRIPT_BYTES + 1)
+            if len(raw) > scripts.MAX_SCRIPT_BYTES:
+                problems.append(_("The script is larger than 256 KB."))
+            elif not scripts.SCRIPT_ID.fullmatch(script_id):
+                problems.append(_("Script id: lower-case letters, digits, _ and -, at most 64 characters."))
+            else:
+                try:
+                    text = raw.decode("utf-8-sig")
+                except UnicodeDecodeError:
+                    problems.append(_("The file is not UTF-8 text."))
+                else:
+                    problems.extend(scripts.validate(text, f"{script_id}.yaml"))
+                    if not problems:
+                        scripts.save_upload(script_id, text)
+                        audit.record("script.upload", "script", script_id, size=len(raw))
+                        db().commit()
+                        flash(_("Script %(id)s uploaded and valid.", id=script_id), "success")
+                        return redirect(url_for("admin.script", script_id=script_id))
+    return render_template("admin/scripts.html", scripts=scripts.list_scripts(), problems=problems), (
+        400 if problems else 200)
+
+
+@bp.get("/scripts/<script_id>")
+@require(Role.ADMIN)
+def script(script_id: str):
+    found = scripts.find(script_id)
+    if found is None:
+        abort(404)
+    text = found.path.read_text(encoding="utf-8")
+    return render_template("admin/script.html", script=found, text=text,
+                           problems=scripts.validate(text, found.path.name))
+
+
+# -- do-not-call list ------------------------------------------------------------------------
+
+
+def _dnc_visible(entry: DoNotCall) -> bool:
+    if scoped_store_id() is None:
+        return True
+    customer = db().get(Customer, entry.customer_id) if entry.customer_id else None
+    return customer is not None and customer.store_id == scoped_store_id()
+
+
+@bp.route("/dnc", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def dnc():
+    if request.method == "POST":
+        try:
+            phone = normalize_phone(request.form.get("phone", ""))
+        except PhoneError as exc:
+            flash(_("Not a valid phone number: %(why)s", why=str(exc)), "error")
+            return redirect(url_for("admin.dnc"))
+        if db().scalar(sa.select(DoNotCall.id).where(DoNotCall.phone == phone)) is not None:
+            flash(_("The number is already on the list."), "info")
+            return redirect(url_for("admin.dnc"))
+        customer = db().scalar(sa.select(Customer).where(Customer.phone == phone).limit(1))
+        entry = DoNotCall(phone=phone, customer_id=customer.id if customer else None, source="admin",
+                          reason=(request.form.get("reason") or "").strip()[:200] or None, created_by=current_user().id)
+        db().add(entry)
+        db().flush()
+        audit.record("dnc.add", "dnc", entry.id, store_id=customer.store_id if customer else None, phone=phone)
+        db().commit()
+        flash(_("Number added to the do-not-call list."), "success")
+        return redirect(url_for("admin.dnc"))
+    page, per_page = page_number(50)
+    query = sa.select(DoNotCall)
+    if scoped_store_id() is not None:
+        query = query.join(Customer, Customer.id == DoNotCall.customer_id).where(Customer.store_id == scoped_store_id())
+    q = re.sub(r"\D", "", request.args.get("q", ""))
+    if q:
+        query = query.where(DoNotCall.phone.like(f"%{q}%"))
+    total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    rows = list(db().scalars(query.order_by(DoNotCall.created_at.desc()).limit(per_page).offset((page - 1) * per_page)))
+    return render_template("admin/dnc.html", page=Page(rows, page, per_page, total), q=q)
+
+
+@bp.post("/dnc/<int:entry_id>/delete")
+@require(Role.ADMIN)
+def dnc_delete(entry_id: int):
+    entry = db().get(DoNotCall, entry_id)
+    if entry is None or not _dnc_visible(entry):
+        abort(404)
+    audit.record("dnc.remove", "dnc", entry.id, phone=entry.phone, reason=request.form.get("reason", "")[:200])
+    db().delete(entry)
+    db().commit()
+    flash(_("Number removed from the do-not-call list."), "success")
+    return redirect(url_for("admin.dnc"))
+
+
+# -- QA forms --------------------------------------------------------------------------------
+
+
+@bp.route("/qa", methods=["GET", "POST"])
+@require(Role.ADMIN)
+def qa_forms():
+    qa_form()  # make sure the standard form exists
+    if request.method == "POST":
+        name = (request.form.get("name") or "").strip()[:100]
+        items, problems = parse_qa_items(request.form.get("items", ""))
+        if not name:
+            problems.append(_("Give the form a name."))
+        if db().scalar(sa.select(QaForm.id).where(QaForm.name == name)):
+            problems.append(_("A form with this name exists."))
+        if problems:
+            for p in problems:
+                flash(p, "error")
+        else:
+            db().execute(sa.update(QaForm).values(active=False))
+            db().add(QaForm(name=name, items=items, active=True, created_by_id=current_user().id))
+            db().commit()
+            flash(_("QA form created and made the active one."), "success")
+            return redirect(url_for("admin.qa_forms"))
+    forms = list(db().scalars(sa.select(QaForm).order_by(QaForm.active.desc(), QaForm.id.desc())))
+    return render_template("admin/qa.html", forms=forms)
+
+
+@bp.post("/qa/<int:form_id>/activate")
+@require(Role.ADMIN)
+def qa_activate(form_id: int):
+    form = db().get(QaForm, form_id)
+    if form is None:
+        abort(404)
+    db().execute(sa.update(QaForm).values(active=False))
+    form.active = True
+    db().commit()
+    return redirect(url_for("admin.qa_forms"))
+
+
+def parse_qa_items(text: str) -> tuple[list[dict], list[str]]:
+    """``label | max points`` per line -> form items, with problems named by line."""
+    items, problems = [], []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        label, _sep, points = line.rpartition("|")
+        try:
+            value = int(points.strip())
+        except ValueError:
+            problems.append(_("Line %(n)d: write \"label | points\".", n=n))
+            continue
+        if not label.strip() or not 1 <= value <= 100:
+            problems.append(_("Line %(n)d: a label and 1-100 points.", n=n))
+            continue
+        items.append({"key": f"item{len(items) + 1}", "label": label.strip()[:100], "max": value})
+    if not items and not problems:
+        problems.append(_("Add at least one item."))
+    return items, problems
+
+
+# -- audit log -------------------------------------------------------------------------------
+
+
+@bp.get("/audit")
+@require(Role.ADMIN)
+def audit_log():
+    page, per_page = page_number(50)
+    query = sa.select(AuditLog)
+    if scoped_store_id() is not None:
+        query = query.where(AuditLog.store_id == scoped_store_id())
+    if request.args.get("action") in audit.ACTIONS:
+        query = query.where(AuditLog.action == request.args["action"])
+    if request.args.get("user"):
+        query = query.where(AuditLog.username == request.args["user"].strip())
+    total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    rows = list(db().scalars(query.order_by(AuditLog.at.desc(), AuditLog.id.desc())
+                             .limit(per_page).offset((page - 1) * per_page)))
+    return render_template("admin/audit.html", page=Page(rows, page, per_page, total), actions=audit.ACTIONS)

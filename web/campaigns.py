@@ -1,0 +1,192 @@
+"""Campaigns for supervisors: the list with progress, a campaign's page (audience, task states,
+outcomes, live progress), and the wallboard (active calls, workers, outcomes per hour).
+
+Live figures come from Redis (:mod:`callcenter.storage.live`: active calls, worker heartbeats)
+and the SSE stream ``/live/calls``; counts come from the database. Runs on the request's worker
+thread.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, jsonify, render_template, request
+
+from callcenter.domain import Role
+from callcenter.storage import live
+from callcenter.storage.models import (
+    Call,
+    CallOutcome,
+    CallTask,
+    Campaign,
+    CampaignStatus,
+    Customer,
+    TaskState,
+    utcnow,
+)
+from web.labels import label
+from web.security import require, scoped_store_id, store_clause
+from web.services import REDIS_ERRORS, db, redis
+from web.views import localtime
+
+logger = logging.getLogger(__name__)
+bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
+
+FINAL_STATES = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
+
+
+def campaign_or_404(campaign_id: int) -> Campaign:
+    campaign = db().get(Campaign, campaign_id)
+    if campaign is None:
+        abort(404)
+    if scoped_store_id() is not None and campaign.store_id != scoped_store_id():
+        abort(404)  # a store supervisor sees the store's campaigns, not group-wide ones
+    return campaign
+
+
+def task_counts(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
+    counts: dict[int, dict[str, int]] = {cid: {s.value: 0 for s in TaskState} for cid in campaign_ids}
+    if not campaign_ids:
+        return counts
+    for cid, state, n in db().execute(
+            sa.select(CallTask.campaign_id, CallTask.state, sa.func.count())
+            .where(CallTask.campaign_id.in_(campaign_ids)).group_by(CallTask.campaign_id, CallTask.state)):
+        counts[cid][state.value if hasattr(state, "value") else state] = n
+    for c in counts.values():
+        c["total"] = sum(c[s.value] for s in TaskState)
+        c["done"] = sum(c[s.value] for s in FINAL_STATES)
+    return counts
+
+
+@bp.get("/")
+@require(Role.SUPERVISOR)
+def index():
+    query = sa.select(Campaign).order_by(Campaign.id.desc()).limit(200)
+    if scoped_store_id() is not None:
+        query = query.where(Campaign.store_id == scoped_store_id())
+    if request.args.get("status") in {s.value for s in CampaignStatus}:
+        query = query.where(Campaign.status == CampaignStatus(request.args["status"]))
+    campaigns = list(db().scalars(query))
+    return render_template("campaigns/index.html", campaigns=campaigns,
+                           counts=task_counts([c.id for c in campaigns]), statuses=list(CampaignStatus))
+
+
+def progress(campaign: Campaign) -> dict:
+    """Task states, call outcomes, dispositions and calls per hour of one campaign."""
+    counts = task_counts([campaign.id])[campaign.id]
+    outcomes = {(o.value if hasattr(o, "value") else o): n for o, n in db().execute(
+        sa.select(Call.outcome, sa.func.count()).where(Call.campaign_id == campaign.id, Call.outcome.is_not(None))
+        .group_by(Call.outcome))}
+    dispositions = dict(db().execute(
+        sa.select(Call.disposition, sa.func.count()).where(Call.campaign_id == campaign.id,
+                                                           Call.disposition.is_not(None))
+        .group_by(Call.disposition)).all())
+    scores = db().execute(sa.select(sa.func.avg(Call.score5), sa.func.count(Call.score5))
+                          .where(Call.campaign_id == campaign.id)).one()
+    return {"tasks": counts, "outcomes": outcomes, "dispositions": dispositions,
+            "score_avg": float(scores[0]) if scores[0] is not None else None, "scores": scores[1],
+            "hourly": hourly_outcomes(Call.campaign_id == campaign.id)}
+
+
+def hourly_outcomes(where, hours: int = 24) -> dict:
+    """Finished calls per hour (local time) over the last ``hours`` hours, by outcome."""
+    now = utcnow().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
+    start = now - dt.timedelta(hours=hours)
+    rows = db().execute(sa.select(Call.ended_at, Call.outcome).where(
+        where, Call.ended_at >= start, Call.ended_at < now, store_clause(Call.store_id)))
+    slots = [start + dt.timedelta(hours=i) for i in range(hours)]
+    keys = [localtime(s).strftime("%H:00") for s in slots]
+    series: dict[str, list[int]] = {}
+    for ended, outcome in rows:
+        i = int((ended - start).total_seconds() // 3600)
+        if 0 <= i < hours:
+            code = outcome.value if hasattr(outcome, "value") else (outcome or "unknown")
+            series.setdefault(code, [0] * hours)[i] += 1
+    return {"hours": keys, "series": series}
+
+
+def hourly_chart(hourly: dict) -> dict:
+    order = [o.value for o in CallOutcome]
+    return {
+        "tooltip": {"trigger": "axis"}, "legend": {"top": 0},
+        "grid": {"left": 8, "right": 8, "top": 40, "bottom": 8, "containLabel": True},
+        "xAxis": {"type": "category", "data": hourly["hours"]}, "yAxis": {"type": "value", "minInterval": 1},
+        "series": [{"name": label(CallOutcome(code)) if code in order else code, "type": "bar", "stack": "calls",
+                    "data": hourly["series"][code]}
+                   for code in sorted(hourly["series"], key=lambda c: order.index(c) if c in order else 99)],
+    }
+
+
+@bp.get("/<int:campaign_id>")
+@require(Role.SUPERVISOR)
+def show(campaign_id: int):
+    campaign = campaign_or_404(campaign_id)
+    data = progress(campaign)
+    recent = list(db().execute(
+        sa.select(Call.id, Call.started_at, Call.outcome, Call.disposition, Call.score5, Customer.name)
+        .join(Customer, Customer.id == Call.customer_id, isouter=True)
+        .where(Call.campaign_id == campaign.id).order_by(Call.id.desc()).limit(20)))
+    return render_template("campaigns/show.html", campaign=campaign, data=data, recent=recent,
+                           chart=hourly_chart(data["hourly"]), states=list(TaskState))
+
+
+@bp.get("/<int:campaign_id>/progress.json")
+@require(Role.SUPERVISOR)
+def progress_json(campaign_id: int):
+    campaign = campaign_or_404(campaign_id)
+    data = progress(campaign)
+    return jsonify(status=campaign.status.value, **data)
+
+
+@bp.get("/wallboard")
+@require(Role.SUPERVISOR)
+def wallboard():
+    return render_template("campaigns/wallboard.html", board=board())
+
+
+@bp.get("/wallboard.json")
+@require(Role.SUPERVISOR)
+def wallboard_json():
+    return jsonify(board())
+
+
+def board() -> dict:
+    """What the wallboard shows: active calls and workers (Redis), today's outcomes (database)."""
+    store = scoped_store_id()
+    active, workers, live_ok = [], [], True
+    try:
+        client = redis()
+        active = [e for e in live.active_calls(client) if store is None or e.store_id == store]
+        workers = [{"worker": b.worker, "active_calls": b.active_calls, "capacity": b.capacity, "alive": alive,
+                    "age": round(time.time() - b.at)} for b, alive in live.workers(client)]
+    except REDIS_ERRORS as exc:
+        live_ok = False
+        logger.warning("wallboard: live data unavailable: %s", exc)
+    local_midnight = localtime(utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
+    since = local_midnight.astimezone(dt.UTC).replace(tzinfo=None)
+    today_rows = dict(db().execute(
+        sa.select(Call.outcome, sa.func.count()).where(Call.ended_at >= since, store_clause(Call.store_id))
+        .group_by(Call.outcome)).all())
+    today = {(k.value if hasattr(k, "value") else str(k)): v for k, v in today_rows.items()}
+    running = db().scalar(sa.select(sa.func.count()).select_from(Campaign).where(
+        Campaign.status == CampaignStatus.RUNNING, store_clause(Campaign.store_id) if store else sa.true()))
+    hourly = hourly_outcomes(sa.true())
+    customers = {}
+    ids = [e.customer_id for e in active if e.customer_id]
+    if ids:
+        customers = dict(db().execute(sa.select(Customer.id, Customer.name).where(Customer.id.in_(ids))).all())
+    return {
+        "live": live_ok, "running_campaigns": running,
+        "active": [{"call_id": e.call_id, "state": e.state.value, "state_label": label(e.state),
+                    "campaign_id": e.campaign_id, "customer": customers.get(e.customer_id, ""),
+                    "agent_id": e.agent_id, "since": round(time.time() - e.at)} for e in active],
+        "workers": workers,
+        "capacity": sum(w["capacity"] for w in workers if w["alive"]),
+        "today": today, "today_total": sum(today.values()),
+        "today_completed": today.get(CallOutcome.COMPLETED.value, 0) + today.get(CallOutcome.PARTIAL.value, 0),
+        "chart": hourly_chart(hourly),
+    }
+

@@ -1,0 +1,336 @@
+"""Who may do what: login sessions, API tokens, roles, store scope, CSRF, login rate limits and
+response headers.
+
+Every view declares its rule with :func:`public`, :func:`require` or :func:`api_require`; a
+view without one is refused (and :func:`check_every_view_has_a_rule` stops the application
+from starting), so a new route can never be open by omission. The check runs in
+``before_request`` on the request's worker thread.
+
+Roles are ordered agent < supervisor < admin: a view for supervisors admits admins. A user
+with a store sees that store only; a user without one sees the whole group. Objects of
+another store answer 404, not 403, so that their existence does not leak.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
+from werkzeug.exceptions import HTTPException
+
+from callcenter.domain import Role
+from callcenter.storage.models import User, utcnow
+from callcenter.storage.web_models import ApiToken, LoginAttempt
+from web.services import db
+
+logger = logging.getLogger(__name__)
+
+ROLE_RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+TOKEN_PREFIX = "cc_"
+
+# Login throttling: 5 failed passwords for one user name, or 30 from one address, within 15
+# minutes lock further tries until the window passes. Enough for typos, far too few for guessing.
+LOGIN_WINDOW = dt.timedelta(minutes=15)
+MAX_FAILURES_PER_USER = 5
+MAX_FAILURES_PER_IP = 30
+
+# Content-Security-Policy: scripts only from our own origin (no inline script anywhere: page
+# data travels in <script type="application/json"> blocks). Inline styles are allowed because
+# ECharts writes style attributes into its tooltips.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "media-src 'self'; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'self'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    public: bool = False
+    min_role: Role | None = None
+    api: bool = False
+    write: bool = False
+
+
+def _mark(rule: Rule) -> Callable:
+    def decorate(view: Callable) -> Callable:
+        view._access = rule  # type: ignore[attr-defined]
+        return view
+
+    return decorate
+
+
+def public(view: Callable) -> Callable:
+    """No login needed (the login page, health check)."""
+    return _mark(Rule(public=True))(view)
+
+
+def require(role: Role) -> Callable:
+    """A logged-in user of ``role`` or higher."""
+    return _mark(Rule(min_role=role))
+
+
+def api_require(role: Role, *, write: bool = False) -> Callable:
+    """A valid API token whose user has ``role`` or higher (and write permission when ``write``)."""
+    return _mark(Rule(min_role=role, api=True, write=write))
+
+
+def check_every_view_has_a_rule(app: Flask) -> None:
+    missing = [ep for ep, view in app.view_functions.items()
+               if ep != "static" and not isinstance(getattr(view, "_access", None), Rule)]
+    if missing:
+        raise RuntimeError(f"views without an access rule: {', '.join(sorted(missing))}")
+
+
+# -- current user and scope ------------------------------------------------------------------
+
+
+def current_user() -> User | None:
+    return g.get("user")
+
+
+def has_role(role: Role) -> bool:
+    user = current_user()
+    return user is not None and ROLE_RANK[user.role] >= ROLE_RANK[role]
+
+
+def scoped_store_id() -> int | None:
+    """The store the current user is confined to, or None for group-wide users."""
+    user = current_user()
+    return None if user is None else user.store_id
+
+
+def store_clause(column) -> sa.ColumnElement[bool]:
+    """A WHERE clause confining ``column`` (a store id column) to the user's scope."""
+    store_id = scoped_store_id()
+    return sa.true() if store_id is None else column == store_id
+
+
+def in_scope(store_id: int | None) -> bool:
+    scope = scoped_store_id()
+    return scope is None or store_id == scope
+
+
+def ensure_in_scope(store_id: int | None) -> None:
+    """404 for an object of another store (its existence is none of this user's business)."""
+    if not in_scope(store_id):
+        abort(404)
+
+
+def session_stamp(user: User) -> str:
+    """Changes whenever the password, role, store or active flag change: old sessions end."""
+    raw = f"{user.id}|{user.password_hash}|{user.role.value}|{user.store_id}|{user.active}"
+    return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def log_in(user: User) -> None:
+    session.clear()  # a fresh session: nothing from before the login survives (fixation)
+    session.permanent = True
+    session["uid"] = user.id
+    session["stamp"] = session_stamp(user)
+    session[CSRF_FIELD] = secrets.token_urlsafe(32)
+
+
+def log_out() -> None:
+    lang = session.get("lang")
+    session.clear()
+    if lang:
+        session["lang"] = lang
+
+
+# -- CSRF -------------------------------------------------------------------------------------
+
+
+def csrf_token() -> str:
+    token = session.get(CSRF_FIELD)
+    if not token:
+        token = session[CSRF_FIELD] = secrets.token_urlsafe(32)
+    return token
+
+
+def _csrf_ok() -> bool:
+    expected = session.get(CSRF_FIELD)
+    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD)
+    return bool(expected and sent) and hmac.compare_digest(str(expected), str(sent))
+
+
+# -- API tokens -------------------------------------------------------------------------------
+
+
+def new_api_token() -> tuple[str, str]:
+    """(token shown once to the user, its SHA-256 kept in the database)."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _api_user(rule: Rule) -> User:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip().startswith(TOKEN_PREFIX):
+        abort(401, description="missing or malformed 'Authorization: Bearer <token>' header")
+    now = utcnow()
+    row = db().scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip())))
+    if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
+        abort(401, description="invalid, revoked or expired token")
+    user = db().get(User, row.user_id)
+    if user is None or not user.active:
+        abort(401, description="the token's user is disabled")
+    if rule.write and not row.can_write:
+        abort(403, description="this token is read-only")
+    # Write the last-use time at most once a minute per token: API clients poll often.
+    if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
+        row.last_used_at = now
+        db().commit()
+    g.api_token = row
+    return user
+
+
+# -- login rate limiting ----------------------------------------------------------------------
+
+
+def client_ip() -> str:
+    return (request.remote_addr or "unknown")[:45]
+
+
+def login_blocked(username: str, ip: str) -> bool:
+    """Too many recent failures for this user name (since its last success) or this address."""
+    since = utcnow() - LOGIN_WINDOW
+    s = db()
+    last_ok = s.scalar(sa.select(sa.func.max(LoginAttempt.at)).where(
+        LoginAttempt.username == username, LoginAttempt.success.is_(True), LoginAttempt.at >= since))
+    user_failures = s.scalar(sa.select(sa.func.count()).where(
+        LoginAttempt.username == username, LoginAttempt.success.is_(False),
+        LoginAttempt.at >= (last_ok or since)))
+    if user_failures >= MAX_FAILURES_PER_USER:
+        return True
+    ip_failures = s.scalar(sa.select(sa.func.count()).where(
+        LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at >= since))
+    return ip_failures >= MAX_FAILURES_PER_IP
+
+
+def record_login_attempt(username: str, ip: str, success: bool) -> None:
+    s = db()
+    s.add(LoginAttempt(username=username[:64], ip=ip, success=success))
+    if success:
+        # Keep a month of attempts; older ones serve no limit and no inquiry.
+        s.execute(sa.delete(LoginAttempt).where(LoginAttempt.at < utcnow() - dt.timedelta(days=30)))
+
+
+_dummy_hash: str | None = None
+
+
+def check_password(user: User | None, password: str) -> bool:
+    """Verify a password; an unknown user costs the same time as a known one."""
+    from werkzeug.security import check_password_hash
+
+    from callcenter.accounts import hash_password, verify_password
+
+    global _dummy_hash
+    if user is None or not user.active:
+        if _dummy_hash is None:
+            _dummy_hash = hash_password(secrets.token_urlsafe(16))
+        check_password_hash(_dummy_hash, password)
+        return False
+    return verify_password(user, password)
+
+
+# -- the request hooks ------------------------------------------------------------------------
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.accept_mimetypes.best == "application/json"
+
+
+def _before_request():
+    if request.endpoint is None or request.endpoint == "static":
+        return None
+    view = current_app.view_functions.get(request.endpoint)
+    rule = getattr(view, "_access", None)
+    if not isinstance(rule, Rule):
+        abort(403)
+    if rule.api:
+        g.user = _api_user(rule)
+    else:
+        g.user = _session_user()
+        if request.method in UNSAFE_METHODS and not _csrf_ok():
+            abort(400, description="CSRF token missing or wrong: reload the page and try again")
+    if rule.public:
+        return None
+    if g.user is None:
+        if wants_json():
+            abort(401)
+        return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
+    if ROLE_RANK[g.user.role] < ROLE_RANK[rule.min_role]:
+        abort(403)
+    return None
+
+
+def _session_user() -> User | None:
+    uid = session.get("uid")
+    if uid is None:
+        return None
+    user = db().get(User, uid)
+    if user is None or not user.active or not hmac.compare_digest(session.get("stamp", ""), session_stamp(user)):
+        log_out()
+        return None
+    return user
+
+
+def _after_request(response):
+    h = response.headers
+    h.setdefault("Content-Security-Policy", CSP)
+    h.setdefault("X-Content-Type-Options", "nosniff")
+    h.setdefault("X-Frame-Options", "DENY")
+    h.setdefault("Referrer-Policy", "same-origin")
+    h.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+    if request.endpoint != "static":
+        # Customer data must not linger in shared browser caches or proxies.
+        h.setdefault("Cache-Control", "no-store")
+    if current_app.config.get("SESSION_COOKIE_SECURE"):
+        h.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def _json_error(exc: HTTPException):
+    """API clients and the pages' own fetch() calls get JSON errors."""
+    response = jsonify(error=exc.name, status=exc.code, message=exc.description)
+    response.status_code = exc.code or 500
+    if exc.code == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="callcenter"'
+    return response
+
+
+def init_app(app: Flask) -> None:
+    app.before_request(_before_request)
+    app.after_request(_after_request)
+    app.register_error_handler(HTTPException, _http_error)
+    app.jinja_env.globals.update(csrf_token=csrf_token, current_user=current_user, has_role=has_role,
+                                 Role=Role)
+
+
+def _http_error(exc: HTTPException):
+    if wants_json():
+        return _json_error(exc)
+    from web.views import error_page
+
+    return error_page(exc)
+
+
+def role_required_for(view: Callable) -> Rule | None:
+    """The access rule of a view function (for the route-by-route tests and the docs)."""
+    return getattr(view, "_access", None)
+
