@@ -9,6 +9,7 @@ is measured here is what runs on a call. Runs on the caller's thread.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,8 @@ def evaluate(engine: Engine, manifest: str | Path, *, unit: str | None = None, l
     """
     rows = read_manifest(manifest)[:limit]
     if unit is None:
-        unit = "word" if all(" " in r["text"].strip() or r["text"].isascii() for r in rows) else "char"
+        # Chinese (Han characters) is scored by characters; Korean, English... by words.
+        unit = "char" if any(re.search(r"[\u4e00-\u9fff]", r["text"]) for r in rows) else "word"
     report = EvalReport(engine=engine.name, unit=unit)
     score = char_errors if unit == "char" else word_errors
     for row in rows:

@@ -110,7 +110,7 @@ class SpeechStart:
 class Utterance:
     """A finished stretch of speech: samples (with pre/post roll) and its stream times."""
 
-    start: float  # stream seconds of samples[0]
+    start: float  # stream seconds where speech began (samples[0] is pre_roll earlier)
     end: float  # stream seconds just after the last speech chunk
     samples: np.ndarray
     forced: bool = False  # cut by max_utterance rather than by silence
@@ -139,6 +139,7 @@ class Segmenter:
         self._speech_chunks = 0
         self._utterance: list[np.ndarray] = []
         self._utt_first_chunk = 0
+        self._onset_chunk = 0
         self.last_probability = 0.0
 
     @property
@@ -182,6 +183,7 @@ class Segmenter:
                 self._in_speech = True
                 self._utterance = list(self._history)
                 self._utt_first_chunk = self._chunk_index + 1 - len(self._utterance)
+                self._onset_chunk = self._chunk_index + 1 - self._candidate
                 self._speech_chunks = self._candidate
                 self._silence = 0
                 self._history.clear()
@@ -200,8 +202,7 @@ class Segmenter:
             self._close(events, trailing=self._silence, forced=True)
 
     def _announce(self, events: list) -> None:
-        onset = self._chunk_index + 1 - self._speech_chunks - self._silence
-        events.append(SpeechStart(start=round(self._t(max(onset, 0)), 3)))
+        events.append(SpeechStart(start=round(self._t(self._onset_chunk), 3)))
 
     def _close(self, events: list, trailing: int, forced: bool) -> None:
         keep = len(self._utterance) - trailing + min(trailing, self._post_chunks)
@@ -209,7 +210,7 @@ class Segmenter:
         speech_end_chunk = self._utt_first_chunk + len(self._utterance) - trailing
         if self._speech_chunks >= self._min_chunks and chunks:
             events.append(Utterance(
-                start=round(self._t(self._utt_first_chunk), 3),
+                start=round(self._t(self._onset_chunk), 3),
                 end=round(self._t(speech_end_chunk), 3),
                 samples=np.concatenate(chunks),
                 forced=forced,

@@ -75,6 +75,9 @@ class VoskEngine:
             raise VoskModelError(f"cannot load the Vosk model in {self.model_dir}: {exc}") from exc
         self.sample_rate = model_sample_rate(self.model_dir)
         self._lock = threading.Lock()
+        # Grammars get "[unk]" so out-of-grammar speech is not forced onto a phrase; the Korean
+        # PyPI model has no such word (Vosk would warn and drop it), the Mandarin models do.
+        self._knows_unk = self._model.vosk_model_find_word(UNK) >= 0
         logger.info("Vosk model loaded from %s in %.1f s", self.model_dir, time.perf_counter() - started)
 
     def unknown_words(self, phrases: Sequence[str]) -> list[str]:
@@ -91,7 +94,7 @@ class VoskEngine:
         if unknown:
             logger.warning("grammar words not in the Vosk vocabulary (ignored by the decoder): %s",
                            ", ".join(unknown[:20]))
-        if UNK not in cleaned:
+        if UNK not in cleaned and self._knows_unk:
             cleaned.append(UNK)
         return json.dumps(cleaned, ensure_ascii=False)
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from asr import vocabulary
 from asr.audio import StreamResampler, pcm16_to_float
-from asr.textnorm import normalize_for_scoring, tidy_chinese
+from asr.textnorm import normalize_for_scoring, tidy_chinese, to_simplified
 from asr.vad import RATE, Segmenter, SileroDetector, SpeechStart, VadConfig
 from callcenter.domain import AudioFrame, TranscriptEvent
 
@@ -71,6 +71,8 @@ class WhisperOptions:
     # Utterances quieter than this (RMS, dBFS) are not decoded: Whisper writes text on near-silence.
     silence_dbfs: float = -55.0
     lexicon: bool = True  # snap near-homophones to domain terms (asr.lexicon)
+    # Rescore the beam's n-best with a word LM (asr.lm): total = log P_whisper + lm_weight * log P_lm.
+    lm_weight: float = 0.0
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -153,6 +155,11 @@ class WhisperEngine:
                                     task="transcribe", language=self.options.language)
         self._lock = threading.Lock()
         self._lexicon = None
+        self._lm = None
+        if self.options.lm_weight > 0:
+            from asr.lm import WordLM
+
+            self._lm = WordLM(vocabulary.DOMAIN_TERMS)
         if self.options.lexicon:
             from asr.lexicon import Lexicon
 
@@ -235,16 +242,25 @@ class WhisperEngine:
             stacked[k, :, : f.shape[-1]] = f
         encoder_output = self._model.model.encode(ctranslate2.StorageView.from_array(stacked), to_cpu=False)
         tokens_prompt = self._prompt_tokens(prompt, hotwords)
+        n_best = o.beam_size if self._lm is not None else 1
         results = self._model.model.generate(
             encoder_output, [tokens_prompt] * len(batch), beam_size=o.beam_size, patience=1.0,
-            length_penalty=1.0, max_length=self._model.max_length, return_scores=True,
+            num_hypotheses=n_best, length_penalty=1.0, max_length=self._model.max_length, return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )
         out = []
         for result in results:
-            tokens = [t for t in result.sequences_ids[0] if t < self._tokenizer.eot]
-            raw = self._tokenizer.decode(tokens).strip()
-            avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1)
+            best = None
+            for seq, score in zip(result.sequences_ids, result.scores):
+                tokens = [t for t in seq if t < self._tokenizer.eot]
+                raw = self._tokenizer.decode(tokens).strip()
+                cum_logprob = score * len(tokens)  # generate() returns the length-normalised score
+                total = cum_logprob
+                if self._lm is not None:
+                    total += o.lm_weight * self._lm.score(to_simplified(raw))
+                if best is None or total > best[0]:
+                    best = (total, raw, cum_logprob / (len(tokens) + 1))
+            _, raw, avg_logprob = best
             reason = hallucination_reason(raw, avg_logprob, result.no_speech_prob, o, prompt)
             text = "" if reason else self._postprocess(raw)
             confidence = 0.0 if reason else float(min(1.0, math.exp(avg_logprob)))

@@ -104,7 +104,7 @@ def test_grammar_changes_apply_in_order_with_the_audio():
 
 
 def test_push_never_blocks_and_drops_past_the_backlog_limit():
-    events, on_event = collect()
+    _events, on_event = collect()
     service = TranscriptionService(FakeEngine(delay=0.2), max_backlog=0.5)
     stream = service.open_stream("c", on_event)
     started = time.perf_counter()

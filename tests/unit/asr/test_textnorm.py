@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from asr.textnorm import (cardinal, char_errors, edit_distance, normalize_for_scoring, numbers_to_chinese,
-                          tidy_chinese, word_errors)
+from asr.textnorm import (
+    cardinal,
+    char_errors,
+    edit_distance,
+    normalize_for_scoring,
+    numbers_to_chinese,
+    tidy_chinese,
+    word_errors,
+)
 
 
 @pytest.mark.parametrize(("n", "text"), [

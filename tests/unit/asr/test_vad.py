@@ -47,7 +47,7 @@ def test_one_utterance_with_start_event_and_times():
     kept = np.unique(utt.samples)
     # Pre-roll: 0.3 s (9 chunks) before the 3 chunks that triggered; post-roll 0.2 s (6 chunks).
     assert kept[0] == 20 - 9 and kept[-1] == 50 + 6 - 1
-    assert utt.start == pytest.approx(11 * CHUNK_S, abs=1e-3)
+    assert utt.start == pytest.approx(20 * CHUNK_S, abs=1e-3) == start.start
     assert not utt.forced
 
 

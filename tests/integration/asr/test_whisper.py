@@ -1,0 +1,79 @@
+"""Whisper base on the project's telephone-band Mandarin clips: text, streaming events, guards."""
+
+from __future__ import annotations
+
+import wave
+
+import numpy as np
+import pytest
+
+from asr.audio import float_to_pcm16, load_mono
+from asr.textnorm import char_errors, to_simplified
+from asr.transcribe import transcribe_file
+from callcenter.domain import AudioFrame
+
+from .conftest import EVAL
+
+pytestmark = [pytest.mark.integration, pytest.mark.models]
+
+# A spread of the evaluation set: a satisfaction answer, a callback request, an opt-out, numbers.
+SAMPLE = ["satisfaction-01", "callback-02", "optout-01", "numbers-06", "praise-05", "waiting-02"]
+
+
+def test_a_sample_of_the_evaluation_set_is_transcribed_in_simplified_chinese(whisper, eval_rows):
+    edits = chars = 0
+    for clip in SAMPLE:
+        row = eval_rows[clip]
+        result = transcribe_file(whisper, EVAL / row["file"])
+        assert result["text"] == to_simplified(result["text"])  # no Traditional characters left
+        assert result["segments"] and all(0 < s["confidence"] <= 1 for s in result["segments"])
+        e, n = char_errors(row["text"], result["text"])
+        edits, chars = edits + e, chars + n
+    # The whole set scores far better (docs/benchmarks.md); this bound catches a broken pipeline.
+    assert edits / chars < 0.25
+
+
+def test_streaming_frames_give_a_speech_start_then_the_final(whisper, eval_rows):
+    samples, _ = load_mono(EVAL / eval_rows["callback-02"]["file"], 8000)
+    samples = np.concatenate([samples, np.zeros(8000, np.float32)])  # the customer then stays silent
+    rec = whisper.recognizer()
+    events = []
+    for i in range(0, samples.size, 160):  # 20 ms at 8 kHz, as the phone delivers them
+        events.extend(rec.accept(AudioFrame(float_to_pcm16(samples[i:i + 160]), 8000)))
+    finals_before_hangup = [e for e in events if e.is_final]
+    events += rec.finish()
+    assert not events[0].is_final and events[0].text == ""  # the VAD's barge-in signal
+    assert len(finals_before_hangup) == 1  # endpointed by silence, not by the hang-up
+    final = finals_before_hangup[0]
+    assert 0.1 < final.start < 0.5 and final.end <= samples.size / 8000 - 0.5
+    assert char_errors(eval_rows["callback-02"]["text"], final.text)[0] <= 3
+
+
+def test_silence_and_noise_produce_no_text(whisper):
+    rng = np.random.default_rng(7)
+    for audio in (np.zeros(16000 * 3, np.float32), rng.normal(0, 0.01, 16000 * 3).astype(np.float32)):
+        rec = whisper.recognizer()
+        events = rec.accept(AudioFrame(float_to_pcm16(audio), 16000)) + rec.finish()
+        assert [e.text for e in events if e.text] == []
+
+
+def test_decoding_guards_reject_a_clip_of_pure_tone(whisper):
+    t = np.arange(16000 * 2) / 16000
+    decoded = whisper.decode((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32))
+    assert decoded.text == "" or decoded.confidence < 0.5
+
+
+def test_stereo_44k_file_with_the_customer_on_the_right(whisper, eval_rows, tmp_path):
+    speech, _ = load_mono(EVAL / eval_rows["optout-01"]["file"], 44100)
+    stereo = np.stack([np.zeros_like(speech), speech], axis=1).reshape(-1)
+    path = tmp_path / "call.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(44100)
+        w.writeframes(float_to_pcm16(stereo))
+    right = transcribe_file(whisper, path, channel="right")
+    left = transcribe_file(whisper, path, channel="left")
+    assert char_errors(eval_rows["optout-01"]["text"], right["text"])[0] <= 2
+    assert left["text"] == "" and left["segments"] == []
+    assert right["duration"] == pytest.approx(speech.size / 44100, abs=1e-3)
