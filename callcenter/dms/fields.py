@@ -35,12 +35,15 @@ def header_key(text: str) -> str:
     return re.sub(r"[\s*_\-/]", "", key)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def text(max_len: int) -> Callable[[object], str]:
     def parse(value: object) -> str:
         s = _cell_text(value)
         if len(s) > max_len:
             raise ValueError(f"longer than {max_len} characters")
-        if any(ord(ch) < 32 for ch in s):
+        if _CONTROL.search(s):
             raise ValueError("contains control characters")
         return s
 
@@ -57,7 +60,7 @@ def parse_customer_id(value: object) -> str:
     s = _cell_text(value)
     if len(s) > 64:
         raise ValueError("longer than 64 characters")
-    if any(ord(ch) < 32 for ch in s):
+    if _CONTROL.search(s):
         raise ValueError("contains control characters")
     return s
 

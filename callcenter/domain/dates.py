@@ -36,6 +36,11 @@ def parse_date(value: object) -> dt.date:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return _from_serial(float(value))
     text = str(value).strip()
+    if len(text) == 10 and text[4] == "-" and text[7] == "-":
+        try:  # the common ISO form, at C speed (a third of an import's parsing time otherwise)
+            return dt.date.fromisoformat(text)
+        except ValueError:
+            pass  # impossible dates get their precise message below
     if not text:
         raise DateError("empty date")
     text = _TIME_TAIL.sub("", text)
