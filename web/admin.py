@@ -244,7 +244,7 @@ def scripts_list():
             if len(raw) > scripts.MAX_SCRIPT_BYTES:
                 problems.append(_("The script is larger than 256 KB."))
             elif not scripts.SCRIPT_ID.fullmatch(script_id):
-                problems.append(_("Script id: lower-case letters, digits, _ and -, at most 64 characters."))
+                problems.append(_("Script id: a lower-case letter, then lower-case letters, digits and _ (at most 64)."))
             else:
                 try:
                     text = raw.decode("utf-8-sig")

@@ -9,11 +9,13 @@ thread.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import time
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, jsonify, render_template, request
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from callcenter.domain import Role
 from callcenter.storage import live
@@ -23,13 +25,16 @@ from callcenter.storage.models import (
     CallTask,
     Campaign,
     CampaignStatus,
+    CampaignType,
     Customer,
+    Store,
     TaskState,
     utcnow,
 )
+from web import audit
 from web.labels import label
-from web.security import require, scoped_store_id, store_clause
-from web.services import REDIS_ERRORS, db, redis
+from web.security import current_user, require, scoped_store_id, store_clause
+from web.services import REDIS_ERRORS, db, redis, services, settings
 from web.views import localtime
 
 logger = logging.getLogger(__name__)
@@ -129,7 +134,12 @@ def show(campaign_id: int):
         sa.select(Call.id, Call.started_at, Call.outcome, Call.disposition, Call.score5, Customer.name)
         .join(Customer, Customer.id == Call.customer_id, isouter=True)
         .where(Call.campaign_id == campaign.id).order_by(Call.id.desc()).limit(20)))
-    return render_template("campaigns/show.html", campaign=campaign, data=data, recent=recent,
+    audience = list(db().execute(
+        sa.select(CallTask.id, CallTask.state, CallTask.attempts, CallTask.outcome, Customer.id, Customer.name,
+                  Customer.phone)
+        .join(Customer, Customer.id == CallTask.customer_id)
+        .where(CallTask.campaign_id == campaign.id).order_by(CallTask.id).limit(50)))
+    return render_template("campaigns/show.html", campaign=campaign, data=data, recent=recent, audience=audience,
                            chart=hourly_chart(data["hourly"]), states=list(TaskState))
 
 
@@ -190,3 +200,103 @@ def board() -> dict:
         "chart": hourly_chart(hourly),
     }
 
+
+
+# -- creating and steering campaigns (campaigns.service does the work) ----------------------
+
+
+def _known_scripts() -> dict:
+    from campaigns.scripts import available_scripts
+
+    return available_scripts(settings().data_dir)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require(Role.SUPERVISOR)
+def new():
+    """Create a campaign from a type: a dry run shows the audience size and exclusions, creating
+    stores it as a draft with its tasks (the campaign page then lists the audience)."""
+    from campaigns.audience import AUDIENCE_PARAMS
+    from campaigns.scripts import DEFAULT_SCRIPT
+    from campaigns.service import CampaignError, EmptyAudience, create_campaign
+
+    stores = list(db().scalars(sa.select(Store).where(store_clause(Store.id)).order_by(Store.code)))
+    form = request.form if request.method == "POST" else request.args
+    report, problem = None, None
+    if request.method == "POST":
+        try:
+            spec = _spec_from_form(form, stores)
+            report = create_campaign(services().database, spec, settings(), known_scripts=set(_known_scripts()),
+                                     dry_run=form.get("dry_run") == "1")
+        except EmptyAudience as exc:
+            problem, report = str(exc), exc.report
+        except (CampaignError, ValueError) as exc:
+            problem = str(exc)
+        if report and report.get("id") and not problem:
+            audit.record("campaign.create", "campaign", report["id"], store_id=_store_id(spec.store, stores),
+                         type=spec.type, audience=report["audience"], commit=True)
+            flash(_("Campaign created as a draft with %(n)s customers. Check the audience, then start it.",
+                    n=report["audience"]), "success")
+            return redirect(url_for("campaigns.show", campaign_id=report["id"]))
+        if problem:
+            flash(problem, "error")
+    return render_template(
+        "campaigns/new.html", stores=stores, types=list(CampaignType), scripts=sorted(_known_scripts()),
+        default_scripts={t.value: s for t, s in DEFAULT_SCRIPT.items()},
+        params_help={t.value: ", ".join(keys) for t, keys in AUDIENCE_PARAMS.items()},
+        values=form, report=report,
+    ), 400 if problem else 200
+
+
+def _store_id(code: str | None, stores: list[Store]) -> int | None:
+    return next((s.id for s in stores if s.code == code), None)
+
+
+def _spec_from_form(form, stores: list[Store]):
+    """The form as a CampaignSpec; a store-scoped supervisor always creates for their store.
+
+    Raises:
+        ValueError: malformed numbers, dates or parameters.
+    """
+    from campaigns.service import CampaignSpec
+
+    code = form.get("store") or None
+    if scoped_store_id() is not None:
+        code = stores[0].code if stores else None
+    elif code is not None and code not in {s.code for s in stores}:
+        raise ValueError(_("Unknown store."))
+    as_of = dt.date.fromisoformat(form["as_of"]) if form.get("as_of") else None
+    raw = (form.get("params") or "").strip()
+    try:
+        params = json.loads(raw) if raw else {}
+    except json.JSONDecodeError as exc:
+        raise ValueError(_("Parameters: not valid JSON (%(why)s).", why=exc.msg)) from None
+    if not isinstance(params, dict):
+        raise ValueError(_("Parameters: a JSON object, e.g. {\"window_days\": [1, 3]}."))
+    me = current_user()
+    return CampaignSpec(
+        type=form.get("type", ""), as_of=as_of, store=code, name=(form.get("name") or "").strip() or None,
+        script=form.get("script") or None, params=params, max_channels=int(form.get("max_channels") or 4),
+        max_attempts=int(form["max_attempts"]) if form.get("max_attempts") else None, created_by=me.id,
+    )
+
+
+@bp.post("/<int:campaign_id>/state")
+@require(Role.SUPERVISOR)
+def state(campaign_id: int):
+    from campaigns.service import CampaignError, change_status
+
+    campaign = campaign_or_404(campaign_id)
+    action = request.form.get("action", "")
+    if action not in ("start", "pause", "resume", "cancel"):
+        abort(400, description="action must be start, pause, resume or cancel")
+    db().close()  # change_status works in its own transaction
+    try:
+        result = change_status(services().database, campaign.id, action)
+    except CampaignError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
+    audit.record("campaign.state", "campaign", campaign_id, store_id=campaign.store_id, commit=True,
+                 previous=result["previous"], status=result["status"])
+    flash(_("Campaign is now %(status)s.", status=label(CampaignStatus(result["status"]))), "success")
+    return redirect(url_for("campaigns.show", campaign_id=campaign_id))

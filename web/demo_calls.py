@@ -252,7 +252,7 @@ def _load_stores(db, rng: random.Random) -> list[_Store]:
             if customers:
                 # Stores differ the way the seeds say they do: one collects opinions, another barely.
                 stores.append(_Store(sid, name, [(c, n, g.value if g else None, p) for c, n, g, p in customers],
-                                     (0.09, 0.035, 0.06)[i % 3]))
+                                     (0.03, 0.008, 0.02)[i % 3]))
     return stores
 
 

@@ -1,6 +1,6 @@
 """Languages: Chinese (zh_CN) by default, English selectable; times in the group's time zone.
 
-Message ids in the code and templates are English; ``web/translations/zh_CN`` holds the
+Message ids in the code and templates are English; ``web/translations/zh`` holds the
 Chinese catalog (compiled ``.mo`` committed beside the ``.po``; ``scripts/setup`` recompiles
 it when the ``.po`` is newer). The user's choice is kept in the session. Runs on the request's
 worker thread.

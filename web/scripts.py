@@ -12,7 +12,6 @@ Runs on the request's worker thread.
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import re
 import string
@@ -21,11 +20,14 @@ from pathlib import Path
 
 import yaml
 
+from campaigns.scripts import SCRIPT_ID_RE, available_scripts
 from web.services import settings
 
 logger = logging.getLogger(__name__)
 
-SCRIPT_ID = re.compile(r"[a-z0-9][a-z0-9_\-]{0,63}")
+# The campaigns package decides which script ids exist (campaigns.scripts); the console lists
+# and uploads with the same rules so that an uploaded script is one a campaign can name.
+SCRIPT_ID = SCRIPT_ID_RE
 MAX_SCRIPT_BYTES = 256 * 1024
 # Keys whose string values are what the robot (or the agent) says, in the script's order.
 _SPOKEN_KEYS = ("say", "prompt", "text", "speak", "question", "intro", "reprompt")
@@ -39,30 +41,18 @@ class ScriptFile:
     modified: dt.datetime
 
 
-def shipped_dir() -> Path | None:
-    try:
-        import dialog
-    except ImportError:
-        return None
-    path = Path(dialog.__file__).resolve().parent / "scripts"
-    return path if path.is_dir() else None
-
-
 def uploaded_dir() -> Path:
     return Path(settings().data_dir) / "scripts"
 
 
 def list_scripts() -> list[ScriptFile]:
-    found: dict[str, ScriptFile] = {}
-    for source, folder in (("shipped", shipped_dir()), ("uploaded", uploaded_dir())):
-        if folder is None or not folder.is_dir():
-            continue
-        for path in sorted(folder.glob("*.y*ml")):
-            if path.suffix not in (".yaml", ".yml") or not SCRIPT_ID.fullmatch(path.stem):
-                continue
-            modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
-            found[path.stem] = ScriptFile(path.stem, path, source, modified)
-    return sorted(found.values(), key=lambda f: f.id)
+    uploads = uploaded_dir().resolve()
+    out = []
+    for script_id, path in sorted(available_scripts(settings().data_dir).items()):
+        modified = dt.datetime.fromtimestamp(path.stat().st_mtime, dt.UTC).replace(tzinfo=None)
+        source = "uploaded" if path.resolve().parent == uploads else "shipped"
+        out.append(ScriptFile(script_id, path, source, modified))
+    return out
 
 
 def find(script_id: str | None) -> ScriptFile | None:
@@ -72,18 +62,26 @@ def find(script_id: str | None) -> ScriptFile | None:
 
 
 def validate(text: str, name: str = "script.yaml") -> list[str]:
-    """Problems in a script, each naming its line; empty when the script is valid."""
-    validator = _dialog_validator()
-    if validator is not None:
-        try:
-            result = validator(text, name)
-        except Exception as exc:  # the validator's own error type carries the line
-            return [str(exc)]
-        if result is None:
-            return []
-        if isinstance(result, (list, tuple)):
-            return [str(p) for p in result]
-        return []
+    """Problems in a script, each naming its line; empty when the script is valid.
+
+    The dialog package's parser (``dialog.script.parse_script``) checks everything the robot
+    relies on (steps, transitions, variables, templates); without it only the YAML is checked.
+    """
+    script_id = Path(name).stem
+    try:
+        from dialog.script import ScriptError, parse_script
+    except ImportError:
+        return _yaml_problems(text, name)
+    try:
+        script = parse_script(text, name)
+    except ScriptError as exc:
+        return [f"{name}: line {line}: {message}" for line, message in exc.problems]
+    if script.id != script_id:
+        return [f"{name}: line 1: the script's id is {script.id!r} but the file is {script_id!r}: they must match"]
+    return []
+
+
+def _yaml_problems(text: str, name: str) -> list[str]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -95,19 +93,6 @@ def validate(text: str, name: str = "script.yaml") -> list[str]:
     return []
 
 
-def _dialog_validator():
-    """The dialog package's text validator, when it has one (``dialog.scripts``)."""
-    try:
-        module = importlib.import_module("dialog.scripts")
-    except ImportError:
-        return None
-    for name in ("validate_text", "validate_script_text", "validate_source"):
-        func = getattr(module, name, None)
-        if callable(func):
-            return func
-    return None
-
-
 def save_upload(script_id: str, text: str) -> Path:
     """Write a validated upload to the uploads folder (atomically).
 
@@ -115,7 +100,7 @@ def save_upload(script_id: str, text: str) -> Path:
         ValueError: a bad id.
     """
     if not SCRIPT_ID.fullmatch(script_id):
-        raise ValueError("script id: lower-case letters, digits, _ and -, at most 64 characters")
+        raise ValueError("script id: a lower-case letter, then lower-case letters, digits and _ (at most 64)")
     folder = uploaded_dir()
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{script_id}.yaml"
@@ -139,20 +124,38 @@ def fill(text: str, variables: dict[str, str]) -> str:
         return text
 
 
-def agent_script(script_id: str | None, variables: dict[str, str]) -> list[str]:
-    """The lines of a script, in order, with the customer's data filled in (empty when the
-    script is unknown or unreadable: the workspace then shows the customer's file only)."""
+def agent_script(script_id: str | None, variables: dict[str, str]) -> list[tuple[str, str]]:
+    """The script's steps in the order they are written, as ``(step id, text)`` with the
+    customer's data filled in; empty when the script is unknown or unreadable (the workspace
+    then shows the customer's file only)."""
     script = find(script_id)
     if script is None:
         return []
     try:
-        data = yaml.safe_load(script.path.read_text(encoding="utf-8"))
+        from dialog.script import ScriptError, load_script
+    except ImportError:
+        return _generic_lines(script.path, variables)
+    try:
+        parsed = load_script(script.path)
+    except (ScriptError, OSError) as exc:
+        logger.warning("script %s unusable: %s", script_id, exc)
+        return []
+    values = {name: v.fallback or "" for name, v in parsed.variables.items()}
+    values.update({k: v for k, v in variables.items() if v})
+    values.setdefault("customer", (variables.get("surname", "") + variables.get("title", "")) or values.get("customer", ""))
+    steps = sorted(parsed.steps.values(), key=lambda st: st.line)
+    return [(st.id, fill(st.say, values)) for st in steps if st.say]
+
+
+def _generic_lines(path: Path, variables: dict[str, str]) -> list[tuple[str, str]]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        logger.warning("script %s unreadable: %s", script_id, exc)
+        logger.warning("script %s unreadable: %s", path.name, exc)
         return []
     lines: list[str] = []
     _collect(data, lines)
-    return [fill(line, variables) for line in lines]
+    return [("", fill(line, variables)) for line in lines]
 
 
 def _collect(node, out: list[str]) -> None:

@@ -24,6 +24,7 @@ from callcenter.domain import (
     CustomerClass,
     Department,
     FeedbackCategory,
+    Intent,
     Role,
     Sentiment,
     Speaker,
@@ -189,6 +190,7 @@ def init_app(app: Flask) -> None:
         label_sentiment=lambda code: labels.of(Sentiment, code),
         label_class=lambda code: labels.of(CustomerClass, code),
         label_outcome=lambda code: labels.of(CallOutcome, code),
+        label_intent=lambda code: labels.of(Intent, code),
         ticket_departments=lambda: labels.choices(Department),
         ticket_categories=lambda: labels.choices(FeedbackCategory),
     )

@@ -189,6 +189,14 @@
           text(document.getElementById("wb-completed"), b.today_completed);
           var body = document.getElementById("wb-calls");
           body.innerHTML = "";
+          if (!b.active.length) {
+            var empty = document.createElement("tr"), cell = document.createElement("td");
+            cell.colSpan = 4;
+            cell.className = "muted";
+            cell.textContent = body.getAttribute("data-empty");
+            empty.appendChild(cell);
+            body.appendChild(empty);
+          }
           b.active.forEach(function (a) {
             var tr = document.createElement("tr");
             [String(a.call_id), a.customer || "", a.state_label, clock(a.since)].forEach(function (v, i) {
