@@ -1,0 +1,99 @@
+"""NLU without a statistical model: the rules, the scores, and robustness to ASR and bad input."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from dialog.nlu import Nlu, canonicalize, extract_nps, extract_score5
+
+NOW = dt.datetime(2024, 6, 12, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+@pytest.fixture(scope="module")
+def nlu():
+    return Nlu()  # rules only
+
+
+@pytest.mark.parametrize("text, score", [
+    ("五分", 5), ("5分", 5), ("给五分吧", 5), ("打个4分", 4), ("非常满意", 5), ("十分满意", 5), ("满意", 4),
+    ("挺满意的", 4), ("一般", 3), ("还行吧", 3), ("不满意", 2), ("不太满意", 2), ("非常不满意", 1),
+    ("三到四分吧", 3), ("四五分吧", 4), ("四分半", 4), ("四颗星", 4), ("5", 5), ("嗯,三", 3),
+    ("买一", 4), ("飞常满意", 5), ("不满一", 2), ("无分", 5), ("思分", 4), ("两份", 2), ("满分", 5),
+    ("一分,你们服务太差了", 1), ("满意,就是洗车没洗干净", 4),
+])
+def test_score5_when_asked(text, score):
+    assert extract_score5(canonicalize(text), asked=True) == score
+
+
+def test_score5_unasked_ignores_weak_words_and_bare_numbers():
+    assert extract_score5("还行", asked=False) is None
+    assert extract_score5("5", asked=False) is None
+    assert extract_score5("非常满意", asked=False) == 5
+
+
+@pytest.mark.parametrize("text, nps", [
+    ("十分", 10), ("给九分吧", 9), ("8", 8), ("七八分吧", 7), ("零分", 0), ("满分", 10), ("一百分", 10),
+    ("打个九十分吧", 9), ("九分半吧", 9), ("石分", 10), ("酒分", 9), ("把分", 8), ("领分", 0),
+])
+def test_nps_when_asked(text, nps):
+    assert extract_nps(canonicalize(text), asked=True) == nps
+
+
+def test_shifen_as_an_adverb_is_not_a_score():
+    assert extract_nps("十分满意", asked=True) is None
+    assert extract_score5("十分满意", asked=True) == 5
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("别再给我打电话了", "opt_out"), ("把我号码删了", "opt_out"), ("再打我就投诉你们骚扰", "opt_out"),
+    ("你打错了吧", "wrong_number"), ("达错了", "wrong_number"), ("我不姓王", "wrong_number"),
+    ("车早就卖了", "wrong_number"), ("转人工", "ask_human"), ("专人工", "ask_human"),
+    ("让你们经理给我打电话", "ask_human"), ("我在开车,晚点再打", "busy_callback"),
+    ("开会呢,回头再说", "busy_callback"), ("明天上午再打给我", "busy_callback"),
+    ("喂?喂?听不见", "unclear"), ("啊?", "unclear"), ("", "unclear"), ("😊😊", "unclear"),
+])
+def test_rules(nlu, text, intent):
+    assert nlu.parse(text, "id", NOW).intent == intent
+
+
+def test_a_busy_customer_gets_a_callback_time(nlu):
+    r = nlu.parse("我在开会,下午三点以后再打吧", "id", NOW)
+    assert r.intent == "busy_callback"
+    assert r.callback_at == dt.datetime(2024, 6, 12, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+
+
+def test_a_time_given_to_a_booking_offer_is_a_yes(nlu):
+    r = nlu.parse("明天上午吧", "book", NOW)
+    assert r.intent == "affirm"
+    assert r.callback_at is not None and r.callback_at.day == 13
+
+
+def test_a_score_makes_the_turn_an_answer(nlu):
+    r = nlu.parse("四分吧", "sat", NOW)
+    assert (r.intent, r.score5, r.nps) == ("affirm", 4, None)
+    assert nlu.parse("一分,太坑了", "sat", NOW).intent == "complaint"
+
+
+def test_output_shape(nlu):
+    d = nlu.parse("九分", "nps", NOW).as_dict()
+    assert set(d) == {"text", "intent", "confidence", "score5", "nps", "callback_at"}
+    assert d["nps"] == 9 and d["score5"] is None and 0 <= d["confidence"] <= 1
+
+
+def test_bad_input_is_handled(nlu):
+    long = nlu.parse("等了很久" * 3000, "open", NOW)
+    assert long.truncated and long.as_dict()["truncated"] is True
+    mixed = nlu.parse("service 很好 very nice", "open", NOW)
+    assert mixed.intent in ("affirm", "unclear")
+    with pytest.raises(ValueError, match="unknown context"):
+        nlu.parse("好", "weather", NOW)
+
+
+def test_canonicalize_rewrites_only_sound_alikes_of_known_phrases():
+    assert canonicalize("挺买一的") == "挺满意的"
+    assert canonicalize("专人工") == "转人工"
+    assert canonicalize("一点半打过来") == "一点半打过来"  # 打过 is not 打错
+    assert canonicalize("太不尊重人了") == "太不尊重人了"  # 重人 is not 真人
