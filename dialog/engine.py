@@ -1,0 +1,639 @@
+"""The revisit conversation: one state machine per call, events in, actions out.
+
+``Conversation(script, values, nlu, ...)`` follows a :class:`~dialog.script.Script`. The call
+runner calls :meth:`Conversation.start` when the callee answers and :meth:`Conversation.handle`
+with every event (transcripts partial and final, DTMF, playback finished, timers, hang-up); each
+call returns the actions to execute, in order (:mod:`dialog.actions` documents the contract).
+
+What it does besides following the steps:
+
+* **answering machines**: it first listens ``greeting_seconds`` for the callee's "喂"; a machine
+  greeting, an IVR, a carrier announcement or a long monologue ends the call (:mod:`dialog.amd`);
+* **barge-in**: speech over a prompt that allows it stops the prompt (partials trigger it; the
+  recognizer is told the step's grammar before the prompt plays, so the answer is understood);
+* **silence and no-match**: re-prompts (default 2 each), then a polite ending;
+* **global intents**: opting out, wrong number, asking for a human, "call me later", at any step;
+* **feedback**: free-text answers are classified; problem categories open one ticket each for
+  their department; a score of 1-2 without a stated reason opens a CRM ticket;
+* **time limit**: ``max_call_seconds``, then a polite ending.
+
+Single-threaded by design: the runner calls it from the call's own thread, one event at a time.
+The NLU and classifier it is given may be shared with other calls (see their thread notes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import logging
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from callcenter.domain import (
+    CATEGORY_DEPARTMENT,
+    Department,
+    DtmfEvent,
+    FeedbackCategory,
+    Intent,
+    Speaker,
+    TranscriptEvent,
+)
+from dialog.actions import (
+    OUTCOME_END,
+    AddToDnc,
+    CallAnswered,
+    CallEnd,
+    CallOutcome,
+    CancelTimer,
+    CustomerHungUp,
+    Finish,
+    HangUp,
+    Listen,
+    OpenTicket,
+    PlaybackFinished,
+    RecordAnswer,
+    Say,
+    ScheduleCallback,
+    StartTimer,
+    StopSpeaking,
+    TimerFired,
+    Transfer,
+    TransferConnected,
+    TransferFailed,
+)
+from dialog.amd import classify_greeting
+from dialog.nlu import Nlu, NluResult
+from dialog.prompts import PromptLibrary, render
+from dialog.script import Script, Step
+
+logger = logging.getLogger(__name__)
+
+CATEGORY_ZH = {
+    "service_process": "服务流程", "service_attitude": "服务态度", "wait_time": "等待/交车时间",
+    "repair_quality": "维修质量", "car_wash": "洗车/清洁", "parts_wait": "等配件", "price": "价格/收费",
+    "facility": "环境设施", "sales_process": "销售/交车/手续", "insurance": "保险/理赔", "praise": "表扬",
+}
+# A speech-start partial with no text yet must last this long before it counts as the customer
+# talking over a prompt: a cough or a door in the background should not cut the robot off.
+BARGE_IN_MIN_SECONDS = 0.5
+GREETING = "__greeting__"
+# Listeners say these while the other side talks; they are not an interruption.
+_BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
+
+DEFAULT_GRAMMAR: dict[str, tuple[str, ...]] = {
+    "identity": ("是", "是的", "是我", "对", "对的", "你说", "方便", "可以", "不是", "不方便", "没空", "打错了",
+                 "在开车", "在开会", "晚点再打"),
+    "yes_no": ("是", "是的", "对", "有", "有的", "洗了", "准时", "没有", "不是", "没洗", "晚了", "不记得了"),
+    "score5": ("一分", "两分", "二分", "三分", "四分", "五分", "一", "二", "三", "四", "五", "非常满意", "满意",
+               "比较满意", "一般", "还行", "不满意", "非常不满意"),
+    "nps": ("零分", "一分", "两分", "三分", "四分", "五分", "六分", "七分", "八分", "九分", "十分", "满分", "不推荐",
+            "会推荐"),
+}
+GLOBAL_GRAMMAR = ("人工", "转人工", "不要再打了", "别打了", "打错了", "在开车", "在开会", "晚点再打", "没听清")
+
+
+class State(str, enum.Enum):
+    IDLE = "idle"
+    GREETING = "greeting"  # listening for the callee's first words (machine detection)
+    SPEAKING = "speaking"
+    LISTENING = "listening"
+    TRANSFERRING = "transferring"
+    DONE = "done"
+
+
+class Conversation:
+    """One call's conversation. Not thread-safe: one thread feeds it, one event at a time."""
+
+    def __init__(self, script: Script, values: Mapping[str, Any], nlu: Nlu, *, classifier=None,
+                 library: PromptLibrary | None = None, clock: Callable[[], dt.datetime] | None = None,
+                 call_id: str | int = "", detect_machines: bool = True) -> None:
+        self.script = script
+        self.values = dict(values)
+        self.nlu = nlu
+        self.classifier = classifier
+        self.library = library
+        self.clock = clock or (lambda: dt.datetime.now(dt.UTC))
+        self.call_id = call_id
+        self.detect_machines = detect_machines
+        self.state = State.IDLE
+        self.step: Step | None = None
+        self.answers: dict[str, Any] = {}
+        self.turns: list[dict] = []
+        self.findings: dict[str, dict] = {}
+        self.outcome: CallOutcome | None = None
+        self._end_reason = ""
+        self._tokens: dict[str, int] = {}
+        self._next_token = 0
+        self._speaking: Say | None = None
+        self._after = "listen"  # what follows the current prompt: listen | next | end | transfer
+        self._next_step: str | None = None
+        self._buffered: list[TranscriptEvent] = []
+        self._no_input_count = 0
+        self._no_match_count = 0
+        self._known_time: dt.datetime | None = None
+        self._tickets: set[str] = set()
+        self._low_score: int | None = None
+        self._sentiments: list[str] = []
+        self._ending_outcome: CallOutcome | None = None
+
+    # -- public ------------------------------------------------------------------------------
+    @property
+    def done(self) -> bool:
+        return self.state is State.DONE
+
+    def start(self, answered: CallAnswered | None = None) -> list:
+        """The callee answered. Returns the first actions (listen for the greeting, or speak)."""
+        if self.state is not State.IDLE:
+            raise RuntimeError("conversation already started")
+        out: list = [self._timer("max_duration", self.script.settings.max_call_seconds)]
+        if self.detect_machines and self.script.settings.greeting_seconds > 0:
+            self.state = State.GREETING
+            out.append(Listen(GREETING, None, None, dtmf=False))
+            out.append(self._timer("greeting", self.script.settings.greeting_seconds))
+            return out
+        return out + self._enter(self.script.start)
+
+    def handle(self, event: Any) -> list:
+        """Feed one event; returns the actions it causes (possibly none)."""
+        if self.state is State.DONE:
+            return []
+        if isinstance(event, TranscriptEvent):
+            return self._on_transcript(event)
+        if isinstance(event, DtmfEvent):
+            return self._on_dtmf(event)
+        if isinstance(event, PlaybackFinished):
+            return self._on_playback(event)
+        if isinstance(event, TimerFired):
+            return self._on_timer(event)
+        if isinstance(event, CustomerHungUp):
+            return self._on_hangup()
+        if isinstance(event, TransferFailed):
+            return self._on_transfer_failed(event)
+        if isinstance(event, TransferConnected):
+            return self._finish(CallOutcome.TRANSFERRED, "transferred")
+        if isinstance(event, CallAnswered):
+            return []
+        raise TypeError(f"unknown event {event!r}")
+
+    # -- speaking ------------------------------------------------------------------------------
+    def _say(self, prompt_id: str, template: str, step: str, barge_in: bool) -> Say:
+        text, fragments = render(template, self.values, self.script.variables, self.library)
+        say = Say(step, prompt_id, text, fragments, barge_in)
+        self._speaking = say
+        self.state = State.SPEAKING
+        return say
+
+    def _enter(self, step_id: str) -> list:
+        step = self.script.steps[step_id]
+        self.step = step
+        self._no_input_count = self._no_match_count = 0
+        out: list = []
+        if step.expect == "time" and self._known_time is not None:
+            # The time is already known ("明天上午再打" answered the question before it was asked).
+            out += self._record(step, self._known_time.isoformat(), "")
+            target = step.on.get("affirm") or step.goto
+            if target:
+                return out + self._enter(target)
+        if step.terminal:
+            return out + self._enter_terminal(step)
+        barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
+        out.append(self._say(f"{self.script.id}.{step.id}", step.say, step.id, barge))
+        if step.expect == "none":
+            self._after, self._next_step = "next", step.goto
+        else:
+            self._after = "listen"
+            out.append(self._listen(step))
+        return out
+
+    def _listen(self, step: Step) -> Listen:
+        grammar = step.grammar or DEFAULT_GRAMMAR.get(step.expect)
+        if grammar is not None:
+            grammar = tuple(dict.fromkeys(grammar + GLOBAL_GRAMMAR))
+        return Listen(step.id, step.context, grammar, dtmf=step.expect in ("identity", "yes_no", "score5", "nps"))
+
+    def _enter_terminal(self, step: Step) -> list:
+        outcome = CallOutcome(step.end)
+        out: list = []
+        now = self.clock()
+        if step.action == "callback":
+            at = self._known_time or now + dt.timedelta(minutes=self.script.settings.callback_delay_minutes)
+            out.append(ScheduleCallback(at=at, reason="customer asked to be called later", robot=True))
+        elif step.action == "do_not_call":
+            out.append(AddToDnc(reason=self._last_text() or "opt_out"))
+        self._ending_outcome = outcome
+        self._end_reason = step.id
+        out.append(self._say(f"{self.script.id}.{step.id}", step.say, step.id, barge_in=False))
+        self._after = "transfer" if step.action == "transfer" else "end"
+        return out
+
+    def _end_politely(self, prompt: str, outcome: CallOutcome, reason: str) -> list:
+        self._ending_outcome = outcome
+        self._end_reason = reason
+        say = self._say(f"{self.script.id}.{prompt}", self.script.prompt(prompt), prompt, barge_in=False)
+        self._after = "end"
+        return [CancelTimer("no_input"), say]
+
+    def _on_playback(self, event: PlaybackFinished) -> list:
+        if self._speaking is None or event.prompt_id != self._speaking.prompt_id or self.state is not State.SPEAKING:
+            return []  # a late or duplicate notification
+        self._speaking = None
+        if self._after == "end":
+            return [HangUp(reason=self._end_reason)] + self._finish(self._ending_outcome or CallOutcome.COMPLETED,
+                                                                     self._end_reason)
+        if self._after == "transfer":
+            self.state = State.TRANSFERRING
+            return [Transfer(target=self.script.settings.transfer_target)]
+        if self._after == "next":
+            return self._enter(self._next_step) if self._next_step else []
+        self.state = State.LISTENING
+        out: list = [self._timer("no_input", self._timeout())]
+        if self._buffered:
+            pending, self._buffered = self._buffered, []
+            merged = " ".join(e.text for e in pending if e.text.strip())
+            out += self._understand(merged, pending[0].start, pending[-1].end)
+        return out
+
+    def _timeout(self) -> float:
+        step = self.step
+        return step.timeout if step is not None and step.timeout else self.script.settings.no_input_seconds
+
+    # -- hearing ---------------------------------------------------------------------------------
+    def _on_transcript(self, ev: TranscriptEvent) -> list:
+        if ev.speaker is not Speaker.CUSTOMER:
+            return []
+        text = ev.text.strip()
+        if self.state is State.GREETING:
+            if not ev.is_final:
+                if ev.end - ev.start >= 5.0:  # still talking 5 s after pick-up: a recorded greeting
+                    return self._machine(text, ev.end - ev.start)
+                return [self._timer("greeting", self.script.settings.greeting_seconds + 1.0)]
+            verdict = classify_greeting(text, ev.end - ev.start)
+            logger.info("call %s: first words classified %s (%s)", self.call_id, verdict.verdict.value, verdict.reason)
+            if verdict.verdict.is_machine:
+                return self._machine(text, ev.end - ev.start, verdict.verdict.value)
+            return [CancelTimer("greeting")] + self._enter(self.script.start)
+        if self.state is State.SPEAKING:
+            if self._speaking is None or not self._speaking.barge_in or self._after != "listen":
+                if ev.is_final and text and self._after == "listen":
+                    self._buffered.append(ev)  # heard over a prompt that may not be interrupted
+                return []
+            if not ev.is_final and (_BACKCHANNEL.match(text) if text else ev.end - ev.start < BARGE_IN_MIN_SECONDS):
+                return []  # "嗯嗯" while listening, or too little speech to be an interruption yet
+            self._speaking = None
+            self.state = State.LISTENING
+            out: list = [StopSpeaking("barge_in")]
+            if ev.is_final:
+                return out + self._understand(text, ev.start, ev.end)
+            return out
+        if self.state is not State.LISTENING:
+            return []
+        if not ev.is_final:
+            return [CancelTimer("no_input")] if text or ev.end > ev.start else []
+        if not text:
+            return [self._timer("no_input", self._timeout())]
+        return self._understand(text, ev.start, ev.end)
+
+    def _machine(self, text: str, duration: float, verdict: str = "voicemail") -> list:
+        self.turns.append({"step": GREETING, "text": text, "intent": None, "confidence": None, "start": 0.0,
+                           "end": duration, "machine": verdict})
+        out: list = [CancelTimer("greeting")]
+        if self.script.settings.on_machine == "message" and verdict == "voicemail" and "voicemail" in self.script.prompts:
+            return out + self._end_politely("voicemail", CallOutcome.MACHINE, "machine")
+        return out + [HangUp(reason="machine")] + self._finish(CallOutcome.MACHINE, "machine")
+
+    def _on_dtmf(self, ev: DtmfEvent) -> list:
+        if self.state not in (State.LISTENING, State.SPEAKING) or self.step is None or self._after != "listen":
+            return []
+        digit = ev.digit
+        settings = self.script.settings
+        out: list = [StopSpeaking("dtmf")] if self.state is State.SPEAKING else []
+        self.state = State.LISTENING
+        self._speaking = None
+        if settings.dtmf_human and digit == settings.dtmf_human and "ask_human" in self.script.handlers:
+            return out + self._route_intent("ask_human", f"按键{digit}")
+        expect = self.step.expect
+        if expect == "score5" and digit in "12345":
+            return out + self._understand(f"{digit}分", ev.at, ev.at, dtmf=True)
+        if expect == "nps" and (digit.isdigit() or digit == "*"):
+            return out + self._understand("10分" if digit == "*" else f"{digit}分", ev.at, ev.at, dtmf=True)
+        if expect in ("identity", "yes_no") and digit in "12":
+            return out + self._understand("是的" if digit == "1" else "不是", ev.at, ev.at, dtmf=True)
+        return out + [self._timer("no_input", self._timeout())]
+
+    # -- understanding ---------------------------------------------------------------------------
+    def _understand(self, text: str, start: float, end: float, dtmf: bool = False) -> list:
+        step = self.step
+        assert step is not None
+        result = self.nlu.parse(text, step.context, self.clock())
+        self.turns.append({"step": step.id, "text": text, "intent": result.intent,
+                           "confidence": round(result.confidence, 4), "start": start, "end": end,
+                           "score5": result.score5, "nps": result.nps,
+                           "callback_at": result.callback_at.isoformat() if result.callback_at else None,
+                           **({"dtmf": True} if dtmf else {})})
+        logger.debug("call %s step %s: intent %s (%.2f)", self.call_id, step.id, result.intent, result.confidence)
+        if result.callback_at is not None:
+            self._known_time = result.callback_at
+        out: list = [CancelTimer("no_input")]
+        intent = result.intent
+        if intent in step.on and intent not in ("affirm", "deny"):
+            return out + self._goto(step.on[intent])
+        if intent in ("opt_out", "wrong_number", "ask_human", "busy_callback") and intent in self.script.handlers:
+            if intent == "busy_callback" and step.expect == "time":
+                pass  # "明天上午" to "when shall we call you?" answers the question
+            else:
+                if intent == "wrong_number":
+                    out += self._record_raw("wrong_number", True, text)
+                return out + self._route_intent(intent, text)
+        if intent == Intent.UNCLEAR.value and step.expect in ("text", "reason") and result.rule not in (
+                "unclear", "empty") and len(text.strip()) >= 2:
+            intent = Intent.AFFIRM.value  # "一般" to an open question is an answer, however short
+        elif intent == Intent.UNCLEAR.value:
+            return out + self._no_match(result, repeat=True)
+        if intent == Intent.QUESTION.value and step.expect not in ("text", "reason"):
+            return out + self._no_match(result, repeat=True)
+        handler = getattr(self, f"_answer_{step.expect}")
+        return out + handler(step, result)
+
+    def _answer_identity(self, step: Step, r: NluResult) -> list:
+        return self._answer_yes_no(step, r)
+
+    def _answer_yes_no(self, step: Step, r: NluResult) -> list:
+        if r.intent == Intent.COMPLAINT.value:
+            out = self._complaint(step, r)
+            value = False
+            target = step.on.get("deny") or step.goto
+        elif r.intent == Intent.AFFIRM.value:
+            out, value, target = [], True, step.on.get("affirm") or step.goto
+        elif r.intent == Intent.DENY.value:
+            out, value, target = [], False, step.on.get("deny") or step.goto
+        else:  # busy/question with no handler: not an answer
+            return self._no_match(r)
+        out += self._record(step, value, r.text, r)
+        if value is False and step.problem:
+            out += self._problem(step, step.problem, r.text, r.intent == Intent.COMPLAINT.value)
+        return out + (self._goto(target) if target else self._no_match(r))
+
+    def _answer_score5(self, step: Step, r: NluResult) -> list:
+        return self._answer_score(step, r, r.score5, "score5")
+
+    def _answer_nps(self, step: Step, r: NluResult) -> list:
+        return self._answer_score(step, r, r.nps, "nps")
+
+    def _answer_score(self, step: Step, r: NluResult, value: int | None, scale: str) -> list:
+        out: list = []
+        if r.intent == Intent.COMPLAINT.value:
+            out += self._complaint(step, r)
+        if value is None:
+            if r.intent == Intent.DENY.value:
+                target = step.on.get("deny") or step.goto
+                if target:
+                    return out + self._record(step, None, r.text, r) + self._goto(target)
+            if r.intent == Intent.COMPLAINT.value:
+                target = step.on.get("complaint") or step.goto or (step.branches[-1].goto if step.branches else None)
+                if target:
+                    return out + self._goto(target)
+            return out + self._no_match(r, prompt=f"no_match_{scale}")
+        if scale == "score5" and value <= 2:
+            self._low_score = value
+        out += self._record(step, value, r.text, r)
+        for branch in step.branches:
+            if branch.matches(value):
+                return out + self._goto(branch.goto)
+        return out + self._goto(step.goto) if step.goto else out + self._no_match(r)
+
+    def _answer_text(self, step: Step, r: NluResult) -> list:
+        out: list = []
+        if r.intent == Intent.DENY.value and len(r.text) <= 12:
+            out += self._record(step, "", r.text, r)
+            return out + self._goto(step.on.get("deny") or step.goto)
+        out += self._record(step, r.text, r.text, r)
+        if r.intent == Intent.COMPLAINT.value or step.ticket:
+            out += self._classify(step, r, open_tickets=step.ticket or r.intent == Intent.COMPLAINT.value)
+        target = step.on.get(r.intent) or step.goto
+        return out + (self._goto(target) if target else self._no_match(r))
+
+    def _answer_reason(self, step: Step, r: NluResult) -> list:
+        return self._answer_text(step, r)
+
+    def _answer_time(self, step: Step, r: NluResult) -> list:
+        if r.intent in (Intent.AFFIRM.value, Intent.BUSY_CALLBACK.value):
+            when = r.callback_at or self._known_time
+            if when is not None:
+                self._known_time = when
+                out = self._record(step, when.isoformat(), r.text, r)
+                return out + self._goto(step.on.get("affirm") or step.goto)
+            out = self._record(step, True, r.text, r)
+            return out + self._goto(step.on.get("affirm") or step.goto)
+        if r.intent == Intent.DENY.value:
+            return self._record(step, False, r.text, r) + self._goto(step.on.get("deny") or step.goto)
+        if r.intent == Intent.COMPLAINT.value:
+            out = self._complaint(step, r)
+            return out + self._goto(step.on.get("complaint") or step.on.get("deny") or step.goto)
+        return self._no_match(r)
+
+    def _goto(self, target: str | None) -> list:
+        if not target:
+            return self._end_politely("goodbye_timeout", CallOutcome.PARTIAL, "no route")
+        return self._enter(target)
+
+    def _route_intent(self, intent: str, text: str) -> list:
+        return self._enter(self.script.handlers[intent])
+
+    # -- re-prompts ------------------------------------------------------------------------------
+    def _no_match(self, r: NluResult | None = None, prompt: str | None = None, repeat: bool = False) -> list:
+        step = self.step
+        assert step is not None
+        self._no_match_count += 1
+        limit = step.no_match.retries if step.no_match else self.script.settings.no_match_retries
+        if self._no_match_count > limit:
+            goto = step.no_match.goto if step.no_match else None
+            if goto:
+                return self._enter(goto)
+            outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
+            return self._end_politely("goodbye_no_input", outcome, "no_match")
+        custom = step.no_match.say if step.no_match and step.no_match.say else None
+        if custom:
+            template = custom
+        elif prompt is not None:
+            template = self.script.prompt(prompt)
+        elif repeat:
+            template = self.script.prompt("repeat") + step.say
+        else:
+            template = self.script.prompt("no_match") + step.say
+        barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
+        self._after = "listen"
+        return [self._say(f"{self.script.id}.{step.id}.no_match", template, step.id, barge), self._listen(step)]
+
+    def _on_timer(self, ev: TimerFired) -> list:
+        if self._tokens.get(ev.name) != ev.token:
+            return []  # cancelled or replaced
+        del self._tokens[ev.name]
+        if ev.name == "greeting" and self.state is State.GREETING:
+            return self._enter(self.script.start)
+        if ev.name == "max_duration":
+            if self.state is State.TRANSFERRING:
+                return []
+            outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
+            return [StopSpeaking("max_duration")] * (self.state is State.SPEAKING) + \
+                self._end_politely("goodbye_timeout", outcome, "max_duration")
+        if ev.name == "no_input" and self.state is State.LISTENING and self.step is not None:
+            step = self.step
+            self._no_input_count += 1
+            limit = step.no_input.retries if step.no_input else self.script.settings.no_input_retries
+            if self._no_input_count > limit:
+                if step.no_input and step.no_input.goto:
+                    return self._enter(step.no_input.goto)
+                outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
+                return self._end_politely("goodbye_no_input", outcome, "no_input")
+            template = (step.no_input.say if step.no_input and step.no_input.say
+                        else self.script.prompt("no_input") + step.say)
+            barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
+            self._after = "listen"
+            return [self._say(f"{self.script.id}.{step.id}.no_input", template, step.id, barge), self._listen(step)]
+        return []
+
+    def _timer(self, name: str, seconds: float) -> StartTimer:
+        self._next_token += 1
+        self._tokens[name] = self._next_token
+        return StartTimer(name, float(seconds), self._next_token)
+
+    # -- recording -------------------------------------------------------------------------------
+    def _record(self, step: Step, value: Any, text: str, r: NluResult | None = None) -> list:
+        if not step.record:
+            return []
+        return self._record_raw(step.record, value, text)
+
+    def _record_raw(self, key: str, value: Any, text: str) -> list:
+        self.answers[key] = value
+        return [RecordAnswer(question=key, value=value, text=text or None)]
+
+    def _classify(self, step: Step, r: NluResult, open_tickets: bool) -> list:
+        if self.classifier is None or not r.text.strip():
+            return []
+        result = self.classifier.classify([r.text])[0]
+        self._sentiments.append(result.sentiment)
+        turn = len(self.turns) - 1
+        out: list = []
+        for code in result.categories:
+            finding = self.findings.setdefault(code, {"category": code, "confidence": 0.0, "evidence": []})
+            finding["confidence"] = max(finding["confidence"], round(result.scores.get(code, 1.0), 4))
+            finding["evidence"] += [{"turn": turn, "text": s.text, "start": s.start, "end": s.end}
+                                    for s in result.evidence.get(code, ())]
+            if open_tickets and code != "praise":
+                out += self._ticket(code, r.text, r.intent == Intent.COMPLAINT.value)
+        return out
+
+    def _ticket(self, code: str, text: str, high: bool) -> list:
+        if code in self._tickets:
+            return []
+        self._tickets.add(code)
+        high = high or self._low_score is not None  # an unhappy customer's every problem is urgent
+        category = FeedbackCategory(code)
+        return [OpenTicket(title=f"{CATEGORY_ZH[code]}: {text[:30]}", category=category,
+                           department=CATEGORY_DEPARTMENT[category], description=text,
+                           priority="high" if high else "normal", ticket_kind="complaint")]
+
+    def _problem(self, step: Step, code: str, text: str, high: bool) -> list:
+        finding = self.findings.setdefault(code, {"category": code, "confidence": 1.0, "evidence": []})
+        turn = len(self.turns) - 1
+        finding["evidence"].append({"turn": turn, "text": text, "start": 0, "end": len(text)})
+        return self._ticket(code, f"{step.say[:20]}……答:{text}", high)
+
+    def _complaint(self, step: Step, r: NluResult) -> list:
+        """A complaint heard at a step that asked something else: record it, classify, ticket."""
+        out = self._record_raw(f"complaint_{step.id}", r.text, r.text)
+        classified = self._classify(step, r, open_tickets=True)
+        if not classified and not self._tickets:
+            out.append(OpenTicket(title=f"客户投诉: {r.text[:30]}", department=Department.CRM, description=r.text,
+                                  priority="high", ticket_kind="complaint"))
+            self._tickets.add("complaint")
+        return out + classified
+
+    def _last_text(self) -> str:
+        return self.turns[-1]["text"] if self.turns else ""
+
+    # -- ending ----------------------------------------------------------------------------------
+    def _on_hangup(self) -> list:
+        if self.state is State.TRANSFERRING:
+            return self._finish(CallOutcome.TRANSFERRED, "customer hung up during transfer")
+        if self._ending_outcome is not None:
+            return self._finish(self._ending_outcome, self._end_reason)
+        outcome = CallOutcome.PARTIAL if self.answers else (
+            CallOutcome.NO_RESPONSE if not self.turns else CallOutcome.PARTIAL)
+        return self._finish(outcome, "customer_hung_up")
+
+    def _on_transfer_failed(self, ev: TransferFailed) -> list:
+        if self.state is not State.TRANSFERRING:
+            return []
+        at = self.clock() + dt.timedelta(minutes=30)
+        return [ScheduleCallback(at=at, reason=f"transfer failed: {ev.reason}".strip(), robot=False)] + \
+            self._end_politely("transfer_failed", CallOutcome.CALLBACK, "transfer_failed")
+
+    def _finish(self, outcome: CallOutcome, reason: str) -> list:
+        if self.state is State.DONE:
+            return []
+        self.state = State.DONE
+        self.outcome = outcome
+        out: list = []
+        if self._low_score is not None and not (self._tickets - {"praise"}):
+            out.append(OpenTicket(title=f"总体满意度{self._low_score}分", department=Department.CRM,
+                                  description=self._last_text() or None, priority="high", ticket_kind="follow_up"))
+        end = OUTCOME_END[outcome]
+        if outcome is CallOutcome.PARTIAL:
+            end = {"no_input": CallEnd.NO_INPUT, "no_match": CallEnd.NO_INPUT,
+                   "max_duration": CallEnd.MAX_DURATION}.get(reason, CallEnd.CUSTOMER_HUNG_UP)
+        score5 = next((t["score5"] for t in self.turns if t.get("score5") is not None
+                       and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "score5"), None)
+        nps = next((t["nps"] for t in self.turns if t.get("nps") is not None
+                    and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "nps"), None)
+        out.append(Finish(end=end.value, outcome=outcome.value, reason=reason, answers=dict(self.answers),
+                          turns=tuple(self.turns), findings=tuple(self.findings.values()),
+                          sentiment=self._overall_sentiment(score5), score5=score5, nps=nps))
+        logger.info("call %s: conversation ended %s (%s), %d turns", self.call_id, outcome.value, reason,
+                    len(self.turns))
+        return out
+
+    def _overall_sentiment(self, score5: int | None) -> str | None:
+        if "negative" in self._sentiments or (score5 is not None and score5 <= 2):
+            return "negative"
+        if "positive" in self._sentiments or (score5 is not None and score5 >= 4):
+            return "positive"
+        if self._sentiments or score5 is not None:
+            return "neutral"
+        return None
+
+
+def run_text(conversation: Conversation, replies: Sequence[str | None]) -> list:
+    """Drive a conversation with typed replies (None = silence): for simulations and tests.
+
+    Every Say is "played" at once, every listen gets the next reply; returns all actions.
+    """
+    actions = conversation.start(CallAnswered())
+    log = list(actions)
+    replies = list(replies)
+    clock = 0.0
+    guard = 0
+    while not conversation.done and guard < 200:
+        guard += 1
+        timers = {a.name: a for a in actions if isinstance(a, StartTimer)}
+        says = [a for a in actions if isinstance(a, Say)]
+        if conversation.state is State.GREETING:
+            actions = conversation.handle(TimerFired("greeting", timers["greeting"].token)) if "greeting" in timers \
+                else []
+        elif says:
+            actions = conversation.handle(PlaybackFinished(says[-1].prompt_id))
+        elif conversation.state is State.LISTENING:
+            reply = replies.pop(0) if replies else None
+            if reply is None:
+                token = conversation._tokens.get("no_input")
+                actions = conversation.handle(TimerFired("no_input", token)) if token else []
+            else:
+                actions = conversation.handle(TranscriptEvent(reply, True, clock, clock + 1.0))
+                clock += 2.0
+        elif conversation.state is State.TRANSFERRING:
+            actions = conversation.handle(TransferConnected())
+        else:
+            break
+        log += actions
+    return log

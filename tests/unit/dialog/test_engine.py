@@ -1,0 +1,282 @@
+"""The conversation engine: events in, actions out, for every path a revisit call takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from typing import ClassVar
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from callcenter.domain import DtmfEvent, TranscriptEvent
+from dialog import actions as A
+from dialog.classifier import Classification, FeedbackClassifier, Span
+from dialog.engine import Conversation, State, run_text
+from dialog.nlu import Nlu
+from dialog.script import shipped_scripts
+
+TZ = ZoneInfo("Asia/Shanghai")
+NOW = dt.datetime(2024, 6, 12, 10, 30, tzinfo=TZ)
+VALUES = {"surname": "王", "title": "先生", "store": "锦华丰田", "visit_date": "2024-06-09"}
+
+
+class FakeClassifier:
+    """Keyword lookup standing in for a trained model (behind the FeedbackClassifier protocol)."""
+
+    name = "fake"
+    words: ClassVar[dict[str, str]] = {"等": "wait_time", "贵": "price", "热情": "praise", "脏": "car_wash"}
+
+    def classify(self, texts: Sequence[str]) -> list[Classification]:
+        out = []
+        for t in texts:
+            cats = tuple(dict.fromkeys(c for w, c in self.words.items() if w in t))
+            neg = any(c != "praise" for c in cats)
+            evidence = {c: tuple(Span(t.index(w), t.index(w) + len(w), w) for w, cc in self.words.items()
+                                 if cc == c and w in t) for c in cats}
+            out.append(Classification(t, cats, "negative" if neg else "positive", {c: 0.9 for c in cats},
+                                      {}, evidence))
+        return out
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    return shipped_scripts()
+
+
+def conv(scripts, name="post_service", **kw) -> Conversation:
+    return Conversation(scripts[name], VALUES, Nlu(), classifier=FakeClassifier(), clock=lambda: NOW, call_id="t1",
+                        **kw)
+
+
+def kinds(actions) -> list[str]:
+    return [a.kind for a in actions]
+
+
+def say_of(actions) -> A.Say:
+    return next(a for a in actions if isinstance(a, A.Say))
+
+
+def heard(c: Conversation, text: str, final: bool = True) -> list:
+    return c.handle(TranscriptEvent(text, final, 1.0, 2.0))
+
+
+def answered(c: Conversation) -> list:
+    """Start, let the greeting timer pass, return the actions of the first question."""
+    first = c.start(A.CallAnswered(NOW))
+    timer = next(a for a in first if isinstance(a, A.StartTimer) and a.name == "greeting")
+    return c.handle(A.TimerFired("greeting", timer.token))
+
+
+def played(c: Conversation, actions) -> list:
+    return c.handle(A.PlaybackFinished(say_of(actions).prompt_id))
+
+
+def test_fake_classifier_fits_the_protocol():
+    assert isinstance(FakeClassifier(), FeedbackClassifier)
+
+
+def test_a_satisfied_customer_goes_through_the_whole_script(scripts):
+    c = conv(scripts)
+    log = run_text(c, ["对,是我,你说吧", "非常满意,给五分", "顾问挺热情的", "洗了", "准时的", "没有了"])
+    texts = [a.text for a in log if isinstance(a, A.Say)]
+    assert texts[0].startswith("王先生您好,我是锦华丰田的客服专员。您六月九日")
+    records = [(a.question, a.value) for a in log if isinstance(a, A.RecordAnswer)]
+    assert records == [("consent", True), ("overall_score", 5), ("advisor", "顾问挺热情的"), ("car_washed", True),
+                       ("on_time", True), ("suggestion", "")]
+    assert not [a for a in log if isinstance(a, A.OpenTicket)]
+    assert kinds(log)[-2:] == ["hang_up", "finish"]
+    finish = log[-1]
+    assert (finish.outcome, finish.end, finish.score5, finish.sentiment) == ("completed", "completed", 5, "positive")
+    assert [f["category"] for f in finish.findings] == ["praise"]
+    assert finish.findings[0]["evidence"][0]["text"] == "热情"
+
+
+def test_complaints_open_one_ticket_per_category_for_the_right_department(scripts):
+    c = conv(scripts)
+    log = run_text(c, ["是我", "两分", "等了三个小时,还那么贵", "一般", "没洗", "准时", "没有"])
+    tickets = [a for a in log if isinstance(a, A.OpenTicket)]
+    assert [(t.category.value, t.department.value, t.priority) for t in tickets] == [
+        ("wait_time", "after_sales", "high"), ("price", "after_sales", "high"), ("car_wash", "after_sales", "high")]
+    assert log[-1].sentiment == "negative" and log[-1].score5 == 2
+
+
+def test_a_low_score_without_a_reason_opens_a_crm_ticket(scripts):
+    c = conv(scripts)
+    log = run_text(c, ["是的", "一分", "不想说", "还行", "洗了", "准时", "没有"])
+    ticket = [a for a in log if isinstance(a, A.OpenTicket)][-1]
+    assert ticket.department.value == "crm" and ticket.title == "总体满意度1分"
+    assert log.index(ticket) < len(log) - 1 and isinstance(log[-1], A.Finish)
+
+
+def test_machines_are_hung_up_on(scripts):
+    c = conv(scripts)
+    first = c.start(A.CallAnswered(NOW))
+    assert kinds(first) == ["start_timer", "listen", "start_timer"]
+    out = heard(c, "您好,我现在不方便接听,请在提示音后留言")
+    assert kinds(out) == ["cancel_timer", "hang_up", "finish"]
+    assert out[-1].outcome == "machine" and out[-1].end == "answering_machine"
+    assert c.handle(TranscriptEvent("喂", True, 0, 1)) == []  # done: nothing more
+
+
+def test_a_person_saying_hello_gets_the_first_question(scripts):
+    c = conv(scripts)
+    c.start(A.CallAnswered(NOW))
+    out = heard(c, "喂?")
+    assert say_of(out).step == "identity" and c.state is State.SPEAKING
+    assert any(isinstance(a, A.Listen) and a.context == "id" and "转人工" in a.grammar for a in out)
+
+
+def test_a_long_monologue_on_pickup_is_a_machine(scripts):
+    c = conv(scripts)
+    c.start(A.CallAnswered(NOW))
+    out = c.handle(TranscriptEvent("这里是张伟的电话现在没有办法接", False, 0.0, 5.5))
+    assert out[-1].outcome == "machine"
+
+
+def test_barge_in_stops_the_prompt_and_is_understood(scripts):
+    c = conv(scripts)
+    answered(c)
+    assert c.state is State.SPEAKING
+    assert heard(c, "嗯", final=False) == []  # too short to be an interruption
+    out = heard(c, "是我是我", final=False)
+    assert kinds(out) == ["stop_speaking"] and c.state is State.LISTENING
+    out = heard(c, "是我是我,你说")
+    assert say_of(out).step == "satisfaction"
+
+
+def test_speech_over_a_prompt_without_barge_in_waits_for_its_end(scripts):
+    c = conv(scripts)
+    out = answered(c)
+    object.__setattr__(c._speaking, "barge_in", False)
+    assert heard(c, "是我,你说吧") == []
+    after = played(c, out)
+    assert any(isinstance(a, A.RecordAnswer) and a.question == "consent" for a in after)
+
+
+def test_silence_reprompts_then_ends_politely(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    for _ in range(2):
+        timer = next(a for a in out if isinstance(a, A.StartTimer) and a.name == "no_input")
+        out = c.handle(A.TimerFired("no_input", timer.token))
+        assert say_of(out).prompt_id == "post_service.identity.no_input"
+        assert say_of(out).text.startswith("您好,您还在听吗?")
+        out = played(c, out)
+    timer = next(a for a in out if isinstance(a, A.StartTimer) and a.name == "no_input")
+    out = c.handle(A.TimerFired("no_input", timer.token))
+    assert say_of(out).prompt_id == "post_service.goodbye_no_input"
+    end = played(c, out)
+    assert kinds(end) == ["hang_up", "finish"]
+    assert (end[-1].outcome, end[-1].end) == ("no_response", "no_input")
+
+
+def test_a_stale_timer_is_ignored(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    timer = next(a for a in out if isinstance(a, A.StartTimer) and a.name == "no_input")
+    heard(c, "是的")  # the answer cancels it (and a new step starts its own)
+    assert c.handle(A.TimerFired("no_input", timer.token)) == []
+
+
+def test_dtmf_answers_scores_and_zero_asks_for_a_human(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是的"))
+    out = c.handle(DtmfEvent("4"))
+    assert any(isinstance(a, A.RecordAnswer) and a.value == 4 for a in out)
+    out = c.handle(DtmfEvent("0"))
+    assert say_of(out).step == "transfer"
+    out = played(c, out)
+    assert kinds(out) == ["transfer"] and out[0].target == "agents"
+    assert c.handle(A.TransferConnected())[-1].outcome == "transferred"
+
+
+def test_a_failed_transfer_schedules_an_agent_callback(scripts):
+    c = conv(scripts)
+    log = run_text(c, [])
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "转人工"))
+    out = c.handle(A.TransferFailed("no agent"))
+    assert isinstance(out[0], A.ScheduleCallback) and out[0].robot is False
+    end = played(c, out)
+    assert end[-1].outcome == "callback"
+    assert log  # the silent run above ended too
+
+
+def test_busy_with_a_time_schedules_the_callback_then(scripts):
+    c = conv(scripts)
+    log = run_text(c, ["我在开会,下午三点以后再打吧"])
+    cb = next(a for a in log if isinstance(a, A.ScheduleCallback))
+    assert cb.at == dt.datetime(2024, 6, 12, 15, 0, tzinfo=TZ) and cb.robot
+    assert not any(isinstance(a, A.Say) and a.step == "callback_time" for a in log)  # time known: not asked
+    assert (log[-1].outcome, log[-1].end) == ("callback", "callback")
+
+
+def test_busy_without_a_time_is_asked_when(scripts):
+    c = conv(scripts)
+    log = run_text(c, ["我在开车,晚点再打", "明天上午吧"])
+    assert any(isinstance(a, A.Say) and a.step == "callback_time" for a in log)
+    cb = next(a for a in log if isinstance(a, A.ScheduleCallback))
+    assert cb.at == dt.datetime(2024, 6, 13, 10, 0, tzinfo=TZ)
+
+
+def test_opt_out_and_wrong_number(scripts):
+    log = run_text(conv(scripts), ["以后别再给我打电话了"])
+    assert any(isinstance(a, A.AddToDnc) for a in log) and log[-1].end == "opt_out"
+    log = run_text(conv(scripts), ["你打错了,我不姓王"])
+    assert log[-1].outcome == "wrong_number" and log[-1].answers == {"wrong_number": True}
+
+
+def test_max_duration_ends_the_call_politely(scripts):
+    c = conv(scripts)
+    first = c.start(A.CallAnswered(NOW))
+    limit = next(a for a in first if isinstance(a, A.StartTimer) and a.name == "max_duration")
+    assert limit.seconds == 240
+    out = c.handle(A.TimerFired("max_duration", limit.token))
+    assert say_of(out).prompt_id == "post_service.goodbye_timeout"
+    assert played(c, out)[-1].end == "no_input" or c.done
+
+
+def test_the_customer_hanging_up_finishes_without_a_hang_up(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = c.handle(A.CustomerHungUp())
+    assert kinds(out) == ["finish"]
+    assert (out[0].outcome, out[0].end) == ("partial", "customer_hung_up")
+    assert c.handle(A.CustomerHungUp()) == []
+
+
+def test_a_question_gets_the_step_repeated(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    out = heard(c, "你说什么,没听清")
+    assert say_of(out).text.startswith("好的,我再说一遍。王先生您好")
+
+
+def test_every_action_and_event_round_trips_through_json(scripts):
+    log = run_text(conv(scripts), ["是我", "两分", "等了很久", "挺好", "没洗", "晚了", "没有"])
+    log += run_text(conv(scripts), ["我在开会,明天上午再打"])
+    events = [TranscriptEvent("你好", True, 0.0, 1.0), DtmfEvent("5", 1.0), A.CallAnswered(NOW),
+              A.PlaybackFinished("x"), A.TimerFired("no_input", 3), A.CustomerHungUp(), A.TransferFailed("busy"),
+              A.TransferConnected()]
+    for item in log + events:
+        data = json.loads(json.dumps(A.to_dict(item), ensure_ascii=False))
+        assert A.from_dict(data) == item, data
+    with pytest.raises(ValueError, match="unknown action/event kind"):
+        A.from_dict({"kind": "dance"})
+    with pytest.raises(ValueError, match="unexpected field"):
+        A.from_dict({"kind": "say", "step": "a", "prompt_id": "b", "text": "c", "fragments": [], "loud": True})
+
+
+def test_every_shipped_script_survives_every_kind_of_answer(scripts):
+    replies = ["是的", "五分", "挺好的", "有", "九分", "明天上午", "没有", "搬家了", "不用了", "好的"]
+    for name in scripts:
+        for start in range(3):
+            c = conv(scripts, name)
+            log = run_text(c, replies[start:] + [None] * 8)
+            assert c.done, name
+            assert sum(isinstance(a, A.Finish) for a in log) == 1
