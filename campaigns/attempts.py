@@ -84,6 +84,17 @@ def claim_attempt(session: Session, msg: Message, *, now: dt.datetime, worker: s
         return Claim(ClaimKind.MISSING, f"task {msg.task_id} does not exist")
     task, campaign, timezone = row
     previous = msg.attempt - 1
+    if task.state is TaskState.DIALING and task.attempts == msg.attempt:
+        own = session.execute(
+            sa.select(Call.id, Call.worker, Call.ended_at).where(Call.task_id == task.id, Call.attempt == msg.attempt)
+        ).first()
+        if own is not None and own.worker == worker[:100] and own.ended_at is None:
+            # Our own claim committed although the commit reported an error (the database went
+            # away mid-commit): this process owns the attempt and has not dialled it; it does now.
+            # The worker never asks for an attempt it is already running.
+            policy = dial_policy(defaults, campaign.params, max_channels=campaign.max_channels,
+                                 max_attempts=campaign.max_attempts)
+            return Claim(ClaimKind.DIAL, "resumed own claim", _request(own.id, task, campaign, msg, timezone), policy)
     if task.state is not TaskState.QUEUED or task.attempts != previous:
         return Claim(ClaimKind.STALE, f"task {task.id} is {task.state.value} after {task.attempts} attempt(s)")
     if campaign.status is CampaignStatus.CANCELLED:
@@ -121,9 +132,12 @@ def claim_attempt(session: Session, msg: Message, *, now: dt.datetime, worker: s
                 worker=worker[:100], started_at=now, created_at=now)
     session.add(call)
     session.flush()  # the INSERT: UNIQUE(task_id, attempt) raises here if the attempt exists
-    request = CallRequest(
-        call_id=call.id, task_id=task.id, attempt=msg.attempt, campaign_id=campaign.id,
+    return Claim(ClaimKind.DIAL, request=_request(call.id, task, campaign, msg, timezone), policy=policy)
+
+
+def _request(call_id: int, task: CallTask, campaign: Campaign, msg: Message, timezone: str) -> CallRequest:
+    return CallRequest(
+        call_id=call_id, task_id=task.id, attempt=msg.attempt, campaign_id=campaign.id,
         customer_id=task.customer_id, store_id=task.store_id, phone=task.phone, script=campaign.script,
         context=dict(task.context or {}), store_timezone=timezone,
     )
-    return Claim(ClaimKind.DIAL, request=request, policy=policy)

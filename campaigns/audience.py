@@ -287,19 +287,24 @@ def _cycles_in_use(session: Session, store_id: int | None, default_mid: int, def
 
 
 # --------------------------------------------------------------------------- rules
-# Each returns a SELECT with the labelled columns below (NULL where a rule has none); rows are
-# ordered so that the first row of each customer is the one to keep.
+# Each returns a SELECT with the labelled columns below (NULL where a rule has none). A customer
+# may match several times (two visits, two cars); ``sort_date`` and PREFER_LATEST say which row
+# to keep: the outer query orders by them (an ORDER BY inside a subquery means nothing in SQL).
 
 _COLUMNS = ("customer_id", "store_id", "vehicle_id", "visit_id", "visit_date", "visit_type", "advisor",
-            "touch", "days_left")
+            "touch", "days_left", "sort_date")
 
 
-_NULL_TYPES = {"vehicle_id": sa.Integer, "visit_id": sa.Integer, "visit_date": sa.Date, "days_left": sa.Integer}
+_NULL_TYPES = {"vehicle_id": sa.Integer, "visit_id": sa.Integer, "visit_date": sa.Date, "days_left": sa.Integer,
+               "sort_date": sa.Date}
+# Which of a customer's matching rows to keep: the latest sort_date (True) or the earliest.
+PREFER_LATEST = {CampaignType.POST_SERVICE: True, CampaignType.NEW_CAR: True}
 
 
 def _row(customer_id, store_id, vehicle_id=None, visit_id=None, visit_date=None, visit_type=None, advisor=None,
-         touch=None, days_left=None) -> list:
-    values = (customer_id, store_id, vehicle_id, visit_id, visit_date, visit_type, advisor, touch, days_left)
+         touch=None, days_left=None, sort_date=None) -> list:
+    values = (customer_id, store_id, vehicle_id, visit_id, visit_date, visit_type, advisor, touch, days_left,
+              sort_date)
     return [
         (value if value is not None else sa.cast(sa.null(), _NULL_TYPES.get(name, sa.String))).label(name)
         for name, value in zip(_COLUMNS, values)
@@ -319,9 +324,9 @@ def _post_service(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
         conds.append(ServiceVisit.store_id == q.store_id)
     return (
         sa.select(*_row(ServiceVisit.customer_id, ServiceVisit.store_id, ServiceVisit.vehicle_id, ServiceVisit.id,
-                        ServiceVisit.visit_date, sa.cast(ServiceVisit.visit_type, sa.String), ServiceVisit.advisor))
+                        ServiceVisit.visit_date, sa.cast(ServiceVisit.visit_type, sa.String), ServiceVisit.advisor,
+                        sort_date=ServiceVisit.visit_date))
         .where(*conds)
-        .order_by(ServiceVisit.customer_id, ServiceVisit.visit_date.desc(), ServiceVisit.id.desc())
     )
 
 
@@ -349,14 +354,14 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
             window = [sa.or_(*alternatives),
                       ~sa.exists().where(ServiceVisit.vehicle_id == Vehicle.id, ServiceVisit.paid.is_(True))]
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch)),
-                      Vehicle.purchase_date.label("sort_date"))
+            sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch),
+                            sort_date=Vehicle.purchase_date))
             .join(Customer, Customer.id == Vehicle.customer_id)
             .join(Store, Store.id == Customer.store_id)
             .where(Vehicle.purchase_date <= q.as_of, *window, done, *scope)
         )
     union = sa.union_all(*parts).subquery()
-    return sa.select(*[union.c[c] for c in _COLUMNS]).order_by(union.c.customer_id, union.c.sort_date.desc())
+    return sa.select(*[union.c[c] for c in _COLUMNS])
 
 
 def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
@@ -384,8 +389,8 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
 
     by_visit = (
         sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, ServiceVisit.id, ServiceVisit.visit_date,
-                        sa.cast(ServiceVisit.visit_type, sa.String), ServiceVisit.advisor),
-                  ServiceVisit.visit_date.label("sort_date"))
+                        sa.cast(ServiceVisit.visit_type, sa.String), ServiceVisit.advisor,
+                        sort_date=ServiceVisit.visit_date))
         .select_from(ServiceVisit)
         .join(Vehicle, Vehicle.id == ServiceVisit.vehicle_id)
         .join(Customer, Customer.id == Vehicle.customer_id)
@@ -398,7 +403,7 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
     # Never serviced: the purchase starts the cycle (the new-car plan's pre-service touch covers
     # the days before; this catches the ones who did not come).
     by_purchase = (
-        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id), Vehicle.purchase_date.label("sort_date"))
+        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, sort_date=Vehicle.purchase_date))
         .join(Customer, Customer.id == Vehicle.customer_id)
         .join(Store, Store.id == Customer.store_id)
         .where(Vehicle.purchase_date >= lo, Vehicle.purchase_date <= hi, due(Vehicle.purchase_date),
@@ -406,8 +411,7 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
                ~reminded_since(Vehicle.purchase_date), *scope)
     )
     union = sa.union_all(by_visit, by_purchase).subquery()
-    # The most overdue vehicle of a customer first.
-    return sa.select(*[union.c[c] for c in _COLUMNS]).order_by(union.c.customer_id, union.c.sort_date)
+    return sa.select(*[union.c[c] for c in _COLUMNS])  # the most overdue vehicle of a customer first
 
 
 def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
@@ -423,8 +427,8 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
         floor = touches[i + 1] + 1 if i + 1 < len(touches) else 0  # (next touch, days]
         touch = f"{days}d"
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch)),
-                      Vehicle.insurance_expiry.label("sort_date"))
+            sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch),
+                            sort_date=Vehicle.insurance_expiry))
             .join(Customer, Customer.id == Vehicle.customer_id)
             .where(Vehicle.insurance_expiry >= q.as_of + dt.timedelta(days=floor),
                    Vehicle.insurance_expiry <= q.as_of + dt.timedelta(days=days),
@@ -433,17 +437,16 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
                    *scope)
         )
     union = sa.union_all(*parts).subquery()
-    return sa.select(*[union.c[c] for c in _COLUMNS]).order_by(union.c.customer_id, union.c.sort_date)
+    return sa.select(*[union.c[c] for c in _COLUMNS])
 
 
 def _warranty_expiry(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     scope = [Customer.store_id == q.store_id] if q.store_id is not None else []
     return (
-        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id))
+        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, sort_date=Vehicle.warranty_end))
         .join(Customer, Customer.id == Vehicle.customer_id)
         .where(Vehicle.warranty_end >= q.as_of, Vehicle.warranty_end <= q.as_of + dt.timedelta(days=p["within_days"]),
                ~_task_exists(CampaignType.WARRANTY_EXPIRY, CallTask.vehicle_id == Vehicle.id), *scope)
-        .order_by(Vehicle.customer_id, Vehicle.warranty_end)
     )
 
 
@@ -580,6 +583,9 @@ def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any
                       Vehicle.insurance_expiry, *_exclusion_columns(q, sub.c.customer_id))
             .join(Customer, Customer.id == sub.c.customer_id)
             .outerjoin(Vehicle, Vehicle.id == sub.c.vehicle_id)
+            .order_by(sub.c.customer_id,
+                      sub.c.sort_date.desc() if PREFER_LATEST.get(q.type) else sub.c.sort_date,
+                      sub.c.visit_id.desc(), sub.c.vehicle_id)
         )
         rows = session.execute(stmt)
     else:
@@ -625,7 +631,7 @@ def _rows_for_ids(session: Session, q: AudienceQuery, ids: list[int]) -> Iterabl
             sa.select(Customer.id.label("customer_id"), Customer.store_id.label("store_id"),
                       Vehicle.id.label("vehicle_id"), sa.null().label("visit_id"), sa.null().label("visit_date"),
                       sa.null().label("visit_type"), sa.null().label("advisor"), sa.null().label("touch"),
-                      sa.null().label("days_left"), Customer.phone, Customer.name, Customer.gender,
+                      sa.null().label("days_left"), sa.null().label("sort_date"), Customer.phone, Customer.name, Customer.gender,
                       Vehicle.model, Vehicle.brand, Vehicle.plate, Vehicle.purchase_date, Vehicle.warranty_end,
                       Vehicle.insurance_expiry, *_exclusion_columns(q, Customer.id))
             .outerjoin(Vehicle, Vehicle.id == latest_vehicle)

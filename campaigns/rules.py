@@ -374,7 +374,10 @@ def validate_dial_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 def store_callable(now: dt.datetime, timezone: str, policy: DialPolicy,
                    calendar: HolidayCalendar) -> tuple[bool, str | None]:
-    """Whether a store may be called at ``now`` (naive UTC): (True, None) or (False, why)."""
+    """Whether a store may be called at ``now`` (naive UTC): (True, None) or (False, why).
+
+    ``calendar`` is consulted only when the policy keeps holidays free of calls.
+    """
     try:
         tz = ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
@@ -383,6 +386,8 @@ def store_callable(now: dt.datetime, timezone: str, policy: DialPolicy,
     minute = local.hour * 60 + local.minute
     if not any(w.start <= minute < w.end for w in policy.windows):
         return False, f"outside the calling windows {format_windows(policy.windows)} (local time {local:%H:%M})"
+    if not policy.holidays:
+        return True, None
     try:
         if calendar.is_holiday(local.date()):
             return False, f"public holiday ({local.date().isoformat()})"

@@ -60,7 +60,6 @@ from campaigns.rules import (
 logger = logging.getLogger(__name__)
 
 BUSY_ELSEWHERE_SECONDS = 600
-TRUNK_CACHE_SECONDS = 5.0
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -169,7 +168,6 @@ class Scheduler:
         self.clock = clock
         self.reconcile_every = reconcile_every if reconcile_every is not None else max(1.0, worker_timeout / 3)
         self._last_reconcile = 0.0
-        self._trunk_cache: dict[int, tuple[float, TrunkHealth]] = {}
 
     # ----------------------------------------------------------------- the tick
 
@@ -209,14 +207,6 @@ class Scheduler:
     def _policy(self, c: Campaign) -> DialPolicy:
         return dial_policy(self.defaults, c.params, max_channels=c.max_channels, max_attempts=c.max_attempts)
 
-    def _trunk(self, session: Session, campaign_id: int, policy: DialPolicy) -> TrunkHealth:
-        cached = self._trunk_cache.get(campaign_id)
-        if cached and time.monotonic() - cached[0] < TRUNK_CACHE_SECONDS:
-            return cached[1]
-        health = trunk_health(session, campaign_id, policy)
-        self._trunk_cache[campaign_id] = (time.monotonic(), health)
-        return health
-
     def _dispatch_all(self, now: dt.datetime, report: TickReport) -> None:
         with self.db.session() as s:
             campaigns = s.scalars(
@@ -237,16 +227,17 @@ class Scheduler:
             capacity = policy.max_channels - inflight.get(c.id, 0)
             if capacity <= 0:
                 continue
+            # Checked before every dispatch (one LIMIT scan on the calls' primary key): with short
+            # calls a cached verdict would let hundreds of doomed attempts through in a second.
             with self.db.session() as s:
-                health = self._trunk(s, c.id, policy)
+                health = trunk_health(s, c.id, policy)
             if health.degraded and health.hold_until and health.hold_until > now:
                 report.held[c.id] = (f"trunk failing ({health.consecutive_failures} attempts in a row, last "
                                      f"{health.last_code} {health.last_reason or ''}): held until {health.hold_until}Z")
                 continue
             key = (policy.windows, policy.holidays)
             if key not in open_cache:
-                calendar = self.calendar if policy.holidays else policy.calendar()
-                open_cache[key] = [sid for sid, tz in stores if store_callable(now, tz, policy, calendar)[0]]
+                open_cache[key] = [sid for sid, tz in stores if store_callable(now, tz, policy, self.calendar)[0]]
             open_stores = open_cache[key]
             if not open_stores:
                 report.held[c.id] = "no store is inside its calling window now"

@@ -210,7 +210,7 @@ def change_status(db: Database, campaign_id: int, action: str, *, now: dt.dateti
         if campaign is None:
             raise CampaignError(f"campaign {campaign_id} does not exist")
         previous = campaign.status
-        if previous is target and action != "start":
+        if previous is target:  # asking twice is harmless
             return {"id": campaign_id, "status": target.value, "previous": previous.value}
         if previous not in allowed:
             raise CampaignError(f"campaign {campaign_id} is {previous.value}: it cannot be {_PAST[action]}")
@@ -287,7 +287,7 @@ def campaign_status(db: Database, campaign_id: int, settings: Settings, *, now: 
         cal = calendar or ChineseHolidays()
         closed = {}
         for code, tz in s.execute(store_q):
-            ok, why = store_callable(now, tz, policy, cal if policy.holidays else policy.calendar())
+            ok, why = store_callable(now, tz, policy, cal)
             if not ok:
                 closed[code] = why
         store_code = s.scalar(sa.select(Store.code).where(Store.id == c.store_id)) if c.store_id else None

@@ -156,6 +156,7 @@ class Worker:
         self._hard_stop = threading.Event()  # give up waiting for the database too
         self._slots = threading.Condition()
         self._active: dict[int, int] = {}  # call id -> campaign id
+        self._tasks: set[int] = set()  # tasks whose entry a call thread is handling
         self._busy = 0
         self._warn = _RateLimitedWarning()
         self.handled = 0  # entries processed (for tests and the heartbeat)
@@ -254,6 +255,11 @@ class Worker:
                 continue
             for msg in messages:
                 with self._slots:
+                    if msg.task_id in self._tasks:
+                        # Our own entry of a call still in progress, idle past the claim timeout and
+                        # taken back by XAUTOCLAIM: the call is running here; leave the entry be.
+                        continue
+                    self._tasks.add(msg.task_id)
                     self._busy += 1
                 pool.submit(self._handle, msg)
 
@@ -315,6 +321,7 @@ class Worker:
                              msg.attempt)
         finally:
             with self._slots:
+                self._tasks.discard(msg.task_id)
                 self._busy -= 1
                 self._slots.notify_all()
 

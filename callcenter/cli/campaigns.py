@@ -86,7 +86,7 @@ def create(ctype: str, as_of: dt.datetime | None, store: str | None, name: str |
     """Build a campaign's audience and store its tasks (status draft)."""
     from campaigns.filters import load_filter
     from campaigns.scripts import available_scripts
-    from campaigns.service import CampaignSpec, EmptyAudience, create_campaign
+    from campaigns.service import CampaignError, CampaignSpec, EmptyAudience, create_campaign
 
     settings = load_settings()
     parsed = _parse_params(params, params_json)
@@ -101,13 +101,15 @@ def create(ctype: str, as_of: dt.datetime | None, store: str | None, name: str |
     spec = CampaignSpec(type=ctype, as_of=as_of.date() if as_of else None, store=store, name=name, script=script,
                         params=parsed, max_channels=max_channels, max_attempts=max_attempts)
     try:
-        report = _service_call(create_campaign, db, spec, settings,
-                               known_scripts=set(available_scripts(settings.data_dir)), dry_run=dry_run)
+        report = create_campaign(db, spec, settings, known_scripts=set(available_scripts(settings.data_dir)),
+                                 dry_run=dry_run)
     except EmptyAudience as exc:
-        if as_json:
+        if as_json:  # scripts still get the exclusion counts
             echo_json({"id": None, "audience": 0, "excluded": exc.report["excluded"]})
         click.echo(f"Error: {exc}", err=True)
         sys.exit(1)
+    except CampaignError as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         db.dispose()
     if as_json:

@@ -1,0 +1,285 @@
+"""Simulated customers (模拟客户): the personas file, its loader, and the lines to render their voices.
+
+A personas file (YAML; the shipped one is ``personas.yaml`` beside this module) says, for each
+phone number, which persona answers it, and for each persona how the call goes and what the
+customer says to each robot question. Phase 2 turns personas into SIP phones for the demo and
+the end-to-end tests; the tests' fake call runner reads them too. Plain data and functions,
+no threads.
+
+Top-level keys: ``version`` (1), ``questions`` (question id -> ``{context, prompt}``: the robot
+question and the kind of answer the dialog expects: id, sat, nps, yn, open, book, reason),
+``default`` (persona of numbers not listed), ``numbers`` (phone -> persona id), ``personas``.
+
+Persona keys: ``description``; ``sip``: ``answer`` (200), ``busy`` (486), ``no_answer`` (rings
+until the caller gives up), ``reject`` (603), ``unavailable`` (480), ``not_found`` (404);
+``ring_seconds`` before answering; ``hang_up_after`` (a question id: hangs up after answering
+it); ``barge_in`` (talks over the robot's prompts); ``voice`` (``{voice, speed, pitch}`` for
+tools/tts/render.py); ``greeting`` (said as soon as the call is answered: answering machines);
+``answers`` (question id -> text, or ``{text, voice, speed, pitch}`` to render one line with another
+voice); ``default`` (text for any other question); ``expect`` (what
+the robot should conclude: outcome, score5, nps, sentiment, categories, tickets ...).
+
+Audio: ``audio/<persona>__<question>.wav`` (also ``__greeting`` and ``__default``), 8 kHz G.711
+mu-law telephone speech rendered from the texts::
+
+    .venv/bin/python -m campaigns.personas lines > /tmp/personas.jsonl
+    .venv-tts/bin/python tools/tts/render.py --out campaigns/personas/audio --format phone8k-ulaw \\
+        --pad 0.2 /tmp/personas.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from callcenter.domain.phone import PhoneError, normalize_phone
+
+DEFAULT_FILE = Path(__file__).with_name("personas.yaml")
+CONTEXTS = ("id", "sat", "nps", "yn", "open", "book", "reason")
+SIP_CODES: dict[str, int | None] = {"answer": 200, "busy": 486, "no_answer": None, "reject": 603,
+                                    "unavailable": 480, "not_found": 404}
+VOICES = ("fastspeech2", "tacotron2")
+_TOP_KEYS = {"version", "questions", "default", "numbers", "personas"}
+_PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_in", "voice", "greeting", "answers",
+                 "default", "expect"}
+
+
+class PersonaError(ValueError):
+    """The personas file is malformed; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    key: str  # question id, "greeting" or "default"
+    text: str
+    audio: Path
+    voice: Mapping[str, Any] = field(default_factory=dict)  # overrides the persona's voice for this line
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    id: str
+    description: str
+    sip: str
+    ring_seconds: float = 3.0
+    hang_up_after: str | None = None
+    barge_in: bool = False
+    voice: Mapping[str, Any] = field(default_factory=dict)
+    greeting: Answer | None = None
+    answers: Mapping[str, Answer] = field(default_factory=dict)
+    default: Answer | None = None
+    expect: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def sip_code(self) -> int | None:
+        """The final SIP response this persona gives (None: rings until the caller cancels)."""
+        return SIP_CODES[self.sip]
+
+    @property
+    def answers_call(self) -> bool:
+        return self.sip == "answer"
+
+
+@dataclass(frozen=True, slots=True)
+class PersonaBook:
+    path: Path
+    questions: Mapping[str, tuple[str, str]]  # id -> (context, prompt)
+    personas: Mapping[str, Persona]
+    numbers: Mapping[str, str]  # normalised phone -> persona id
+    default: str | None
+
+    def for_number(self, phone: str) -> Persona:
+        """The persona answering ``phone``.
+
+        Raises:
+            KeyError: the number is not listed and the file has no default persona.
+        """
+        try:
+            key = normalize_phone(phone)
+        except PhoneError:
+            key = phone
+        persona_id = self.numbers.get(key, self.default)
+        if persona_id is None:
+            raise KeyError(f"no persona answers {phone!r} and {self.path.name} has no default")
+        return self.personas[persona_id]
+
+    def answer(self, persona: Persona, question: str, context: str | None = None) -> Answer | None:
+        """What ``persona`` says to ``question``: its own answer, else its answer to a question of the
+        same context (``context`` or the question's own), else its default; None: silence."""
+        if question in persona.answers:
+            return persona.answers[question]
+        context = context or self.questions.get(question, (None, ""))[0]
+        if context is not None:
+            for qid, (ctx, _prompt) in self.questions.items():
+                if ctx == context and qid in persona.answers:
+                    return persona.answers[qid]
+        return persona.default
+
+    def all_answers(self) -> list[tuple[Persona, Answer]]:
+        out = []
+        for persona in self.personas.values():
+            for answer in (persona.greeting, *persona.answers.values(), persona.default):
+                if answer is not None:
+                    out.append((persona, answer))
+        return out
+
+    def render_lines(self) -> list[dict[str, Any]]:
+        """Input lines for tools/tts/render.py, one per answer (id = the WAV's stem)."""
+        lines = []
+        for persona, answer in self.all_answers():
+            voice = dict(answer.voice) if answer.voice else dict(persona.voice)
+            line: dict[str, Any] = {"id": answer.audio.stem, "text": answer.text,
+                                    "voice": voice.get("voice", "fastspeech2")}
+            for key in ("speed", "pitch"):
+                if key in voice:
+                    line[key] = voice[key]
+            lines.append(line)
+        return lines
+
+    def missing_audio(self) -> list[Path]:
+        return [a.audio for _p, a in self.all_answers() if not a.audio.is_file()]
+
+
+def _text(where: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise PersonaError(f"{where}: expected the customer's words (non-empty text)")
+    return value.strip()
+
+
+def _check_voice(where: str, voice: Any) -> None:
+    if not isinstance(voice, Mapping) or voice.get("voice", "fastspeech2") not in VOICES \
+            or set(voice) - {"voice", "speed", "pitch"}:
+        raise PersonaError(f"{where}: expected {{voice: {'|'.join(VOICES)}, speed, pitch}}")
+
+
+def _persona(where: str, pid: str, data: Any, questions: Mapping[str, tuple[str, str]], audio_dir: Path) -> Persona:
+    if not isinstance(data, Mapping):
+        raise PersonaError(f"{where}: expected a mapping")
+    unknown = set(data) - _PERSONA_KEYS
+    if unknown:
+        raise PersonaError(f"{where}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(_PERSONA_KEYS))})")
+    sip = data.get("sip", "answer")
+    if sip not in SIP_CODES:
+        raise PersonaError(f"{where}.sip: {sip!r} is not one of {', '.join(SIP_CODES)}")
+    ring = data.get("ring_seconds", 3.0)
+    if isinstance(ring, bool) or not isinstance(ring, (int, float)) or not 0 <= ring <= 120:
+        raise PersonaError(f"{where}.ring_seconds: expected 0-120 seconds")
+    voice = data.get("voice") or {}
+    _check_voice(f"{where}.voice", voice)
+
+    def answer(key: str, spec: Any) -> Answer:
+        # A line is its text, or {text, voice, speed, pitch} when one line needs another rendering
+        # (e.g. a phrase one voice renders so that recognizers mishear it).
+        line_voice: dict = {}
+        if isinstance(spec, Mapping):
+            line_voice = {k: v for k, v in spec.items() if k != "text"}
+            _check_voice(f"{where}.{key}", line_voice)
+            spec = spec.get("text")
+        return Answer(key, _text(f"{where}.{key}", spec), audio_dir / f"{pid}__{key}.wav", line_voice)
+
+    answers_raw = data.get("answers") or {}
+    if not isinstance(answers_raw, Mapping):
+        raise PersonaError(f"{where}.answers: expected question id -> text")
+    answers = {}
+    for qid, text in answers_raw.items():
+        if qid not in questions:
+            raise PersonaError(f"{where}.answers.{qid}: not a question of this file "
+                               f"(questions: {', '.join(questions)})")
+        answers[qid] = answer(qid, text)
+    hang = data.get("hang_up_after")
+    if hang is not None and hang not in answers:
+        raise PersonaError(f"{where}.hang_up_after: {hang!r} is not one of this persona's answers")
+    if sip == "answer" and not answers and "greeting" not in data:
+        raise PersonaError(f"{where}: a persona that answers the call needs answers or a greeting")
+    return Persona(
+        id=pid, description=str(data.get("description", "")), sip=sip, ring_seconds=float(ring),
+        hang_up_after=hang, barge_in=bool(data.get("barge_in", False)), voice=dict(voice),
+        greeting=answer("greeting", data["greeting"]) if "greeting" in data else None, answers=answers,
+        default=answer("default", data["default"]) if "default" in data else None,
+        expect=dict(data.get("expect") or {}),
+    )
+
+
+def load_personas(path: Path | str | None = None, *, require_audio: bool = False) -> PersonaBook:
+    """Read and check a personas file (default: the shipped one).
+
+    Raises:
+        PersonaError: unreadable, not YAML, or malformed (the message names the key); with
+            ``require_audio``, an answer whose WAV is missing.
+    """
+    import yaml
+
+    path = Path(path) if path is not None else DEFAULT_FILE
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PersonaError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise PersonaError(f"{path}: not valid YAML: {exc}") from None
+    name = path.name
+    if not isinstance(data, Mapping):
+        raise PersonaError(f"{name}: expected a mapping with questions, numbers and personas")
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise PersonaError(f"{name}: unknown key(s) {', '.join(sorted(unknown))}")
+    if data.get("version") != 1:
+        raise PersonaError(f"{name}: version must be 1")
+    questions: dict[str, tuple[str, str]] = {}
+    for qid, q in (data.get("questions") or {}).items():
+        if not isinstance(q, Mapping) or q.get("context") not in CONTEXTS:
+            raise PersonaError(f"{name}: questions.{qid}.context must be one of {', '.join(CONTEXTS)}")
+        questions[str(qid)] = (q["context"], str(q.get("prompt", "")))
+    audio_dir = path.parent / "audio"
+    personas: dict[str, Persona] = {}
+    raw_personas = data.get("personas")
+    if not isinstance(raw_personas, Mapping) or not raw_personas:
+        raise PersonaError(f"{name}: personas: expected at least one persona")
+    for pid, pdata in raw_personas.items():
+        if not isinstance(pid, str) or not pid.replace("_", "").isalnum() or not pid.isascii():
+            raise PersonaError(f"{name}: persona id {pid!r}: use letters, digits and _")
+        personas[pid] = _persona(f"{name}: personas.{pid}", pid, pdata, questions, audio_dir)
+    numbers: dict[str, str] = {}
+    for raw, pid in (data.get("numbers") or {}).items():
+        try:
+            phone = normalize_phone(str(raw))
+        except PhoneError as exc:
+            raise PersonaError(f"{name}: numbers.{raw}: {exc}") from None
+        if pid not in personas:
+            raise PersonaError(f"{name}: numbers.{raw}: no persona {pid!r}")
+        if phone in numbers:
+            raise PersonaError(f"{name}: numbers.{raw}: listed twice")
+        numbers[phone] = pid
+    default = data.get("default")
+    if default is not None and default not in personas:
+        raise PersonaError(f"{name}: default: no persona {default!r}")
+    book = PersonaBook(path, questions, personas, numbers, default)
+    if require_audio:
+        missing = book.missing_audio()
+        if missing:
+            raise PersonaError(f"{name}: {len(missing)} answer(s) not rendered, e.g. {missing[0]} "
+                               f"(render them: see campaigns/personas/__init__.py)")
+    return book
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m campaigns.personas lines|check [FILE]``."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in ("lines", "check"):
+        print("usage: python -m campaigns.personas lines|check [FILE]", file=sys.stderr)
+        return 2
+    try:
+        book = load_personas(args[1] if len(args) > 1 else None, require_audio=args[0] == "check")
+    except PersonaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args[0] == "lines":
+        for line in book.render_lines():
+            print(json.dumps(line, ensure_ascii=False))
+    else:
+        print(f"{book.path}: {len(book.personas)} personas, {len(book.numbers)} numbers, "
+              f"{len(book.all_answers())} answers, all rendered")
+    return 0
