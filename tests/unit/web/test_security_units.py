@@ -1,6 +1,5 @@
 """Security helpers: redirects, session stamps, tokens, script-safe page data."""
 
-import dataclasses
 
 import pytest
 
