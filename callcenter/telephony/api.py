@@ -112,7 +112,8 @@ class CallResult:
     recording: Path | None = None
     codec: str | None = None
     frames_received: int = 0
-    frames_dropped: int = 0
+    frames_dropped: int = 0  # thrown away because a consumer fell behind (FrameSource.dropped)
+    frames_lost: int = 0  # never produced: the media clock skipped ticks when starved of CPU
 
     @property
     def ring_seconds(self) -> float:
@@ -271,7 +272,8 @@ class Phone(Protocol):
     def capacity(self) -> int: ...
 
     @property
-    def active_calls(self) -> int: ...
+    def active_calls(self) -> int:
+        """Call slots in use: live calls, plus INVITEs pjsip is still timing out (see docs)."""
 
     @property
     def sample_rate(self) -> int:
@@ -294,6 +296,9 @@ class Phone(Protocol):
             TrunkError: the trunk is unusable (e.g. its host does not resolve).
             PhoneClosedError: the phone was closed.
         """
+
+    def hangup_all(self, timeout: float = 5.0) -> None:
+        """Hang up every call and wait until they have ended (emergency stop, tests)."""
 
     def close(self) -> None:
         """Hang up every call and release the SIP stack. Idempotent."""

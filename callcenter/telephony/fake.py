@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
 from callcenter.domain import CallDisposition
 from callcenter.telephony.api import (
@@ -216,6 +217,12 @@ class FakePhone:
             self.calls.append(call)
         return session
 
+    def hangup_all(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            for call in list(self._live.values()):
+                call.local_cause = LocalCause.HANGUP
+                self._end(call)
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -229,7 +236,7 @@ class FakePhone:
             self._pacer.join(timeout=2)
         self._writer.close()
 
-    def __enter__(self) -> FakePhone:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -337,7 +344,7 @@ class FakePhone:
             call_id=s.call_id, target=s.target, disposition=disposition, sip_code=code, reason=reason,
             hangup_by=hangup_by, invite_at=call.invite_at, ended_at=time.time(), ringing_at=call.ringing_at,
             answered_at=call.answered_at, recording=s.recording_path, codec=s.codec,
-            frames_received=s.frames_received, frames_dropped=s.frames_dropped,
+            frames_received=s.frames_received, frames_dropped=s.frames_dropped, frames_lost=s.frames_lost,
         )
         s._finish(result, {"phone": "fake"})
 

@@ -204,6 +204,7 @@ def _run_call(handle, args: SoakArgs, stop: threading.Event, worker: str) -> dic
         "timestamp_gaps": gaps,
         "max_frame_gap_ms": round(max_gap * 1000, 1),
         "frames_dropped": result.frames_dropped,
+        "frames_lost": result.frames_lost,
         "codec": result.codec,
     })
     return line

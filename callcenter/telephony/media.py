@@ -148,6 +148,9 @@ class StreamPlayback:
             self.underruns += 1
         return bytes(nbytes)
 
+    def _finish(self) -> None:
+        self._done.set()
+
     @property
     def done(self) -> bool:
         return self._done.is_set()

@@ -35,11 +35,12 @@ import re
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pjsua2 as pj
 
@@ -64,6 +65,10 @@ logger = logging.getLogger(__name__)
 pjsip_logger = logging.getLogger("callcenter.telephony.pjsip")
 
 POLL_MS = 5  # libHandleEvents timeout: bounds command latency; 200 empty polls/s cost ~0.3 % CPU
+# pjsip may not CANCEL an INVITE that got no response yet: hanging up ends the call at once but the
+# INVITE transaction (and pjsua's call slot) lives until Timer B, 64 x T1 = 32 s after the INVITE.
+# Measured here: four cancelled calls to a silent peer blocked all four slots for 32 s.
+TIMER_B = 32.0
 HANGUP_GRACE = 5.0  # seconds to wait for pjsip to confirm a hang-up before reporting the call ended
 SHUTDOWN_GRACE = 3.0  # seconds close() waits for BYE/CANCEL transactions before destroying the stack
 _CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -204,6 +209,7 @@ class _Leg:
     ring_timeout: float
     max_seconds: float
     invite_at: float
+    invite_mono: float  # time.monotonic() of the INVITE
     ring_deadline: float  # time.monotonic()
     call: _Call | None = None
     port: _MediaPort | None = None
@@ -246,14 +252,25 @@ class PjsipPhone:
         TrunkError: the stack could not start (port in use, registration refused, no codec).
     """
 
+    _open: PjsipPhone | None = None  # pjsua2 allows one Endpoint per process
+    _open_lock = threading.Lock()
+
     def __init__(self, config: SipConfig, *, name: str = "phone", start_timeout: float = 30.0) -> None:
+        with PjsipPhone._open_lock:
+            other = PjsipPhone._open
+            if other is not None and not other._stopped.is_set():
+                raise TelephonyError(
+                    f"phone {other._name!r} is already open in this process: pjsua2 allows one Endpoint per "
+                    "process; close it first or run another worker process")
+            PjsipPhone._open = self
         self._cfg = config
         self._name = name
         self._rate = config.audio_rate
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._legs: dict[str, _Leg] = {}
         self._lock = threading.Lock()
-        self._reserved = 0  # call slots promised to dial() callers or held by live legs
+        self._reserved = 0  # call slots promised to dial() callers, held by live legs, or by zombies
+        self._zombies: list[float] = []  # monotonic times at which pjsua frees a cancelled INVITE's slot
         self._closed = False
         self._stopping = False
         self._dead = False
@@ -339,6 +356,19 @@ class PjsipPhone:
             raise
         return session
 
+    def hangup_all(self, timeout: float = 5.0) -> None:
+        """Hang up every call and wait (up to ``timeout``) until they have ended."""
+        sessions = self._run_on_sip_thread(self._hangup_all_cmd)
+        deadline = time.monotonic() + timeout
+        for session in sessions:
+            session.wait_ended(max(0.0, deadline - time.monotonic()))
+
+    def _hangup_all_cmd(self) -> list[CallSession]:
+        legs = list(self._legs.values())
+        for leg in legs:
+            self._hangup(leg, LocalCause.HANGUP)
+        return [leg.session for leg in legs]
+
     def close(self) -> None:
         with self._lock:
             if self._closed:
@@ -355,7 +385,7 @@ class PjsipPhone:
         except Exception:  # noqa: BLE001
             pass
 
-    def __enter__(self) -> PjsipPhone:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -418,7 +448,7 @@ class PjsipPhone:
             try:
                 fut.set_result(fn(*args))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller
-                fut.set_exception(exc)
+                fut.set_exception(_scrubbed(exc))
 
     def _release_slot(self) -> None:
         with self._lock:
@@ -429,12 +459,14 @@ class PjsipPhone:
         try:
             self._start_stack()
         except BaseException as exc:  # noqa: BLE001
+            _scrubbed(exc)  # drop the pjsua2 objects its frames hold, here, before libDestroy
             if isinstance(exc, TelephonyError):
                 self._startup_error = exc
             elif isinstance(exc, pj.Error):
                 self._startup_error = TrunkError(f"SIP stack failed to start: {exc.reason}")
             else:
                 self._startup_error = TrunkError(f"SIP stack failed to start: {exc!r}")
+            del exc
             try:
                 self._destroy_stack()
             finally:
@@ -496,12 +528,13 @@ class PjsipPhone:
         try:
             tid = ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tc)
             self.local_port = int(ep.transportGetInfo(tid).localName.rsplit(":", 1)[1])
-            if cfg.transport == "tcp":
-                tcp = pj.TransportConfig()
-                tcp.port = self.local_port  # TCP listens beside UDP on the same port
-                if cfg.bind_address != "0.0.0.0":
-                    tcp.boundAddress = cfg.bind_address
-                ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcp)
+            # TCP listens beside UDP on the same port: trunks may use either, and agents' extensions
+            # (sip:8001@pbx;transport=tcp) may differ from the trunk.
+            tcp = pj.TransportConfig()
+            tcp.port = self.local_port
+            if cfg.bind_address != "0.0.0.0":
+                tcp.boundAddress = cfg.bind_address
+            ep.transportCreate(pj.PJSIP_TRANSPORT_TCP, tcp)
         except pj.Error as exc:
             raise TrunkError(f"cannot open SIP port {cfg.bind_address}:{cfg.sip_port}: {exc.reason}") from None
         self._set_codecs()
@@ -611,7 +644,7 @@ class PjsipPhone:
     def _make_call(self, session: CallSession, ring_timeout: float, max_seconds: float) -> None:
         now = time.monotonic()
         leg = _Leg(session=session, ring_timeout=ring_timeout, max_seconds=max_seconds,
-                   invite_at=time.time(), ring_deadline=now + ring_timeout)
+                   invite_at=time.time(), invite_mono=now, ring_deadline=now + ring_timeout)
         call = _Call(self, leg, self._acc)
         prm = pj.CallOpParam(True)
         prm.opt.audioCount = 1
@@ -817,9 +850,15 @@ class PjsipPhone:
 
     # -- SIP thread: deadlines and release -----------------------------------------------------------
     def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        if self._zombies:
+            freed = [t for t in self._zombies if t <= now]
+            if freed:
+                self._zombies = [t for t in self._zombies if t > now]
+                for _ in freed:
+                    self._release_slot()
         if not self._legs:
             return
-        now = time.monotonic()
         for leg in list(self._legs.values()):
             if leg.disconnected:
                 continue
@@ -862,7 +901,11 @@ class PjsipPhone:
         self._legs.pop(sid, None)
         if leg.transfer is not None and not leg.transfer.done():
             leg.transfer.set_result(0)
-        self._release_slot()  # before ENDED goes out, so that whoever waits on it can dial at once
+        if leg.local_cause is not None and not leg.got_response and not leg.answered and not force:
+            # We gave up on an INVITE nobody answered: pjsua keeps its slot until Timer B.
+            self._zombies.append(leg.invite_mono + TIMER_B + 0.5)
+        else:
+            self._release_slot()  # before ENDED goes out, so that whoever waits on it can dial at once
         self._report(leg)
 
     def _report(self, leg: _Leg) -> None:
@@ -896,9 +939,28 @@ class PjsipPhone:
             codec=leg.codec,
             frames_received=session.frames_received,
             frames_dropped=session.frames_dropped,
+            frames_lost=session.frames_lost,
         )
         logger.info("call %s: %s (%s), by %s", session.call_id, disposition.value, reason, hangup_by.value)
         session._finish(result, {"sip_call_id": leg.sip_call_id, "phone": self._name})
+
+
+def _scrubbed(exc: BaseException) -> BaseException:
+    """Clear the local variables of every frame in ``exc``'s tracebacks (and chained ones).
+
+    An exception raised on the SIP thread keeps its frames' locals alive (a Call, an Account,
+    the Endpoint). Handed to another thread and freed there, their C++ destructors would call
+    pjlib from an unregistered thread, and pjlib aborts the process. Clearing the frames here
+    releases them on the SIP thread; the traceback itself (file, line, function) is kept.
+    """
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if e.__traceback__ is not None:
+            traceback.clear_frames(e.__traceback__)
+        e = e.__cause__ or e.__context__
+    return exc
 
 
 @contextlib.contextmanager

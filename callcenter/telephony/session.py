@@ -85,6 +85,7 @@ class CallSession:
         self._playlist: collections.deque = collections.deque()
         self._current = None
         self._rx_frames = 0
+        self._rx_first = self._rx_last = 0.0
         self._tx_frames = 0
         self._events: queue.SimpleQueue[CallEvent] = queue.SimpleQueue()
         self._events_done = False
@@ -124,6 +125,10 @@ class CallSession:
             pcm = pcm[: self.frame_bytes]
         n = self._rx_frames
         self._rx_frames = n + 1
+        now = time.monotonic()
+        if n == 0:
+            self._rx_first = now
+        self._rx_last = now
         frame = AudioFrame(pcm, self.rate, 1, n * FRAME_SECONDS)
         for stream in self._streams:
             stream.put(frame)
@@ -179,7 +184,10 @@ class CallSession:
         """The call is over: stop media, close streams and recording, publish the result."""
         if self._ended.is_set():
             return
+        current = self._current
         self.stop_playback()
+        if current is not None:
+            current._finish()  # the media clock will not read it again: finish it here
         for stream in self._streams:
             stream.close()
         rec = self._recording
@@ -214,6 +222,7 @@ class CallSession:
             "codec": r.codec,
             "frames_received": r.frames_received,
             "frames_dropped": r.frames_dropped,
+            "frames_lost": r.frames_lost,
         }
 
     # -- counters the phone reads when it builds the result ---------------------------------------
@@ -228,6 +237,18 @@ class CallSession:
     @property
     def frames_dropped(self) -> int:
         return sum(s.dropped for s in self._streams)
+
+    @property
+    def frames_lost(self) -> int:
+        """Frames the media clock never produced: 20 ms ticks it skipped when starved of CPU.
+
+        pjmedia's clock catches up with short delays by running late ticks back to back, but
+        resynchronises (skips) after a long stall; the customer's audio of those ticks is gone.
+        """
+        if self._rx_frames < 2:
+            return 0
+        expected = round((self._rx_last - self._rx_first) / FRAME_SECONDS) + 1
+        return max(0, expected - self._rx_frames)
 
     @property
     def recording_path(self) -> Path | None:
@@ -313,8 +334,7 @@ class CallSession:
         self.played.append(playback.label)
         if self.ended:
             playback.stop()  # nothing will ever read it: a finished, interrupted playback
-            if isinstance(playback, PcmPlayback):
-                playback._finish()
+            playback._finish()
             return playback
         self._playlist.append(playback)
         return playback
