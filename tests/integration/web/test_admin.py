@@ -120,7 +120,7 @@ def test_the_sip_page_never_shows_a_password(console, client_for):
 
 def test_store_admins_see_their_stores_audit_entries_only(console, client_for, csrf, db):
     app, world = console
-    client_for("sup_s1").get(f"/reports/feedback?format=csv")
-    client_for("sup_s2").get(f"/reports/feedback?format=csv")
+    client_for("sup_s1").get("/reports/feedback?format=csv")
+    client_for("sup_s2").get("/reports/feedback?format=csv")
     page = client_for("admin_s1").get("/admin/audit?action=export").get_data(as_text=True)
     assert page.count("feedback-rate") == 1 and "sup_s1" in page and "sup_s2" not in page
