@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from callcenter.telephony.api import CapacityError, Phone, TelephonyError
+from callcenter.telephony.audio import load_prompt
 from callcenter.telephony.session import FRAME_SECONDS
 from callcenter.telephony.supervisor import WorkerInfo
 
@@ -116,6 +117,10 @@ def soak(phone: Phone, stop: threading.Event, info: WorkerInfo) -> None:
         args.results.mkdir(parents=True, exist_ok=True)
         out = open(args.results / f"{info.name}.jsonl", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     pacer = _Pacer(args.calls, args.rate)
+    if args.play is not None:
+        # Convert the prompt now, not in the first call: a conversion holds the GIL (and the first
+        # one imports scipy, ~2 s here), and the media clock of every live call needs the GIL.
+        load_prompt(args.play, phone.sample_rate)
 
     def record(line: dict) -> None:
         if out is not None:
@@ -124,6 +129,7 @@ def soak(phone: Phone, stop: threading.Event, info: WorkerInfo) -> None:
 
     def loop(n: int) -> None:
         while not stop.is_set() and pacer.take(stop):
+            t_dial = time.monotonic()
             try:
                 handle = phone.dial(args.target, record=args.record, ring_timeout=args.ring_timeout)
             except CapacityError:
@@ -136,7 +142,7 @@ def soak(phone: Phone, stop: threading.Event, info: WorkerInfo) -> None:
                 stop.wait(1.0)
                 continue
             try:
-                record(_run_call(handle, args, stop, info.name))
+                record(_run_call(handle, args, stop, info.name, t_dial))
             except Exception:
                 logger.exception("%s: call %s failed", info.name, handle.call_id)
                 handle.hangup()
@@ -157,10 +163,10 @@ def soak(phone: Phone, stop: threading.Event, info: WorkerInfo) -> None:
             out.close()
 
 
-def _run_call(handle, args: SoakArgs, stop: threading.Event, worker: str) -> dict:
-    t_dial = time.monotonic()
+def _run_call(handle, args: SoakArgs, stop: threading.Event, worker: str, t_dial: float) -> dict:
     ring = (args.ring_timeout or 60.0) + 10.0
     answered = handle.wait_answered(timeout=ring)
+    answer_latency = time.monotonic() - t_dial if answered else None
     frames = gaps = 0
     max_gap = 0.0
     first = last = None
@@ -198,7 +204,9 @@ def _run_call(handle, args: SoakArgs, stop: threading.Event, worker: str) -> dic
     line.update({
         "invite_at": result.invite_at,
         "dial_to_answer": round(result.answered_at - result.invite_at, 4) if result.answered_at else None,
+        "answer_latency": round(answer_latency, 4) if answer_latency is not None else None,
         "frames": frames,
+        # as the consumer saw them (its own scheduling included); the media side is frames_lost
         "frames_per_second": round((frames - 1) / (last - first), 3) if frames > 1 and last > first else None,
         "frames_per_talk_second": round(frames / result.talk_seconds, 3) if result.talk_seconds else None,
         "timestamp_gaps": gaps,
