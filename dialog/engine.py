@@ -177,8 +177,13 @@ class Conversation:
         raise TypeError(f"unknown event {event!r}")
 
     # -- speaking ------------------------------------------------------------------------------
-    def _say(self, prompt_id: str, template: str, step: str, barge_in: bool) -> Say:
+    def _say(self, prompt_id: str, template: str, step: str, barge_in: bool, then: str | None = None) -> Say:
+        """A prompt; ``then`` is a second template said right after (a re-prompt and the question):
+        each is rendered on its own, so both keep the audio fragments they were rendered with."""
         text, fragments = render(template, self.values, self.script.variables, self.library)
+        if then is not None:
+            more_text, more = render(then, self.values, self.script.variables, self.library)
+            text, fragments = text + more_text, fragments + more
         say = Say(step, prompt_id, text, fragments, barge_in)
         self._speaking = say
         self.state = State.SPEAKING
@@ -453,17 +458,16 @@ class Conversation:
             outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
             return self._end_politely("goodbye_no_input", outcome, "no_match")
         custom = step.no_match.say if step.no_match and step.no_match.say else None
+        then = None
         if custom:
             template = custom
         elif prompt is not None:
             template = self.script.prompt(prompt)
-        elif repeat:
-            template = self.script.prompt("repeat") + step.say
         else:
-            template = self.script.prompt("no_match") + step.say
+            template, then = self.script.prompt("repeat" if repeat else "no_match"), step.say
         barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
         self._after = "listen"
-        return [self._say(f"{self.script.id}.{step.id}.no_match", template, step.id, barge), self._listen(step)]
+        return [self._say(f"{self.script.id}.{step.id}.no_match", template, step.id, barge, then), self._listen(step)]
 
     def _on_timer(self, ev: TimerFired) -> list:
         if self._tokens.get(ev.name) != ev.token:
@@ -486,11 +490,12 @@ class Conversation:
                     return self._enter(step.no_input.goto)
                 outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
                 return self._end_politely("goodbye_no_input", outcome, "no_input")
-            template = (step.no_input.say if step.no_input and step.no_input.say
-                        else self.script.prompt("no_input") + step.say)
+            custom = step.no_input.say if step.no_input and step.no_input.say else None
+            template, then = (custom, None) if custom else (self.script.prompt("no_input"), step.say)
             barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
             self._after = "listen"
-            return [self._say(f"{self.script.id}.{step.id}.no_input", template, step.id, barge), self._listen(step)]
+            return [self._say(f"{self.script.id}.{step.id}.no_input", template, step.id, barge, then),
+                    self._listen(step)]
         return []
 
     def _timer(self, name: str, seconds: float) -> StartTimer:

@@ -104,3 +104,20 @@ def test_broken_audio_is_a_clear_error(tmp_path):
         lib.pcm(["甲"])
     with pytest.raises(MissingAudio, match="outside"):
         lib.path("乙")
+
+
+def test_every_prompt_of_every_shipped_script_has_its_audio():
+    library = PromptLibrary()
+    needed = set()
+    for script in shipped_scripts().values():
+        needed |= fixed_fragments(script)
+    needed |= vocabulary()
+    assert library.missing(needed) == [], "run `callcenter dialog prompts render`"
+    for text in sorted(needed):
+        path = library.path(text)
+        assert path.is_file(), text
+    # Spot-check that the audio decodes and has speech in it (not silence, not a stub).
+    for text in ("王先生", "交车的时候,车辆有没有帮您清洗干净?", "六月", "三十一日"):
+        samples = read_wav(library.path(text), 8000)
+        assert 0.3 < len(samples) / 8000 < 15
+        assert np.sqrt(np.mean(samples.astype(float) ** 2)) > 300
