@@ -13,8 +13,10 @@ from pathlib import Path
 
 from callcenter.config import ConfigError, Settings
 
-# pjsua2-python is compiled with PJSUA_MAX_CALLS=4 (TOOLCHAIN.md): more is refused by pjsua.
+# pjsua2-python is compiled with PJSUA_MAX_CALLS=4 (TOOLCHAIN.md); a self-built pjproject can hold
+# more (docs/telephony.md, "64+ calls per process"). The phone checks the build's real limit.
 WHEEL_MAX_CALLS = 4
+MAX_CALLS_LIMIT = 512
 # RTP/RTCP ports reserved per worker: two per call, and pjsua skips ports it cannot bind.
 RTP_PORTS_PER_WORKER = 200
 
@@ -54,11 +56,11 @@ class SipConfig:
             raise ConfigError("registration (CALLCENTER_SIP_REGISTRAR) needs CALLCENTER_SIP_USERNAME and _PASSWORD")
         if self.audio_rate not in (8000, 16000):
             raise ConfigError(f"audio rate must be 8000 or 16000, not {self.audio_rate}")
-        if not 1 <= self.max_calls <= WHEEL_MAX_CALLS:
-            raise ConfigError(
-                f"max_calls={self.max_calls}: this pjsua2 build holds at most {WHEEL_MAX_CALLS} calls per "
-                "process (see docs/telephony.md for builds with more)"
-            )
+        if not 1 <= self.max_calls <= MAX_CALLS_LIMIT:
+            raise ConfigError(f"max_calls={self.max_calls}: must be between 1 and {MAX_CALLS_LIMIT}")
+        if self.rtp_port_range < 2 * self.max_calls:
+            raise ConfigError(f"rtp_port_range={self.rtp_port_range} is too small for {self.max_calls} calls "
+                              "(two ports per call)")
         if not self.codecs:
             raise ConfigError("at least one codec is needed")
 
@@ -81,6 +83,8 @@ class SipConfig:
             ring_timeout=settings.sip_ring_timeout,
             max_call_seconds=settings.max_call_seconds,
             audio_rate=settings.audio_rate,
+            max_calls=settings.sip_max_calls,
+            rtp_port_range=max(RTP_PORTS_PER_WORKER, 4 * settings.sip_max_calls),
             recordings_dir=settings.recordings_dir or settings.data_dir / "recordings",
             log_level=settings.log_level,
         )

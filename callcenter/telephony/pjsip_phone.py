@@ -526,6 +526,12 @@ class PjsipPhone:
         med.ecTailLen = 0  # no echo canceller: there is no sound device to echo
         med.threadCnt = 1
         ep.libInit(epc)
+        built = _compiled_max_calls()
+        if built is not None and built < cfg.max_calls:
+            raise TrunkError(
+                f"this pjsua2 build holds at most {built} calls per process (PJSUA_MAX_CALLS) but "
+                f"max_calls={cfg.max_calls} was asked for: lower CALLCENTER_SIP_MAX_CALLS or install a "
+                "pjproject built with a larger limit (docs/telephony.md)")
         ep.audDevManager().setNullDev()  # the null device's thread is the media clock
 
         tc = pj.TransportConfig()
@@ -950,6 +956,23 @@ class PjsipPhone:
         )
         logger.info("call %s: %s (%s), by %s", session.call_id, disposition.value, reason, hangup_by.value)
         session._finish(result, {"sip_call_id": leg.sip_call_id, "phone": self._name})
+
+
+def _compiled_max_calls() -> int | None:
+    """pjsua's effective call limit (``maxCalls`` clamped to the compiled PJSUA_MAX_CALLS).
+
+    pjsua2 does not wrap ``pjsua_call_get_max_count``, but the extension module exports it; None
+    when a build hides its C symbols (then the 5th call fails with PJ_ETOOMANY, reported as
+    CapacityError).
+    """
+    try:
+        lib = ctypes.CDLL(pj._pjsua2.__file__)
+        fn = lib.pjsua_call_get_max_count
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_uint
+    fn.argtypes = []
+    return int(fn())
 
 
 def _scrubbed(exc: BaseException) -> BaseException:

@@ -127,3 +127,9 @@ def test_rtp_keeps_flowing_through_silence(sip_config, sipp):
     assert len(packets) >= 90, len(packets)  # 2 s at 50 packets/s, less set-up
     gaps = [b - a for a, b in itertools.pairwise(packets)]
     assert max(gaps) < 0.2  # no silence suppression anywhere in the call
+
+
+def test_asking_for_more_calls_than_the_pjsua2_build_holds_is_a_clear_error(sip_config):
+    with pytest.raises(TrunkError, match=r"at most 4 calls per process \(PJSUA_MAX_CALLS\).*max_calls=8"):
+        open_phone(sip_config.replace(max_calls=8))
+    open_phone(sip_config).close()  # nothing was left behind

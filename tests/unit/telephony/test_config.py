@@ -21,10 +21,12 @@ def test_settings_from_the_environment_become_a_phone_config():
         "CALLCENTER_RTP_PORT": "30000",
         "CALLCENTER_SIP_RING_TIMEOUT": "35",
         "CALLCENTER_AUDIO_RATE": "8000",
+        "CALLCENTER_SIP_MAX_CALLS": "64",
     })
     cfg = SipConfig.from_settings(s)
     assert (cfg.trunk, cfg.registrar, cfg.proxy) == ("10.1.2.3:5060", "10.1.2.3", "10.1.2.4:5070")
     assert cfg.codecs == ("PCMU", "PCMA") and cfg.audio_rate == 8000 and cfg.ring_timeout == 35.0
+    assert cfg.max_calls == 64 and cfg.rtp_port_range == 256  # two ports per call, twice over
     assert cfg.recordings_dir == Path("/srv/cc/recordings")
     assert cfg.identity_host == "10.1.2.3"
     assert "s3cret" not in repr(cfg) and "s3cret" not in repr(s)
@@ -40,7 +42,8 @@ def test_each_worker_gets_its_own_sip_port_and_rtp_range():
 @pytest.mark.parametrize("kwargs,fragment", [
     ({"password": "x"}, "USERNAME is not"),
     ({"registrar": "pbx", "username": "u"}, "needs CALLCENTER_SIP_USERNAME and _PASSWORD"),
-    ({"max_calls": 5}, "at most 4 calls"),
+    ({"max_calls": 0}, "between 1 and 512"),
+    ({"max_calls": 64, "rtp_port_range": 100}, "too small for 64 calls"),
     ({"audio_rate": 44100}, "8000 or 16000"),
     ({"transport": "tls"}, "udp or tcp"),
 ])
