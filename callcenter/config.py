@@ -141,6 +141,7 @@ class Settings:
     sip_ring_timeout: float = 40.0
     max_call_seconds: float = 600.0
     audio_rate: int = 16000  # customer frames and recordings: 8000 or 16000 Hz
+    sip_max_calls: int = 4  # per worker process; above 4 needs a self-built pjproject (docs/telephony.md)
     recordings_dir: Path | None = None  # default: <data_dir>/recordings
     # Dialer (campaigns/; docs/campaigns.md). Calling windows are the store's local time; campaigns
     # may override each of these in their params. Retry delays by the last attempt's disposition.
@@ -300,6 +301,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_SIP_RING_TIMEOUT": ("sip_ring_timeout", lambda n, r: parse_float(n, r, 1, 300)),
     "CALLCENTER_MAX_CALL_SECONDS": ("max_call_seconds", lambda n, r: parse_float(n, r, 1, 14400)),
     "CALLCENTER_AUDIO_RATE": ("audio_rate", lambda n, r: int(parse_choice(n, r, ("8000", "16000")))),
+    "CALLCENTER_SIP_MAX_CALLS": ("sip_max_calls", lambda n, r: parse_int(n, r, 1, 512)),
     "CALLCENTER_RECORDINGS_DIR": ("recordings_dir", _path),
     "CALLCENTER_DIALER_WINDOWS": ("dialer_windows", _dialer_windows),
     "CALLCENTER_DIALER_HOLIDAYS": ("dialer_holidays", parse_bool),
