@@ -35,7 +35,7 @@ from web import audit
 from web.labels import label
 from web.security import current_user, require, scoped_store_id, store_clause
 from web.services import REDIS_ERRORS, db, redis, services, settings
-from web.views import localtime
+from web.views import Page, localtime, page_number
 
 logger = logging.getLogger(__name__)
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
@@ -69,13 +69,15 @@ def task_counts(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
 @bp.get("/")
 @require(Role.SUPERVISOR)
 def index():
-    query = sa.select(Campaign).order_by(Campaign.id.desc()).limit(200)
+    page, per_page = page_number()
+    query = sa.select(Campaign)
     if scoped_store_id() is not None:
         query = query.where(Campaign.store_id == scoped_store_id())
     if request.args.get("status") in {s.value for s in CampaignStatus}:
         query = query.where(Campaign.status == CampaignStatus(request.args["status"]))
-    campaigns = list(db().scalars(query))
-    return render_template("campaigns/index.html", campaigns=campaigns,
+    total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
+    campaigns = list(db().scalars(query.order_by(Campaign.id.desc()).limit(per_page).offset((page - 1) * per_page)))
+    return render_template("campaigns/index.html", campaigns=campaigns, page=Page(campaigns, page, per_page, total),
                            counts=task_counts([c.id for c in campaigns]), statuses=list(CampaignStatus))
 
 

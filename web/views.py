@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, g, render_template, request, url_for
 from flask_babel import gettext as _
-from flask_babel import lazy_gettext as _l
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
@@ -32,6 +31,8 @@ from callcenter.domain import (
 from callcenter.domain.phone import mask_phone
 from callcenter.storage.models import CallOutcome, utcnow
 from web import labels
+from web.i18n import N_
+from web.i18n import gettext as translate
 from web.security import current_user, has_role
 from web.services import settings
 
@@ -39,15 +40,15 @@ logger = logging.getLogger("web.requests")
 
 # (endpoint, label, icon, minimum role). The sidebar shows what the user may open.
 NAVIGATION: tuple[tuple[str, object, str, Role], ...] = (
-    ("agent.workspace", _l("Workspace"), "headset", Role.AGENT),
-    ("customers.index", _l("Customers"), "users", Role.AGENT),
-    ("tickets.index", _l("Tickets"), "ticket", Role.AGENT),
-    ("calls.index", _l("Calls"), "phone", Role.SUPERVISOR),
-    ("campaigns.index", _l("Campaigns"), "megaphone", Role.SUPERVISOR),
-    ("campaigns.wallboard", _l("Wallboard"), "monitor", Role.SUPERVISOR),
-    ("reports.index", _l("Reports"), "chart", Role.SUPERVISOR),
-    ("improvement.index", _l("Improvement plans"), "target", Role.SUPERVISOR),
-    ("admin.index", _l("Administration"), "settings", Role.ADMIN),
+    ("agent.workspace", N_("Workspace"), "headset", Role.AGENT),
+    ("customers.index", N_("Customers"), "users", Role.AGENT),
+    ("tickets.index", N_("Tickets"), "ticket", Role.AGENT),
+    ("calls.index", N_("Calls"), "phone", Role.SUPERVISOR),
+    ("campaigns.index", N_("Campaigns"), "megaphone", Role.SUPERVISOR),
+    ("campaigns.wallboard", N_("Wallboard"), "monitor", Role.SUPERVISOR),
+    ("reports.index", N_("Reports"), "chart", Role.SUPERVISOR),
+    ("improvement.index", N_("Improvement plans"), "target", Role.SUPERVISOR),
+    ("admin.index", N_("Administration"), "settings", Role.ADMIN),
 )
 
 
@@ -155,7 +156,7 @@ def _nav():
     endpoints = {item[0] for item in NAVIGATION}
     here = request.endpoint or ""
     return [
-        (ep, str(lbl), icon, here == ep or (here not in endpoints and here.split(".")[0] == ep.split(".")[0]))
+        (ep, translate(lbl), icon, here == ep or (here not in endpoints and here.split(".")[0] == ep.split(".")[0]))
         for ep, lbl, icon, role in NAVIGATION if has_role(role)
     ]
 

@@ -9,7 +9,7 @@ from babel.messages.pofile import read_po
 
 WEB = Path(__file__).resolve().parents[3] / "web"
 CATALOG = WEB / "translations" / "zh" / "LC_MESSAGES"
-KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None}
+KEYWORDS = {"_": None, "gettext": None, "ngettext": (1, 2), "lazy_gettext": None, "_l": None, "N_": None}
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2")]
 
 

@@ -1,0 +1,351 @@
+"""Console figures (issue 7): page latency under 10 concurrent clients and transcript search, with
+100,000 customers and 200,000 calls, on SQLite and PostgreSQL.
+
+Targets: main pages and report pages p95 <= 150 ms under 10 concurrent clients; transcript
+full-text search <= 300 ms.
+
+How it measures: the data is the foundation's demo generator (customers, vehicles, visits through
+the DMS importer) plus :mod:`web.demo_calls` (calls with transcripts, tags, tickets), the search
+index built; the console runs as in production (``callcenter serve``: gunicorn, 2 workers x 8
+threads) and 10 client threads in this process, each with its own logged-in session and
+keep-alive connection, request pages in a random mix for a fixed time. Report pages are measured
+warm (their figures cached, as users see them after the first view) and each report's cold
+computation is timed on its own. Everything runs on the same 2-core machine, so the clients take
+CPU from the server: the figures are pessimistic. The load average is recorded with each phase.
+
+The datasets are kept between runs (``var/bench-web/`` for SQLite, database ``cc_bench_web_*``
+on PostgreSQL); ``CALLCENTER_BENCH_WEB_REBUILD=1`` rebuilds them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGRES_URL = os.environ.get("CALLCENTER_BENCH_POSTGRES_URL",
+                              "postgresql+psycopg://callcenter:callcenter@127.0.0.1:5432/callcenter_test")
+REDIS_URL = os.environ.get("CALLCENTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PASSWORD = "bench-password-1"
+CLIENTS = 10
+SEARCH_TERMS = ("等了很久", "洗得不干净", "态度不太好", "配件", "收费有点贵", "没修好", "停车位", "手续太麻烦",
+                "不太满意", "表扬一下", "时间太长", "异响", "休息区", "续保报价", "预约", "非常满意", "顾问", "脚垫",
+                "没人给我讲", "不制冷")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _summary(samples: list[float]) -> dict:
+    if not samples:
+        return {"n": 0}
+    ms = [s * 1000 for s in samples]
+    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 1), "p95_ms": round(_pct(ms, 0.95), 1),
+            "p99_ms": round(_pct(ms, 0.99), 1), "max_ms": round(max(ms), 1)}
+
+
+# -- datasets ---------------------------------------------------------------------------------
+
+
+def _dataset_urls(customers: int, calls: int) -> dict[str, str]:
+    tag = f"{customers // 1000}k_{calls // 1000}k"
+    sqlite_path = ROOT / "var" / "bench-web" / f"web-{tag}.db"
+    pg = sa.engine.make_url(POSTGRES_URL).set(database=f"cc_bench_web_{tag}").render_as_string(hide_password=False)
+    return {"sqlite": f"sqlite:///{sqlite_path}", "postgresql": pg}
+
+
+def _ready(url: str) -> bool:
+    from callcenter.storage import Database
+
+    try:
+        db = Database(url)
+        with db.engine.connect() as conn:
+            done = conn.execute(sa.text("SELECT count(*) FROM users WHERE username = 'bench_admin'")).scalar()
+        db.dispose()
+        return bool(done)
+    except sa.exc.SQLAlchemyError:
+        return False
+
+
+def _build(url: str, customers: int, calls: int, log) -> dict:
+    from callcenter.accounts import upsert_user
+    from callcenter.demo import load_demo
+    from callcenter.domain import Role
+    from callcenter.storage import Database, upgrade_database
+    from callcenter.storage.search import TranscriptIndex
+    from web.demo_calls import generate
+
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+    else:
+        admin = sa.create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+        name = sa.engine.make_url(url).database
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+    db = Database(url)
+    upgrade_database(db)
+    timings = {}
+    t0 = time.perf_counter()
+    load_demo(db, as_of=dt.date.today(), n_customers=customers, seed=2026)
+    timings["customers_s"] = round(time.perf_counter() - t0, 1)
+    log(f"  {customers:,} customers in {timings['customers_s']} s")
+    t0 = time.perf_counter()
+    made = generate(db, calls=calls, end=dt.date.today(), months=12, seed=7,
+                    progress=lambda n, total: log(f"  calls {n:,}/{total:,}") if n % 50_000 < 5000 else None)
+    timings["calls_s"] = round(time.perf_counter() - t0, 1)
+    log(f"  {made['calls']:,} calls in {timings['calls_s']} s")
+    t0 = time.perf_counter()
+    TranscriptIndex(db.engine).rebuild()
+    timings["search_index_s"] = round(time.perf_counter() - t0, 1)
+    log(f"  search index in {timings['search_index_s']} s")
+    with db.session() as s:
+        upsert_user(s, "bench_admin", PASSWORD, Role.ADMIN)
+    if url.startswith("postgresql"):
+        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(sa.text("VACUUM ANALYZE"))
+    else:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE")
+    db.dispose()
+    return {**made, **timings}
+
+
+def _counts(url: str) -> dict:
+    from callcenter.storage import Database
+
+    db = Database(url)
+    with db.engine.connect() as conn:
+        out = {t: conn.execute(sa.text(f"SELECT count(*) FROM {t}")).scalar()
+               for t in ("customers", "service_visits", "calls", "utterances", "call_tags", "tickets")}
+    db.dispose()
+    return out
+
+
+def _samples(url: str) -> dict[str, list]:
+    """Ids for the page mix (random but fixed by the seed)."""
+    from callcenter.storage import Database
+
+    rng = random.Random(1)
+    db = Database(url)
+    with db.engine.connect() as conn:
+        def pick(sql: str, n: int) -> list:
+            rows = [r[0] for r in conn.execute(sa.text(sql))]
+            return rng.sample(rows, min(n, len(rows)))
+
+        out = {
+            "customers": pick("SELECT id FROM customers WHERE id % 97 = 0", 200),
+            "calls": pick("SELECT id FROM calls WHERE outcome = 'completed' AND id % 53 = 0", 200),
+            "tickets": pick("SELECT id FROM tickets WHERE id % 7 = 0", 100),
+            "campaigns": pick("SELECT id FROM campaigns", 50),
+            "surnames": ["王", "李", "张", "刘", "陈", "杨"],
+        }
+    db.dispose()
+    return out
+
+
+# -- the server and its clients -----------------------------------------------------------------
+
+
+class Server:
+    def __init__(self, url: str, data_dir: Path) -> None:
+        self.port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") or k.startswith("CALLCENTER_BENCH_")}
+        env.update({"CALLCENTER_DATABASE_URL": url, "CALLCENTER_DATA_DIR": str(data_dir),
+                    "CALLCENTER_ENV": "production", "CALLCENTER_SECRET_KEY": "bench-" + "x" * 40,
+                    "CALLCENTER_COOKIE_SECURE": "false", "CALLCENTER_REDIS_URL": REDIS_URL,
+                    "CALLCENTER_LOG_LEVEL": "warning"})
+        self.proc = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port", str(self.port),
+                                      "--workers", "2", "--threads", "8"], env=env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        for _ in range(600):
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                conn.request("GET", "/healthz")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(self.proc.stderr.read().decode()[-2000:]) from None
+                time.sleep(0.1)
+        raise RuntimeError("console did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+class Client:
+    """One browser-like session: a keep-alive connection and the session cookie."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.cookie = ""
+
+    def request(self, method: str, path: str, body: str | None = None) -> tuple[int, str, float]:
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        t0 = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            response = self.conn.getresponse()
+            data = response.read().decode("utf-8", "replace")
+        except (http.client.HTTPException, OSError):
+            self.conn.close()
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            raise
+        elapsed = time.perf_counter() - t0
+        cookie = response.getheader("Set-Cookie")
+        if cookie:
+            self.cookie = cookie.split(";", 1)[0]
+        return response.status, data, elapsed
+
+    def login(self, username: str) -> None:
+        _, page, _ = self.request("GET", "/login")
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        body = urllib.parse.urlencode({"username": username, "password": PASSWORD, "csrf_token": token})
+        status, _, _ = self.request("POST", "/login", body)
+        if status != 302:
+            raise RuntimeError(f"login failed: {status}")
+
+
+def _load(port: int, paths: list[tuple[str, str]], seconds: float, clients: int = CLIENTS) -> dict:
+    """``clients`` sessions requesting random (kind, path) pairs for ``seconds``."""
+    results: list[tuple[str, float, int]] = []
+    lock = threading.Lock()
+    sessions = []
+    for _ in range(clients):
+        c = Client(port)
+        c.login("bench_admin")
+        sessions.append(c)
+    stop = time.monotonic() + seconds
+    load_before = os.getloadavg()
+
+    def work(client: Client, seed: int) -> None:
+        rng = random.Random(seed)
+        local = []
+        while time.monotonic() < stop:
+            kind, path = rng.choice(paths)
+            status, _, elapsed = client.request("GET", path)
+            local.append((kind, elapsed, status))
+        with lock:
+            results.extend(local)
+
+    threads = [threading.Thread(target=work, args=(c, i)) for i, c in enumerate(sessions)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    errors = [r for r in results if r[2] >= 400]
+    kinds = sorted({k for k, _, _ in results})
+    return {
+        "clients": clients, "seconds": seconds, "requests": len(results),
+        "throughput_rps": round(len(results) / seconds, 1), "errors": len(errors),
+        "all": _summary([e for _, e, _ in results]),
+        "by_page": {k: _summary([e for kk, e, _ in results if kk == k]) for k in kinds},
+        "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _main_pages(s: dict) -> list[tuple[str, str]]:
+    paths = [("customers", "/customers/"), ("calls", "/calls/"), ("tickets", "/tickets/?status=all"),
+             ("campaigns", "/campaigns/"), ("workspace", "/agent/"), ("calls_filtered", "/calls/?category=wait_time"),
+             ("wallboard", "/campaigns/wallboard.json")]
+    paths += [("customer_search", f"/customers/?q={urllib.parse.quote(n)}") for n in s["surnames"]]
+    paths += [("customer", f"/customers/{i}") for i in s["customers"]]
+    paths += [("call", f"/calls/{i}") for i in s["calls"]]
+    paths += [("ticket", f"/tickets/{i}") for i in s["tickets"]]
+    paths += [("campaign", f"/campaigns/{i}") for i in s["campaigns"]]
+    return paths
+
+
+REPORTS = [("reports_overview", "/reports/"), ("customer_base", "/reports/customer-base"),
+           ("feedback", "/reports/feedback"), ("top_problems", "/reports/top-problems"),
+           ("satisfaction", "/reports/satisfaction"), ("winback", "/reports/winback"),
+           ("improvement", "/improvement/")]
+
+
+def _engine_figures(label: str, url: str, seconds: float, log) -> dict:
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()  # cold caches
+    samples = _samples(url)
+    server = Server(url, ROOT / "var" / "bench-web")
+    out: dict = {"engine": label}
+    try:
+        client = Client(server.port)
+        client.login("bench_admin")
+        # Cold report computations, one at a time (what the first viewer of a period waits for).
+        cold = {}
+        for kind, path in REPORTS:
+            status, _, elapsed = client.request("GET", path + ("&" if "?" in path else "?") + "refresh=1")
+            cold[kind] = round(elapsed * 1000, 1)
+        status, _, elapsed = client.request("GET", "/reports/customer-base/trend.json")
+        cold["customer_base_trend_12_months"] = round(elapsed * 1000, 1)
+        out["reports_cold_ms"] = cold
+        log(f"  {label}: cold reports {cold}")
+        # Search, one client: the first query of each term (index catch-up already done at build).
+        single = []
+        for term in SEARCH_TERMS:
+            _, _, elapsed = client.request("GET", "/calls/?q=" + urllib.parse.quote(term))
+            single.append(elapsed)
+        out["search_single_client"] = _summary(single)
+        out["main_pages"] = _load(server.port, _main_pages(samples), seconds)
+        log(f"  {label}: main pages {out['main_pages']['all']}")
+        out["report_pages_warm"] = _load(server.port, REPORTS, seconds)
+        log(f"  {label}: report pages {out['report_pages_warm']['all']}")
+        out["search_10_clients"] = _load(server.port, [("search", "/calls/?q=" + urllib.parse.quote(t))
+                                                       for t in SEARCH_TERMS], seconds)
+        log(f"  {label}: search {out['search_10_clients']['all']}")
+    finally:
+        server.stop()
+    return out
+
+
+def run(args) -> dict:
+    quick = getattr(args, "quick", False)
+    customers, calls = (3000, 6000) if quick else (100_000, 200_000)
+    seconds = 15.0 if quick else 45.0
+    rebuild = os.environ.get("CALLCENTER_BENCH_WEB_REBUILD") == "1"
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr, flush=True)
+
+    result: dict = {"customers_target": customers, "calls_target": calls, "clients": CLIENTS,
+                    "server": "callcenter serve: gunicorn gthread, 2 workers x 8 threads",
+                    "targets": {"pages_p95_ms": 150, "search_ms": 300}}
+    for label, url in _dataset_urls(customers, calls).items():
+        if rebuild or not _ready(url):
+            log(f"building the {label} dataset ({customers:,} customers, {calls:,} calls)")
+            result[f"{label}_build"] = _build(url, customers, calls, log)
+        result[f"{label}_rows"] = _counts(url)
+        result[label] = _engine_figures(label, url, seconds, log)
+    return result
