@@ -91,8 +91,13 @@ def task_list(limit: int = 30) -> list[dict]:
         sa.select(CallTask, Campaign.name).join(Campaign, Campaign.id == CallTask.campaign_id)
         .options(selectinload(CallTask.customer))
         .where(Campaign.robot.is_(False), Campaign.status == CampaignStatus.RUNNING,
-               CallTask.state.in_((TaskState.PENDING, TaskState.QUEUED)),
-               sa.or_(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at <= now),
+               sa.or_(
+                   sa.and_(CallTask.state.in_((TaskState.PENDING, TaskState.QUEUED)),
+                           sa.or_(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at <= now)),
+                   # A call this agent started and has not closed yet (page reloaded, browser closed):
+                   # it stays on their list until its result is saved.
+                   sa.and_(CallTask.state == TaskState.DIALING, CallTask.id.in_(
+                       sa.select(Call.task_id).where(Call.agent_id == me.id, Call.ended_at.is_(None))))),
                store_clause(CallTask.store_id))
         .order_by(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at, CallTask.id).limit(limit))
     for task, campaign_name in tasks:
@@ -262,9 +267,9 @@ def disposition(call_id: int):
     call.score5, call.nps = score, nps
     call.notes = (form.get("notes") or "").strip()[:4000] or None
     kind, item_id = form.get("kind"), form.get("id", type=int)
-    if kind == "task" and call.task_id:
+    if call.task_id:  # whichever item the form was opened from, the call's own task is settled
         _finish_task(db().get(CallTask, call.task_id), disp, outcome, now)
-    elif kind == "callback" and item_id:
+    if kind == "callback" and item_id:
         cb = db().get(Callback, item_id)
         if cb is not None and cb.customer_id == call.customer_id and disp is CallDisposition.ANSWERED:
             cb.status, cb.done_call_id, cb.done_at = CallbackStatus.DONE, call.id, now

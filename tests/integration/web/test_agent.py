@@ -166,3 +166,11 @@ def test_an_agent_cannot_close_another_agents_call(console, client_for, csrf, db
     response = client.post(f"/agent/calls/{call_id}/disposition", data={"disposition": "answered",
                                                                          "outcome": "completed", "csrf_token": csrf})
     assert response.status_code == 404
+
+
+def test_a_call_left_open_stays_on_the_agents_list_with_its_form(console, client_for, csrf, db):
+    app, world = console
+    client = client_for("agent_s1")
+    call_id = _dial(client, csrf, "task", world.tasks["S1-preview"])
+    page = client.get("/agent/").get_data(as_text=True)  # the agent reloads the page
+    assert f'/agent/calls/{call_id}/disposition' in page and "13812345678" in page
