@@ -162,6 +162,11 @@ class Settings:
     asr_threads: int = 2  # CPU threads of Whisper's decoder, per worker process
     whisper_beam_size: int | None = None  # None: the engine's tuned default
     asr_end_silence_ms: int = 500  # trailing silence that ends a customer's utterance (Whisper's VAD)
+    # Dialog (dialog/; docs/scripts.md): the feedback classifier model directory (None: the default
+    # that `callcenter classifier build-default` chose under <models_dir>/dialog) and the CPU threads
+    # of the NLP models per process (torch's own default would take every core).
+    classifier_model: Path | None = None
+    nlp_threads: int = 2
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -319,4 +324,6 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_ASR_THREADS": ("asr_threads", lambda n, r: parse_int(n, r, 1, 64)),
     "CALLCENTER_WHISPER_BEAM_SIZE": ("whisper_beam_size", lambda n, r: parse_int(n, r, 1, 10)),
     "CALLCENTER_ASR_END_SILENCE_MS": ("asr_end_silence_ms", lambda n, r: parse_int(n, r, 200, 3000)),
+    "CALLCENTER_CLASSIFIER_MODEL": ("classifier_model", _path),
+    "CALLCENTER_NLP_THREADS": ("nlp_threads", lambda n, r: parse_int(n, r, 1, 64)),
 }

@@ -26,8 +26,14 @@ _COMMANDS: dict[str, str] = {
     "models": "speech:models",
     "transcribe": "speech:transcribe",
     "asr": "speech:asr_group",
+    "call": "telephony:call_command",
+    "worker": "telephony:worker_command",
     "serve": "web:serve",
     "console": "web:console",
+    "nlu": "nlp:nlu_command",
+    "classify": "nlp:classify_command",
+    "classifier": "nlp:classifier_group",
+    "dialog": "nlp:dialog_group",
 }
 
 
