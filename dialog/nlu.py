@@ -86,7 +86,7 @@ SCORE5_WORDS: tuple[tuple[str, int], ...] = (
 _SCORE5_WEAK = {"挺好", "还不错", "不错", "还可以", "还行", "凑合", "不太好", "不太行"}  # only when asked
 _SCORE_INDEX = PhoneticIndex([(w, str(s)) for w, s in SCORE5_WORDS])
 _NUMBER = r"([0-9]{1,3}|[零〇一二两三四五六七八九十百]{1,3})"
-_SCORED = re.compile(rf"{_NUMBER}(?:(?:到|至|或|、|-|~)?{_NUMBER})?(?:分|份|颗星|星)(半)?")
+_SCORED = re.compile(rf"{_NUMBER}(?:(?:到|至|或|、|-|~)?{_NUMBER})?(?:分(?!钟)|份|颗星|星)(半)?")
 _ADVERB_SHIFEN = re.compile(r"十分(满意|好|不错|满|感谢|专业|热情|周到|差|不满|糟糕)")
 _BARE_NUMBER = re.compile(rf"^(?:嗯|呃|那|就|我|给|打|个|吧|啊|呀|,|\.|…|\s)*{_NUMBER}(?:吧|啊|呀|嘛|,|\.|…|\s)*$")
 
@@ -112,7 +112,7 @@ def _numbers_before_fen(text: str) -> list[tuple[int, int]]:
     for i, s in enumerate(syls[1:], 1):
         prev = syls[i - 1]
         if s.text in ("分", "份") and prev.py in DIGIT_SOUNDS and len(prev.text) == 1 \
-                and not _ADVERB_SHIFEN.match(text, prev.start):
+                and not _ADVERB_SHIFEN.match(text, prev.start) and not text.startswith("钟", s.end):
             found.append((DIGIT_SOUNDS[prev.py], s.end))
     return found
 

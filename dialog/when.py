@@ -36,6 +36,8 @@ _RELATIVE_PRE = re.compile(rf"(?:过|等)({_NUM}|半)(?:个)?(半)?(小时|分�
 _CLOCK = re.compile(rf"({_NUM})(?:点|:|：)(半|{_NUM}(?:分)?)?")
 _WEEK = re.compile(r"(下下|下|这|本)?周([一二三四五六日天末])")
 _NEXT_WEEK = re.compile(r"下周(?![一二三四五六日天末])")
+_RULED_OUT = re.compile(r"不行|不方便|没空|没时间|不在|去不了|来不了")
+_DATE = re.compile(rf"(下个月|下月|这个月|本月)?(?:({_NUM})月)?({_NUM})(号|日)")
 _ONE_OCLOCK = re.compile(r"(半|以后|之后|左右|钟|再|打|过来|前)")
 _NOT_TODAY = re.compile(r"今天(不行|不方便|没空|没时间|不在|忙)")
 _SAME_TIME = re.compile(r"(同一|这个|这)(个)?时间")
@@ -47,9 +49,36 @@ def _fold(text: str) -> str:
     return text
 
 
+def _calendar_day(today: dt.date, month_word: str | None, month: str | None, day: str) -> dt.date | None:
+    """十五号 (this month, or next if past), 下个月十五号, 七月三号 (this year, or next if past)."""
+    d = chinese_to_int(day)
+    if d is None or not 1 <= d <= 31:
+        return None
+    year, m = today.year, today.month
+    if month is not None:
+        m = chinese_to_int(month) or 0
+        if not 1 <= m <= 12:
+            return None
+        if (m, d) < (today.month, today.day):
+            year += 1
+    elif month_word in ("下个月", "下月") or d < today.day:
+        m += 1
+    if m > 12:
+        year, m = year + 1, m - 12
+    try:
+        return dt.date(year, m, d)
+    except ValueError:
+        return None
+
+
 def parse_time(text: str, now: dt.datetime) -> dt.datetime | None:
     """The moment ``text`` names, relative to ``now``; None when it names none (or only vaguely)."""
     t = _fold(text)
+    # "这周末不行,下周末吧": drop the clauses that rule a time out, if any clause is left.
+    parts = [p for p in re.split(r"[,，。;；!！?？]", t) if p.strip()]
+    kept = [p for p in parts if not _RULED_OUT.search(p)]
+    if kept and len(kept) < len(parts):
+        t = ",".join(kept)
     m = _RELATIVE.search(t) or _RELATIVE_PRE.search(t)
     if m:
         amount = 0.5 if m.group(1) == "半" else (chinese_to_int(m.group(1)) if m.group(1) else 1)
@@ -70,6 +99,10 @@ def parse_time(text: str, now: dt.datetime) -> dt.datetime | None:
         day, explicit_day = now.date() + dt.timedelta(days=1), True
     elif "今晚" in t or ("今天" in t and not _NOT_TODAY.search(t)):
         day, explicit_day = now.date(), True
+    date = _DATE.search(t)
+    if date and day is None and (date.group(1) or date.group(2) or date.group(4)):
+        day = _calendar_day(now.date(), date.group(1), date.group(2), date.group(3))
+        explicit_day = day is not None
     wk = _WEEK.search(t)
     if wk and day is None:
         target = _WEEKDAY[wk.group(2)]

@@ -42,9 +42,11 @@ def test_nps_when_asked(text, nps):
     assert extract_nps(canonicalize(text), asked=True) == nps
 
 
-def test_shifen_as_an_adverb_is_not_a_score():
+def test_shifen_as_an_adverb_or_minutes_is_not_a_score():
     assert extract_nps("十分满意", asked=True) is None
     assert extract_score5("十分满意", asked=True) == 5
+    assert extract_score5("四十分钟就好了", asked=True) is None
+    assert extract_nps("十分钟以后再打", asked=True) is None
 
 
 @pytest.mark.parametrize("text, intent", [

@@ -37,6 +37,10 @@ def at(day: int, hour: int, minute: int = 0) -> dt.datetime:
     ("明天同一时间", at(13, 10, 30)),
     ("下五三点以后", at(12, 15)),  # ASR wrote 下五 for 下午
     ("名天上午吧", at(13, 10)),
+    ("这周末不行,下周末吧", at(22, 10)),  # the ruled-out clause is dropped
+    ("十五号", at(15, 10)),
+    ("下个月十五号我再过来", dt.datetime(2024, 7, 15, 10, 0, tzinfo=TZ)),
+    ("七月三号下午", dt.datetime(2024, 7, 3, 15, 0, tzinfo=TZ)),
 ])
 def test_times(text, expected):
     assert parse_time(text, NOW) == expected
