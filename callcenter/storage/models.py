@@ -105,7 +105,7 @@ class Vehicle(TimestampMixin, Base):
     brand: Mapped[str | None] = mapped_column(sa.String(50))
     model: Mapped[str | None] = mapped_column(sa.String(50))
     tier: Mapped[Tier] = mapped_column(str_enum(Tier, 10))
-    purchase_date: Mapped[dt.date | None] = mapped_column()
+    purchase_date: Mapped[dt.date | None] = mapped_column(index=True)
     warranty_end: Mapped[dt.date | None] = mapped_column(index=True)
     insurance_expiry: Mapped[dt.date | None] = mapped_column(index=True)
     insured_here: Mapped[bool] = mapped_column(default=False)
@@ -273,12 +273,13 @@ class CallTask(Base):
     __table_args__ = (
         sa.UniqueConstraint("campaign_id", "customer_id", name="uq_call_tasks_campaign_customer"),
         sa.Index("ix_call_tasks_state_next", "state", "next_attempt_at"),
+        sa.Index("ix_call_tasks_campaign_state", "campaign_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id"))
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
-    vehicle_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vehicles.id"))
+    vehicle_id: Mapped[int | None] = mapped_column(sa.ForeignKey("vehicles.id"), index=True)
     visit_id: Mapped[int | None] = mapped_column(sa.ForeignKey("service_visits.id"), index=True)
     store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
     phone: Mapped[str] = mapped_column(sa.String(20))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
 from callcenter.customer_base import classify_customers
 from callcenter.domain import Gender, Tier, VisitType
@@ -305,3 +306,19 @@ def test_custom_filter(db, world):
     w.visit(target, None, dt.date(2025, 12, 1))
     w.visit(wrong_city, None, dt.date(2026, 3, 1))
     assert ids(run(db, CampaignType.CUSTOM, visit_spec)) == {target}
+
+
+def test_winback_equals_the_customer_base_on_the_demo_group(db):
+    """The SQL bounds of the win-back rule never disagree with customer_base's classification."""
+    from callcenter.demo import load_demo
+    from callcenter.storage.models import Store
+
+    load_demo(db, as_of=AS_OF, n_customers=1500, seed=11)
+    with db.session() as s:  # a store with its own (longer) premium cycle widens the band
+        s.scalar(sa.select(Store).where(Store.code == "JH02")).cycle_months_premium = 8
+    audience = run(db, CampaignType.WINBACK, {"recontact_days": 0}, cap_days=0)
+    with db.session() as s:
+        lapsed = {cid for cid, st in classify_customers(s, AS_OF).items() if st.lapsed}
+    assert len(lapsed) > 100
+    assert ids(audience) == lapsed
+    assert sum(m.context["survey_reason"] for m in audience.members) == round(0.15 * len(lapsed))
