@@ -74,6 +74,7 @@ POLL_MS = 5  # libHandleEvents timeout: bounds command latency; 200 empty polls/
 # INVITE transaction (and pjsua's call slot) lives until Timer B, 64 x T1 = 32 s after the INVITE.
 # Measured here: four cancelled calls to a silent peer blocked all four slots for 32 s.
 TIMER_B = 32.0
+SLOT_RELEASE_WAIT = 1.0  # seconds dial() waits for pjsua to free the slot of a call that just ended
 HANGUP_GRACE = 5.0  # seconds to wait for pjsip to confirm a hang-up before reporting the call ended
 SHUTDOWN_GRACE = 3.0  # seconds close() waits for BYE/CANCEL transactions before destroying the stack
 _CALL_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
@@ -81,6 +82,10 @@ _PJ_ETOOMANY = 70010  # PJ_ERRNO_START_STATUS + 10
 _CODEC_IDS = {"PCMA": "PCMA/8000", "PCMU": "PCMU/8000", "G722": "G722/16000"}
 _PJ_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.INFO}
 _NOISE = ("Remove port failed",)  # harmless when a player/recorder/port is deleted (TOOLCHAIN.md)
+
+
+class _SlotReleasing(CapacityError):
+    """pjsua refused a call although our count has a free slot: one is still being released."""
 
 
 # -- fast ByteVector -> bytes ------------------------------------------------------------------------
@@ -194,6 +199,19 @@ class _Account(pj.Account):
         self.reg_reason = ""
         self.reg_active = False
         self.reg_event = threading.Event()
+
+    def onIncomingCall(self, prm: Any) -> None:
+        # Workers only place calls; inbound calls belong to the PBX's agents. Decline cleanly
+        # (pjsua2's default for an unhandled incoming call is "500 Server Internal Error").
+        try:
+            call = pj.Call(self, prm.callId)
+            op = pj.CallOpParam()
+            op.statusCode = 603
+            call.hangup(op)
+            del call
+            logger.info("declined an incoming call (603): workers only place calls")
+        except Exception:  # noqa: BLE001
+            logger.exception("declining an incoming call failed")
 
     def onRegState(self, prm: Any) -> None:
         try:
@@ -356,8 +374,20 @@ class PjsipPhone:
                 raise CapacityError(f"{self._name}: all {self.capacity} call slots are in use")
             self._reserved += 1
         session = CallSession(call_id, uri, self._rate, self, record_path=record_path, writer=self._writer)
+        deadline = time.monotonic() + SLOT_RELEASE_WAIT
         try:
-            self._run_on_sip_thread(self._make_call, session, ring, talk)
+            while True:
+                try:
+                    self._run_on_sip_thread(self._make_call, session, ring, talk)
+                    break
+                except _SlotReleasing:
+                    # pjsua frees a call's slot only when its last transaction ends (the 200 OK to
+                    # our BYE, one round trip after the call ended for us): wait for that briefly.
+                    if time.monotonic() >= deadline:
+                        raise CapacityError(f"{self._name}: pjsua has not released a finished call's slot "
+                                            f"within {SLOT_RELEASE_WAIT:g} s (the far end does not answer "
+                                            "our BYE?)") from None
+                    time.sleep(0.01)
         except BaseException:
             self._release_slot()
             raise
@@ -668,7 +698,7 @@ class PjsipPhone:
             call.phone = call.leg = None
             del call
             if exc.status == _PJ_ETOOMANY:
-                raise CapacityError(f"{self._name}: pjsua has no free call slot") from None
+                raise _SlotReleasing() from None
             if "URI" in exc.reason or "uri" in exc.reason:
                 raise InvalidTarget(f"{mask_target(session.uri)}: {exc.reason}") from None
             raise TrunkError(f"cannot call {mask_target(session.uri)}: {exc.reason}") from None
@@ -900,7 +930,9 @@ class PjsipPhone:
             elif not peer.disconnected:
                 self._hangup(peer, LocalCause.HANGUP)  # the customer left: the agent leg goes too
         # Release in order: our port (removes it from the bridge), the stream's AudioMedia, the call.
-        leg.port = None
+        port, leg.port = leg.port, None
+        if port is not None:
+            _destroy_port(port)
         leg.aud = None
         call, leg.call = leg.call, None
         if call is not None:
@@ -956,6 +988,22 @@ class PjsipPhone:
         )
         logger.info("call %s: %s (%s), by %s", session.call_id, disposition.value, reason, hangup_by.value)
         session._finish(result, {"sip_call_id": leg.sip_call_id, "phone": self._name})
+
+
+def _destroy_port(port: _MediaPort) -> None:
+    """Remove a media port from the bridge and free it while its Python object is still whole.
+
+    Dropping the last reference would let Python clear the object's attributes *before* SWIG's
+    destructor takes the bridge's lock to remove the port, so a media tick running at that moment
+    calls back into a half-destroyed object: seen as AttributeError on ``self._audio`` followed by
+    SIGSEGV, once in about 300 short calls. Calling the destructor first (it releases the GIL and
+    waits for the tick in progress) and only then dropping the object closes that window.
+    """
+    try:
+        if port.thisown:
+            pj._pjsua2.delete_AudioMediaPort(port)  # disowns: the later dealloc does not free it again
+    except Exception:  # noqa: BLE001
+        logger.exception("destroying a media port failed")
 
 
 def _compiled_max_calls() -> int | None:

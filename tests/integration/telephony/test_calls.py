@@ -307,3 +307,41 @@ def test_maximum_call_duration(shared_phone, sipp):
     assert (r.disposition, r.hangup_by) == (D.ANSWERED, HangupBy.LOCAL)
     assert "maximum call duration" in r.reason and 0.9 < r.talk_seconds < 1.5
     assert peer.wait() == 0
+
+
+def test_an_incoming_call_is_declined_and_takes_no_slot(shared_phone, ports, tmp_path):
+    import shutil
+
+    errors = tmp_path / "uac-errors.log"
+    # SIPp's built-in UAC expects 180/200; our worker answers 603 Decline, which SIPp reports.
+    out = subprocess.run([shutil.which("sipp"), "-sn", "uac", f"127.0.0.1:{shared_phone.local_port}",
+                          "-i", "127.0.0.1", "-p", str(ports(1)), "-m", "1", "-nostdin", "-timeout", "10",
+                          "-trace_err", "-error_file", str(errors)], capture_output=True, timeout=30, check=False)
+    assert out.returncode != 0 and "SIP/2.0 603 Decline" in errors.read_text()
+    assert_healthy(shared_phone)
+
+
+def test_hundreds_of_short_calls_tear_media_down_safely(shared_phone, sipp):
+    """Regression: a media port freed while the bridge's clock was calling it crashed the worker
+    (SIGSEGV, about once in 300 calls). Four threads hang up short calls at staggered moments."""
+    peer = sipp("uas_answer.xml", calls=None, keys={"ring_ms": 0})
+    results, lock = [], threading.Lock()
+
+    def caller(k: int) -> None:
+        for i in range(75):
+            h = shared_phone.dial(peer.uri(f"80{k}{i:02d}"))
+            if h.wait_answered(5):
+                h.play_pcm(bytes(3200), 16000)
+                time.sleep(0.03 + (i % 7) * 0.011)
+                h.hangup()
+            r = h.wait_ended(5)
+            with lock:
+                results.append(r.disposition if r else None)
+
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert results.count(D.ANSWERED) == 300
+    assert_healthy(shared_phone)
