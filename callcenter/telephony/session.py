@@ -40,6 +40,7 @@ from callcenter.telephony.recording import CallRecording, RecordingWriter
 logger = logging.getLogger(__name__)
 
 FRAME_SECONDS = 0.02  # pjmedia's ptime and the conference bridge's tick
+CLOCK_RESYNC_FRAMES = 25  # pjmedia's clock resynchronises (skips ticks) once 500 ms late
 _DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
 
 
@@ -248,7 +249,10 @@ class CallSession:
         if self._rx_frames < 2:
             return 0
         expected = round((self._rx_last - self._rx_first) / FRAME_SECONDS) + 1
-        return max(0, expected - self._rx_frames)
+        deficit = expected - self._rx_frames
+        # Up to 500 ms behind, the clock is late, not lossy (it catches up, and the call may have
+        # ended before it did); pjmedia skips only beyond that, so a real skip is >= 25 frames.
+        return deficit if deficit > CLOCK_RESYNC_FRAMES else 0
 
     @property
     def recording_path(self) -> Path | None:

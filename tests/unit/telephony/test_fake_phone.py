@@ -223,3 +223,23 @@ def test_the_real_time_clock_delivers_about_fifty_frames_a_second():
         h.hangup()
         done.set()
         assert h.wait_ended(1).disposition is D.ANSWERED
+
+
+def test_frames_lost_counts_only_a_media_clock_that_skipped(monkeypatch):
+    import callcenter.telephony.session as session_module
+
+    clock = [100.0]
+    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
+    phone = FakePhone(sample_rate=RATE, tick=None)
+    h = phone.dial("8001")
+    phone.advance(1)  # answered
+    for _ in range(50):  # one second of frames, 20 ms apart
+        phone.advance(1)
+        clock[0] += 0.02
+    clock[0] += 0.3  # late, but within pjmedia's 500 ms: it catches up, nothing is lost
+    phone.advance(1)
+    assert h.frames_lost == 0
+    clock[0] += 1.0  # a one-second stall: pjmedia resynchronised, those ticks never happened
+    phone.advance(1)
+    assert h.frames_lost == round((clock[0] - 100.0) / 0.02) + 1 - 52 > 25
+    phone.close()
