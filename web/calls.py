@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -33,6 +34,7 @@ bp = Blueprint("calls", __name__, url_prefix="/calls")
 # A search that matches very many calls shows the newest pages without counting them all:
 # counting 100,000 matches costs more than the page itself (see docs/benchmarks.md).
 COUNT_CAP = 5000
+CATCH_UP_EVERY = 5.0  # seconds
 AUDIO_TYPES = {".wav": "audio/wav", ".mp3": "audio/mpeg", ".ogg": "audio/ogg", ".opus": "audio/ogg"}
 
 DEFAULT_QA_FORM = {
@@ -62,6 +64,16 @@ def transcript_index() -> TranscriptIndex:
     if index is None:
         index = svc._transcript_index = TranscriptIndex(svc.database.engine)
     return index
+
+
+def catch_up(index: TranscriptIndex) -> None:
+    """Index calls that ended since the last search, at most every few seconds per process: a
+    search right after a call ends may miss it for that long, every other search pays nothing."""
+    svc = services()
+    now = time.monotonic()
+    if now - getattr(svc, "_search_checked_at", -CATCH_UP_EVERY) >= CATCH_UP_EVERY:
+        svc._search_checked_at = now
+        index.catch_up()
 
 
 def local_day_bounds(day: str, *, end: bool = False) -> dt.datetime | None:
@@ -107,7 +119,7 @@ def filtered_calls(args) -> tuple[sa.Select, list[str]]:
     if q:
         try:
             index = transcript_index()
-            index.catch_up()
+            catch_up(index)
             query = query.where(Call.id.in_(index.matching_ids(q[:100])))
         except QueryError as exc:
             problems.append(str(exc))

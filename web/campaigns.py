@@ -41,6 +41,10 @@ logger = logging.getLogger(__name__)
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns")
 
 FINAL_STATES = (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED)
+# No call lasts longer than this: a call that ended in a window started at most this much before
+# it, which lets "ended since" queries use the index on calls.started_at (there is none on
+# ended_at; a wallboard refresh scanned all 200,000 calls without it).
+MAX_CALL = dt.timedelta(hours=2)
 
 
 def campaign_or_404(campaign_id: int) -> Campaign:
@@ -98,21 +102,31 @@ def progress(campaign: Campaign) -> dict:
             "hourly": hourly_outcomes(Call.campaign_id == campaign.id)}
 
 
-def hourly_outcomes(where, hours: int = 24) -> dict:
-    """Finished calls per hour (local time) over the last ``hours`` hours, by outcome."""
+def hourly_outcomes(where, hours: int = 24, *, today_since: dt.datetime | None = None) -> dict:
+    """Finished calls per hour (local time) over the last ``hours`` hours, by outcome; with
+    ``today_since``, also the outcome counts of the calls ended since then (``today``).
+
+    One indexed range read, counted here: asked to GROUP BY outcome, SQLite prefers scanning the
+    outcome index over all 200,000 calls to the started_at range (0.8 s instead of 5 ms)."""
     now = utcnow().replace(minute=0, second=0, microsecond=0) + dt.timedelta(hours=1)
     start = now - dt.timedelta(hours=hours)
+    if today_since is not None:
+        start = min(start, today_since)
     rows = db().execute(sa.select(Call.ended_at, Call.outcome).where(
-        where, Call.ended_at >= start, Call.ended_at < now, store_clause(Call.store_id)))
-    slots = [start + dt.timedelta(hours=i) for i in range(hours)]
-    keys = [localtime(s).strftime("%H:00") for s in slots]
+        where, Call.ended_at >= start, Call.ended_at < now, Call.started_at >= start - MAX_CALL,
+        store_clause(Call.store_id)))
+    first = now - dt.timedelta(hours=hours)
+    keys = [localtime(first + dt.timedelta(hours=i)).strftime("%H:00") for i in range(hours)]
     series: dict[str, list[int]] = {}
+    today: dict[str, int] = {}
     for ended, outcome in rows:
-        i = int((ended - start).total_seconds() // 3600)
+        code = outcome.value if hasattr(outcome, "value") else (outcome or "unknown")
+        i = int((ended - first).total_seconds() // 3600)
         if 0 <= i < hours:
-            code = outcome.value if hasattr(outcome, "value") else (outcome or "unknown")
             series.setdefault(code, [0] * hours)[i] += 1
-    return {"hours": keys, "series": series}
+        if today_since is not None and ended >= today_since:
+            today[code] = today.get(code, 0) + 1
+    return {"hours": keys, "series": series, "today": today}
 
 
 def hourly_chart(hourly: dict) -> dict:
@@ -179,13 +193,10 @@ def board() -> dict:
         logger.warning("wallboard: live data unavailable: %s", exc)
     local_midnight = localtime(utcnow()).replace(hour=0, minute=0, second=0, microsecond=0)
     since = local_midnight.astimezone(dt.UTC).replace(tzinfo=None)
-    today_rows = dict(db().execute(
-        sa.select(Call.outcome, sa.func.count()).where(Call.ended_at >= since, store_clause(Call.store_id))
-        .group_by(Call.outcome)).all())
-    today = {(k.value if hasattr(k, "value") else str(k)): v for k, v in today_rows.items()}
+    hourly = hourly_outcomes(sa.true(), today_since=since)
+    today = hourly["today"]
     running = db().scalar(sa.select(sa.func.count()).select_from(Campaign).where(
         Campaign.status == CampaignStatus.RUNNING, store_clause(Campaign.store_id) if store else sa.true()))
-    hourly = hourly_outcomes(sa.true())
     customers = {}
     ids = [e.customer_id for e in active if e.customer_id]
     if ids:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import selectinload
 
 from callcenter.customer_base import classify_customers
 from callcenter.domain import Role
+from callcenter.domain.phone import PhoneError, normalize_phone
 from callcenter.storage.models import (
     Call,
     Callback,
@@ -30,6 +31,11 @@ from web.views import Page, page_number, today
 bp = Blueprint("customers", __name__, url_prefix="/customers")
 
 _DIGITS = re.compile(r"\d{4,}")
+# A plate has digits or Latin letters next to its province character (湘A12345, A1234).
+_PLATE = re.compile(r"[A-Za-z0-9]{3,}")
+_NAME = re.compile(r"[\u3400-\u9fffA-Za-z]")
+# Counting every match of a broad search costs more than the page: beyond this, "10,000+".
+COUNT_CAP = 10_000
 
 
 def customer_or_404(customer_id: int) -> Customer:
@@ -57,16 +63,28 @@ def statuses(customer_ids: list[int]) -> dict:
 
 
 def search_clause(q: str):
-    """Name, customer number, phone digits, plate or VIN."""
+    """Customer number (exact), phone, VIN, plate or name, each only when the text can be one:
+    every alternative but the customer number and a whole phone number scans 100,000 rows, and an
+    OR of all of them cost 110 ms a search."""
     q = q.strip()[:64]
-    like = f"%{q}%"
-    vehicle_match = sa.select(Vehicle.customer_id).where(
-        sa.or_(Vehicle.plate.ilike(like), Vehicle.vin == q.upper()))
-    clauses = [Customer.name.like(like), Customer.external_id == q, Customer.id.in_(vehicle_match)]
-    digits = _DIGITS.search(q.replace("-", ""))
-    if digits:
-        clauses.append(Customer.phone.like(f"%{digits.group(0)}%"))
-    return sa.or_(*clauses)
+    exact = db().scalar(sa.select(Customer.id).where(Customer.external_id == q))
+    if exact is not None:
+        return Customer.id == exact
+    clauses = []
+    compact = q.replace("-", "").replace(" ", "")
+    if _DIGITS.fullmatch(compact):
+        try:  # a whole number: the phone index answers
+            clauses.append(Customer.phone == normalize_phone(compact))
+        except PhoneError:  # part of a number, usually its last digits
+            clauses.append(Customer.phone.like(f"%{compact}%"))
+    elif len(compact) == 17 and compact.isalnum():
+        clauses.append(Customer.id.in_(sa.select(Vehicle.customer_id).where(Vehicle.vin == compact.upper())))
+    if _PLATE.search(q) and not _DIGITS.fullmatch(compact):
+        # Plates are stored upper-case (湘A12345): LIKE on the stored text, no lower() per row.
+        clauses.append(Customer.id.in_(sa.select(Vehicle.customer_id).where(Vehicle.plate.like(f"%{q.upper()}%"))))
+    if _NAME.search(q) and not _DIGITS.fullmatch(compact):
+        clauses.append(Customer.name.like(f"%{q}%"))
+    return sa.or_(*clauses) if clauses else sa.false()
 
 
 @bp.get("/")
@@ -80,10 +98,14 @@ def index():
         query = query.where(Customer.store_id == store_id)
     if q:
         query = query.where(search_clause(q))
-    total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = list(db().scalars(
         query.options(selectinload(Customer.vehicles), selectinload(Customer.store))
         .order_by(Customer.id.desc()).limit(per_page).offset((page - 1) * per_page)))
+    if page == 1 and len(rows) < per_page:
+        total = len(rows)  # the whole answer is on this page: no second scan to count it
+    else:
+        counted = query.with_only_columns(Customer.id).limit(COUNT_CAP) if q else query
+        total = db().scalar(sa.select(sa.func.count()).select_from(counted.subquery()))
     return render_template(
         "customers/index.html", page=Page(rows, page, per_page, total), q=q, store_id=store_id,
         stores=visible_stores(), status=statuses([c.id for c in rows]),

@@ -36,9 +36,14 @@ logger = logging.getLogger(__name__)
 
 INDEXED_SPEAKERS = ("customer", "agent")
 TABLE = "search_calls"
+STATE = "search_state"  # name -> value; "watermark": the latest ended_at indexed
 # Calls that ended up to this long before the newest indexed one are re-checked by catch_up:
 # workers' clocks and commit delays disagree by seconds, not minutes.
 CATCH_UP_GRACE = dt.timedelta(minutes=10)
+# A call that ended after T started after T minus this (calls are capped at minutes), which lets
+# catch_up find recently ended calls through the index on calls.started_at: there is none on
+# ended_at, and scanning 200,000 calls before every search cost seconds under load.
+LONGEST_CALL = dt.timedelta(hours=6)
 # PostgreSQL keeps positions up to 16383 in a tsvector; later terms would all share that one.
 _PG_MAX_POSITION = 16383
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -139,6 +144,7 @@ class TranscriptIndex:
                 )
                 conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_tsv ON {TABLE} USING gin (tsv)")
                 conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS ix_{TABLE}_ended_at ON {TABLE} (ended_at)")
+            conn.exec_driver_sql(f"CREATE TABLE IF NOT EXISTS {STATE} (name VARCHAR(32) PRIMARY KEY, value TEXT)")
         self._ready = True
 
     # -- writing --------------------------------------------------------------------------------
@@ -179,6 +185,7 @@ class TranscriptIndex:
                 .bindparams(sa.bindparam("ids", expanding=True)),
                 {"ids": chunk},
             )
+        self._advance(conn, max((e for _i, _t, e in rows if e is not None), default=None))
         if self.dialect == "sqlite":
             conn.execute(
                 sa.text(f"INSERT INTO {TABLE} (rowid, terms, ended_at) VALUES (:id, :terms, :ended)"),
@@ -190,6 +197,19 @@ class TranscriptIndex:
                 [{"id": i, "ended": e, "tsv": _pg_tsvector(t)} for i, t, e in rows],
             )
 
+    def _watermark(self, conn: Connection) -> dt.datetime | None:
+        value = conn.execute(sa.text(f"SELECT value FROM {STATE} WHERE name = 'watermark'")).scalar()
+        return dt.datetime.fromisoformat(value) if value else None
+
+    def _advance(self, conn: Connection, ended: dt.datetime | str | None) -> None:
+        """Move the watermark forward to ``ended`` (never back)."""
+        if ended is None:
+            return
+        value = _sqlite_time(ended)  # one text form on both databases, so comparing strings orders times
+        conn.execute(sa.text(f"INSERT INTO {STATE} (name, value) VALUES ('watermark', :v) ON CONFLICT (name) DO NOTHING"),
+                     {"v": value})
+        conn.execute(sa.text(f"UPDATE {STATE} SET value = :v WHERE name = 'watermark' AND value < :v"), {"v": value})
+
     @property
     def _id_column(self) -> str:
         return "rowid" if self.dialect == "sqlite" else "call_id"
@@ -198,18 +218,19 @@ class TranscriptIndex:
         """Index ended calls that are not yet in the index (newest watermark minus a grace)."""
         self.ensure()
         with self.engine.begin() as conn:
-            newest = conn.execute(sa.text(f"SELECT max(ended_at) FROM {TABLE}")).scalar()
-            if isinstance(newest, str):
-                newest = dt.datetime.fromisoformat(newest)
-            query = "SELECT id FROM calls WHERE ended_at IS NOT NULL"
+            newest = self._watermark(conn)
+            query = "SELECT id, ended_at FROM calls WHERE ended_at IS NOT NULL"
             params: dict = {"limit": limit}
             if newest is not None:
-                query += " AND ended_at >= :since"
-                since = newest - CATCH_UP_GRACE
+                query += " AND ended_at >= :since AND started_at >= :started"
+                since, started = newest - CATCH_UP_GRACE, newest - CATCH_UP_GRACE - LONGEST_CALL
                 params["since"] = _sqlite_time(since) if self.dialect == "sqlite" else since
-            candidates = [r[0] for r in conn.execute(sa.text(query + " ORDER BY ended_at LIMIT :limit"), params)]
-            if not candidates:
+                params["started"] = _sqlite_time(started) if self.dialect == "sqlite" else started
+            rows = conn.execute(sa.text(query + " ORDER BY ended_at LIMIT :limit"), params).all()
+            if not rows:
                 return 0
+            candidates = [r[0] for r in rows]
+            self._advance(conn, max(r[1] for r in rows))
             present: set[int] = set()
             for chunk in _chunks(candidates, 500):
                 present.update(r[0] for r in conn.execute(
@@ -225,6 +246,7 @@ class TranscriptIndex:
         """Drop and rebuild the whole index from the stored utterances."""
         with self.engine.begin() as conn:
             conn.exec_driver_sql(f"DROP TABLE IF EXISTS {TABLE}")
+            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {STATE}")
         self._ready = False
         self.ensure()
         with self.engine.connect() as conn:

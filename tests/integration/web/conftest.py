@@ -111,7 +111,8 @@ def seed(db, data_dir, password_hash: str) -> World:
             s.add(c)
             s.flush()
             world.customers[code] = c.id
-            v = Vehicle(customer_id=c.id, vin=f"LVGBE40K{'1' if code == 'S1' else '2'}8G000001"[:17], plate="湘A12345",
+            v = Vehicle(customer_id=c.id, vin=f"LVGBE40K{'1' if code == 'S1' else '2'}8G000001"[:17],
+                        plate="湘A12345" if code == "S1" else "湘B54321",
                         brand="丰田", model="凯美瑞", tier=Tier.MID, purchase_date=dt.date(2024, 5, 1))
             s.add(v)
             s.flush()

@@ -126,4 +126,7 @@ def test_the_search_index_catches_up_with_calls_that_end_later(console, client_f
         s.add(call)
         s.flush()
         s.add(Utterance(call_id=call.id, seq=0, speaker="customer", text="价格太贵了", start=0, end=1))
+    # Searches within CATCH_UP_EVERY seconds of the last catch-up do not look for new calls.
+    assert _rows(client.get("/calls/?q=价格太贵").get_data(as_text=True)) == 0
+    app.extensions["callcenter"]._search_checked_at -= 60
     assert _rows(client.get("/calls/?q=价格太贵").get_data(as_text=True)) == 1
