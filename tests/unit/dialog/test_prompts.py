@@ -121,3 +121,21 @@ def test_every_prompt_of_every_shipped_script_has_its_audio():
         samples = read_wav(library.path(text), 8000)
         assert 0.3 < len(samples) / 8000 < 15
         assert np.sqrt(np.mean(samples.astype(float) ** 2)) > 300
+
+
+def test_a_simulated_call_can_play_every_prompt_it_says():
+    from dialog.engine import Conversation, run_text
+    from dialog.nlu import Nlu
+
+    library = PromptLibrary()
+    scripts = shipped_scripts()
+    values = {"surname": "王", "title": "先生", "store": "从未渲染的店", "visit_date": "2024-06-09",
+              "insurance_expiry": "2024-07-01", "warranty_end": "2024-08-31"}
+    replies = ["是我", "两分", "等太久了", "还行", "没洗", "不准时", "没有", None, None, None, None]
+    for script in scripts.values():
+        log = run_text(Conversation(script, values, Nlu(), library=library), replies)
+        for say in (a for a in log if a.kind == "say"):
+            assert "".join(say.fragments) == say.text
+            assert "从未渲染的店" not in say.text  # no audio for it: the fallback is said instead
+            pcm = library.pcm(say.fragments, 8000)
+            assert len(pcm) > 0.5 * 8000 * 2, say.text
