@@ -107,7 +107,13 @@ def filtered_calls(args) -> tuple[sa.Select, list[str]]:
     if args.get("sentiment") in {s.value for s in Sentiment}:
         query = query.where(Call.sentiment == args["sentiment"])
     if args.get("category") in {c.value for c in FeedbackCategory}:
-        query = query.where(Call.id.in_(sa.select(CallTag.call_id).where(CallTag.category == args["category"])))
+        tagged = sa.select(CallTag.call_id).where(CallTag.category == args["category"])
+        if db().get_bind().dialect.name == "postgresql":
+            # Gather the tagged calls first: as IN (...) the planner walked all calls newest first
+            # probing each (950 ms under load at 200,000 calls, against 8 ms this way).
+            query = query.where(Call.id == sa.func.any(sa.func.array(tagged.scalar_subquery())))
+        else:
+            query = query.where(Call.id.in_(tagged))
     score = args.get("score", "")
     if score == "none":
         query = query.where(Call.score5.is_(None))
@@ -120,7 +126,7 @@ def filtered_calls(args) -> tuple[sa.Select, list[str]]:
         try:
             index = transcript_index()
             catch_up(index)
-            query = query.where(Call.id.in_(index.matching_ids(q[:100])))
+            query = query.where(index.matching(Call.id, q[:100]))
         except QueryError as exc:
             problems.append(str(exc))
     return query, problems

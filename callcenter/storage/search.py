@@ -44,6 +44,7 @@ CATCH_UP_GRACE = dt.timedelta(minutes=10)
 # catch_up find recently ended calls through the index on calls.started_at: there is none on
 # ended_at, and scanning 200,000 calls before every search cost seconds under load.
 LONGEST_CALL = dt.timedelta(hours=6)
+PG_MATCH_CAP = 20_000
 # PostgreSQL keeps positions up to 16383 in a tsvector; later terms would all share that one.
 _PG_MAX_POSITION = 16383
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -261,9 +262,8 @@ class TranscriptIndex:
 
     # -- reading --------------------------------------------------------------------------------
 
-    def matching_ids(self, query: str) -> sa.TextClause:
-        """A ``SELECT`` of the ids of calls whose indexed text contains ``query``, to use in
-        ``Call.id.in_(...)``.
+    def matching_ids(self, query: str) -> sa.TextualSelect:
+        """A ``SELECT`` of the ids of calls whose indexed text contains ``query``.
 
         Raises:
             QueryError: see :func:`query_phrases`.
@@ -271,10 +271,27 @@ class TranscriptIndex:
         phrases = query_phrases(query)
         self.ensure()
         if self.dialect == "sqlite":
-            return sa.text(f"SELECT rowid FROM {TABLE} WHERE {TABLE} MATCH :fts_query").bindparams(
-                fts_query=_fts5_query(phrases))
-        return sa.text(f"SELECT call_id FROM {TABLE} WHERE tsv @@ CAST(:ts_query AS tsquery)").bindparams(
-            ts_query=_pg_tsquery(phrases))
+            return sa.text(f"SELECT rowid AS call_id FROM {TABLE} WHERE {TABLE} MATCH :fts_query").bindparams(
+                fts_query=_fts5_query(phrases)).columns(sa.column("call_id", sa.Integer))
+        return sa.text(
+            f"SELECT call_id FROM {TABLE} WHERE tsv @@ CAST(:ts_query AS tsquery) ORDER BY call_id DESC LIMIT :cap"
+        ).bindparams(ts_query=_pg_tsquery(phrases), cap=PG_MATCH_CAP).columns(sa.column("call_id", sa.Integer))
+
+    def matching(self, id_column, query: str) -> sa.ColumnElement[bool]:
+        """A WHERE clause keeping the calls (``id_column``) whose text contains ``query``.
+
+        On PostgreSQL the matches are gathered first (``id = ANY(ARRAY(...))``): as ``IN (...)``, the
+        planner walked calls newest first probing the index for each, 250-950 ms for a rare word
+        among 200,000 calls, against 10 ms this way. A word in most calls keeps its newest
+        :data:`PG_MATCH_CAP` matches (ids grow with time), which is all a page of 25 needs.
+
+        Raises:
+            QueryError: see :func:`query_phrases`.
+        """
+        ids = self.matching_ids(query)
+        if self.dialect == "sqlite":
+            return id_column.in_(ids)
+        return id_column == sa.func.any(sa.func.array(ids.scalar_subquery()))
 
 
 def _sqlite_time(value: dt.datetime | str | None) -> str | None:

@@ -62,11 +62,15 @@
       if (option) { render(el, option); }
     });
     $all("[data-chart-url]").forEach(function (el) {
-      el.classList.add("muted");
+      // Computed on demand (a cold customer-base trend takes seconds): say so meanwhile.
+      var wait = document.createElement("div");
+      wait.className = "empty";
+      wait.textContent = el.getAttribute("data-loading-text") || "…";
+      el.appendChild(wait);
       fetch(el.getAttribute("data-chart-url"), { credentials: "same-origin" })
-        .then(function (r) { return r.json(); })
-        .then(function (j) { render(el, j.chart); })
-        .catch(function () { text(el, "–"); });
+        .then(function (r) { if (!r.ok) { throw new Error(r.status); } return r.json(); })
+        .then(function (j) { el.removeChild(wait); render(el, j.chart); })
+        .catch(function () { wait.textContent = "–"; });
     });
     window.addEventListener("resize", function () { charts.forEach(function (c) { c.resize(); }); });
   }
