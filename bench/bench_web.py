@@ -205,7 +205,7 @@ class Client:
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
         self.cookie = ""
 
     def request(self, method: str, path: str, body: str | None = None) -> tuple[int, str, float]:
@@ -219,7 +219,7 @@ class Client:
             data = response.read().decode("utf-8", "replace")
         except (http.client.HTTPException, OSError):
             self.conn.close()
-            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=60)
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
             raise
         elapsed = time.perf_counter() - t0
         cookie = response.getheader("Set-Cookie")

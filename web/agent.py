@@ -70,6 +70,15 @@ def task_list(limit: int = 30) -> list[dict]:
     now = utcnow()
     s = db()
     items: list[dict] = []
+    # Robot calls handed to this agent and still going: the dialer sets calls.agent_id when it
+    # bridges a call to the agent and publishes "bridged" (the page reloads on that event).
+    for call in s.scalars(sa.select(Call).options(selectinload(Call.customer), selectinload(Call.campaign))
+                          .where(Call.agent_id == me.id, Call.robot.is_(True), Call.ended_at.is_(None),
+                                 Call.customer_id.is_not(None), store_clause(Call.store_id))
+                          .order_by(Call.started_at).limit(limit)):
+        items.append({"kind": "call", "id": call.id, "customer": call.customer, "due": call.started_at,
+                      "title": call.campaign.name if call.campaign else _("Call handed over"), "overdue": False,
+                      "live": True})
     callbacks = s.scalars(
         sa.select(Callback).options(selectinload(Callback.customer))
         .where(Callback.status == CallbackStatus.PENDING, Callback.robot.is_(False),
@@ -122,6 +131,10 @@ def load_task(kind: str, item_id: int) -> tuple[object, Customer]:
         obj = s.get(CallTask, item_id)
         if obj is None or obj.campaign.robot:
             abort(404)
+    elif kind == "call":
+        obj = s.get(Call, item_id)
+        if obj is None or obj.agent_id != me.id or not obj.robot or obj.customer_id is None:
+            abort(404)
     else:
         abort(404)
     ensure_in_scope(obj.store_id)
@@ -141,10 +154,13 @@ def workspace():
     context: dict = {"items": items, "kind": kind, "item_id": item_id}
     if kind and item_id:
         obj, customer = load_task(kind, item_id)
-        active = db().scalar(
-            sa.select(Call).where(Call.agent_id == current_user().id, Call.customer_id == customer.id,
-                                  Call.ended_at.is_(None)).order_by(Call.id.desc()))
-        campaign = obj.campaign if kind == "task" else None
+        if kind == "call":
+            active = obj if obj.ended_at is None else None
+        else:
+            active = db().scalar(
+                sa.select(Call).where(Call.agent_id == current_user().id, Call.customer_id == customer.id,
+                                      Call.robot.is_(False), Call.ended_at.is_(None)).order_by(Call.id.desc()))
+        campaign = obj.campaign if kind in ("task", "call") else None
         context.update(
             task=obj, customer=customer, active_call=active, campaign=campaign,
             script=scripts.agent_script(campaign.script if campaign else None, script_variables(customer, obj)),
@@ -231,6 +247,8 @@ def disposition(call_id: int):
     if call is None or call.agent_id != me.id:
         abort(404)
     ensure_in_scope(call.store_id)
+    if call.robot:
+        return _handed_over_result(call)
     if call.ended_at is not None:
         flash(_("This call was already closed."), "info")
         return redirect(url_for("agent.workspace"))
@@ -305,6 +323,55 @@ def disposition(call_id: int):
         logger.warning("call %s: live event not published: %s", call.id, exc)
     flash(_("Call saved."), "success")
     return redirect(url_for("agent.workspace"))
+
+
+def _handed_over_result(call: Call):
+    """What the agent learnt on a robot call handed to them: score, notes, follow-up, ticket, DNC.
+    The dialer, which holds the call, records how it ended (disposition, outcome, times)."""
+    form = request.form
+    errors: list[str] = []
+    score = _optional_int(form.get("score5"), 1, 5, _("Satisfaction"), errors)
+    nps = _optional_int(form.get("nps"), 0, 10, "NPS", errors)
+    follow_up = None
+    if form.get("follow_up_at"):
+        try:
+            follow_up = parse_local_datetime(form["follow_up_at"])
+        except TicketError as exc:
+            errors.append(str(exc))
+    if errors:
+        for e in errors:
+            flash(e, "error")
+        return redirect(request.referrer or url_for("agent.workspace"))
+    me = current_user()
+    customer = db().get(Customer, call.customer_id)
+    if score is not None:
+        call.score5 = score
+    if nps is not None:
+        call.nps = nps
+    notes = (form.get("notes") or "").strip()[:4000]
+    if notes:
+        call.notes = notes
+    if follow_up is not None:
+        db().add(Callback(customer_id=call.customer_id, store_id=call.store_id, call_id=call.id, due_at=follow_up,
+                          robot=False, assignee_id=me.id,
+                          reason=(form.get("follow_up_reason") or "").strip()[:200] or _("Follow-up call")))
+    if form.get("dnc") and customer is not None and customer.phone and db().scalar(
+            sa.select(DoNotCall.id).where(DoNotCall.phone == customer.phone)) is None:
+        db().add(DoNotCall(phone=customer.phone, customer_id=customer.id, source="agent", call_id=call.id,
+                           created_by=me.id, reason=_("Asked on a call not to be called again")))
+        audit.record("dnc.add", "customer", customer.id, store_id=customer.store_id, call_id=call.id)
+    if (form.get("ticket_title") or "").strip() and customer is not None:
+        try:
+            open_ticket(customer=customer, title=form["ticket_title"], department=form.get("ticket_department", ""),
+                        category=form.get("ticket_category") or None, description=form.get("ticket_description"),
+                        priority=form.get("ticket_priority", "normal"), call_id=call.id)
+        except TicketError as exc:
+            db().rollback()
+            flash(str(exc), "error")
+            return redirect(request.referrer or url_for("agent.workspace"))
+    db().commit()
+    flash(_("Saved. The call stays on your list until it ends."), "success")
+    return redirect(url_for("agent.workspace", kind="call", id=call.id))
 
 
 def _finish_task(task: CallTask | None, disp: CallDisposition, outcome: CallOutcome, now: dt.datetime) -> None:

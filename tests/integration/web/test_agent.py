@@ -174,3 +174,26 @@ def test_a_call_left_open_stays_on_the_agents_list_with_its_form(console, client
     call_id = _dial(client, csrf, "task", world.tasks["S1-preview"])
     page = client.get("/agent/").get_data(as_text=True)  # the agent reloads the page
     assert f'/agent/calls/{call_id}/disposition' in page and "13812345678" in page
+
+
+def test_a_robot_call_handed_to_the_agent_is_on_their_list_and_the_dialer_keeps_its_end(console, client_for,
+                                                                                        csrf, db):
+    app, world = console
+    with db.session() as s:
+        call = s.get(Call, world.calls["S1"])
+        call.agent_id, call.ended_at, call.outcome = world.users["agent_s1"], None, None
+    client = client_for("agent_s1")
+    page = client.get(f"/agent/?kind=call&id={world.calls['S1']}").get_data(as_text=True)
+    assert "机器人转接" in page and f"/live/calls/{world.calls['S1']}" in page
+    assert "13812345678" not in page  # nothing to dial: the number stays masked
+    response = client.post(f"/agent/calls/{world.calls['S1']}/disposition", data={
+        "kind": "call", "id": world.calls["S1"], "score5": "3", "notes": "客户对洗车仍有意见",
+        "ticket_title": "洗车复查", "ticket_department": "after_sales", "csrf_token": csrf})
+    assert response.status_code == 302
+    with db.session() as s:
+        call = s.get(Call, world.calls["S1"])
+        assert call.ended_at is None and call.outcome is None  # the dialer ends it
+        assert call.score5 == 3 and call.notes == "客户对洗车仍有意见"
+        assert s.scalar(sa.select(Ticket.title).where(Ticket.title == "洗车复查")) == "洗车复查"
+    other = client_for("agent_s2").get(f"/agent/?kind=call&id={world.calls['S1']}")
+    assert other.status_code == 404

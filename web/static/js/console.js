@@ -154,6 +154,33 @@
     if (speakers) { window.CC_SPEAKERS = speakers; }
     var box = document.getElementById("live-transcript");
     if (box && box.getAttribute("data-url")) { liveTranscript(box, box.getAttribute("data-url")); }
+    // Calls the robot hands to this agent open by themselves; the page follows their end.
+    var queue = document.querySelector("[data-testid=task-list][data-stream]");
+    if (queue && window.EventSource) {
+      var handed = new EventSource(queue.getAttribute("data-stream"));
+      handed.addEventListener("call_state", function (e) {
+        var ev = JSON.parse(e.data);
+        if (ev.state === "bridged") {
+          var target = window.location.pathname + "?kind=call&id=" + ev.call_id;
+          var busy = document.getElementById("disposition-card");
+          if (busy && !busy.classList.contains("hidden")) {
+            // In the middle of another call: offer it rather than leave the open form.
+            var note = document.createElement("a");
+            note.className = "flash info";
+            note.style.display = "block";
+            note.href = target;
+            note.textContent = queue.getAttribute("data-handed-text") || target;
+            queue.parentNode.insertBefore(note, queue);
+            return;
+          }
+          handed.close();
+          window.location.assign(target);
+        } else if (ev.state === "ended" && String(ev.call_id) === queue.getAttribute("data-current")) {
+          handed.close();
+          window.location.reload();
+        }
+      });
+    }
     var button = document.getElementById("dial");
     if (!button) { return; }
     button.addEventListener("click", function () {
