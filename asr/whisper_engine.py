@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from asr import vocabulary
+from asr import bandext, vocabulary
 from asr.audio import StreamResampler, pcm16_to_float
 from asr.textnorm import normalize_for_scoring, tidy_chinese, to_simplified
 from asr.vad import RATE, Segmenter, SileroDetector, SpeechStart, VadConfig
@@ -65,14 +65,17 @@ class WhisperOptions:
     # 30 s. None: always 30 s (stock Whisper).
     context_margin: float | None = 1.0
     min_context: float = 8.0
-    no_speech_threshold: float = 0.6
+    # With the prompt, one-syllable answers (对) score no-speech 0.65; the VAD has already said speech.
+    no_speech_threshold: float = 0.75
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
     # Utterances quieter than this (RMS, dBFS) are not decoded: Whisper writes text on near-silence.
     silence_dbfs: float = -55.0
     lexicon: bool = True  # snap near-homophones to domain terms (asr.lexicon)
     # Rescore the beam's n-best with a word LM (asr.lm): total = log P_whisper + lm_weight * log P_lm.
-    lm_weight: float = 0.0
+    lm_weight: float = 0.1
+    # Map narrowband (telephone) utterances' features towards wideband ones (asr.bandext).
+    band_extension: bool = True
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -181,6 +184,8 @@ class WhisperEngine:
 
     def _features(self, samples: np.ndarray) -> np.ndarray:
         feats = self._model.feature_extractor(samples)
+        if self.options.band_extension and bandext.is_narrowband(samples):
+            feats = bandext.map_features(feats)
         frames = min(feats.shape[-1], FULL_CONTEXT)
         out = np.zeros((feats.shape[0], self._context_frames(frames)), dtype=np.float32)
         # Zero padding in feature space, as faster-whisper's own pad_or_trim does.
