@@ -20,8 +20,10 @@ pause the reader. SIGTERM/SIGINT stop reading and let calls in progress finish (
 stops at once; unfinished attempts are then written off by the scheduler as the worker's
 liveness key expires).
 
-``serve()`` runs one worker in this process; ``run_pool()`` keeps N of them alive (restarting
-one that dies) and is what ``callcenter worker --processes N`` runs.
+Entry points: :func:`dialer_job` is the job ``callcenter worker --processes N`` runs in each of
+the telephony supervisor's worker processes (one pjsua2 phone each); :func:`serve` runs one worker
+in this process with any runner (the fault tests use it); :func:`run_pool` keeps N of them alive
+for runners that need no telephony supervisor.
 """
 
 from __future__ import annotations
@@ -446,6 +448,48 @@ def serve(settings: Settings, runner: CallRunner, *, options: WorkerOptions | No
             redis.close()
             db.dispose()
     return worker
+
+
+# The phase-2 robot runner (telephony + recognizer + dialog engine); ``runner=`` overrides it.
+DEFAULT_RUNNER = "campaigns.robot:make_runner"
+
+
+def dialer_job(phone, stop: threading.Event, info) -> None:
+    """The dialer as a telephony worker job: what ``callcenter worker`` runs by default.
+
+    ``callcenter.telephony.supervisor`` starts N worker processes, each with its own
+    :class:`~callcenter.telephony.api.Phone`, and calls ``job(phone, stop, info)`` on the worker's
+    main thread. The call runner is built by ``info.args["runner"]`` (``module:function``,
+    default :data:`DEFAULT_RUNNER`), called as ``factory(phone, settings)``; it owns the phone's
+    calls, the dialer owns everything else. Returns when ``stop`` is set (SIGTERM to the worker),
+    after the calls in progress have finished.
+
+    Raises:
+        ValueError: the runner factory cannot be imported (the message says which).
+    """
+    settings: Settings = info.settings
+    spec = info.args.get("runner", DEFAULT_RUNNER)
+    try:
+        factory = load_factory(spec)
+    except ValueError as exc:
+        raise ValueError(f"{exc}. The dialer needs a call runner: --job-arg runner=module:function "
+                         f"(function(phone, settings) -> campaigns.runner.CallRunner)") from None
+    runner = factory(phone, settings)
+    options = WorkerOptions.from_settings(settings)
+    db = Database(settings.database_url)
+    redis = redis_client(settings.redis_url)
+    worker = Worker(db, redis, runner, default_policy(settings), options)
+    watcher = threading.Thread(target=lambda: (stop.wait(), worker.request_stop()), name="dialer-stop",
+                               daemon=True)
+    watcher.start()
+    try:
+        worker.run()
+    finally:
+        try:
+            runner.close()
+        finally:
+            redis.close()
+            db.dispose()
 
 
 def _child(settings: Settings, factory_spec: str, options: WorkerOptions | None) -> None:

@@ -177,3 +177,8 @@ class FakeRunner:
             findings=tuple(findings), sentiment=sentiment, score5=score5,
             recording=f"recordings/fake/{request.call_id}.wav",
         )
+
+
+def make_runner(phone, settings) -> FakeRunner:
+    """A runner factory in the shape ``campaigns.worker.dialer_job`` expects (``phone`` unused)."""
+    return FakeRunner(capacity=4, call_seconds=0.05)

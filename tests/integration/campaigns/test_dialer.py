@@ -313,3 +313,26 @@ def test_campaign_status_json_through_the_cli(db, world, campaign_settings, run_
         assert s.get(Customer, tasks_by_phone(db, campaign_id)[next(iter(tasks_by_phone(db, campaign_id)))]
                      .customer_id) is not None
     assert CampaignType.POST_SERVICE.value == data["type"]
+
+
+def test_dialer_job_runs_inside_a_telephony_worker(db, world, campaign_settings, fake_runner_module):
+    """``callcenter worker`` runs ``campaigns.worker:dialer_job(phone, stop, info)`` in each worker process."""
+    from types import SimpleNamespace
+
+    from campaigns.worker import dialer_job
+
+    campaign_id = make_campaign(db, world, campaign_settings, extra=6)
+    change_status(db, campaign_id, "start")
+    settings = campaign_settings.replace(redis_url=_URL[0], dialer_claim_timeout=1, dialer_worker_timeout=2)
+    info = SimpleNamespace(settings=settings, args={"runner": "fake_runner:make_runner"}, name="worker-0", index=0)
+    stop = threading.Event()
+    thread = threading.Thread(target=dialer_job, args=(object(), stop, info), daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: campaign_done(db, campaign_id), what="the campaign run by dialer_job")
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+    with pytest.raises(ValueError, match="needs a call runner"):
+        dialer_job(object(), threading.Event(), SimpleNamespace(settings=settings, args={"runner": "nope:none"}))
