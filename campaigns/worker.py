@@ -20,8 +20,8 @@ pause the reader. SIGTERM/SIGINT stop reading and let calls in progress finish (
 stops at once; unfinished attempts are then written off by the scheduler as the worker's
 liveness key expires).
 
-Entry points: :func:`dialer_job` is the job ``callcenter worker --processes N`` runs in each of
-the telephony supervisor's worker processes (one pjsua2 phone each); :func:`serve` runs one worker
+Entry points: ``dialer_job`` (:func:`run_dialer_job`) is the job ``callcenter worker --processes N``
+runs in each of the telephony supervisor's worker processes (one pjsua2 phone each); :func:`serve` runs one worker
 in this process with any runner (the fault tests use it); :func:`run_pool` keeps N of them alive
 for runners that need no telephony supervisor.
 """
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib
+import importlib.util
 import logging
 import os
 import re
@@ -454,8 +455,29 @@ def serve(settings: Settings, runner: CallRunner, *, options: WorkerOptions | No
 DEFAULT_RUNNER = "campaigns.robot:make_runner"
 
 
-def dialer_job(phone, stop: threading.Event, info) -> None:
-    """The dialer as a telephony worker job: what ``callcenter worker`` runs by default.
+def __getattr__(name: str):
+    """``dialer_job`` exists once the default runner is installed (phase 2's ``campaigns.robot``).
+
+    ``callcenter worker`` runs ``campaigns.worker:dialer_job`` by default and checks, in the
+    parent, that it resolves: without a runner it must fail there, once, with a hint, rather
+    than start N workers that fail and are restarted forever. With another runner, name the job
+    explicitly: ``--job campaigns.worker:run_dialer_job --job-arg runner=module:function``.
+    """
+    if name == "dialer_job":
+        module = DEFAULT_RUNNER.partition(":")[0]
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if found:
+            return run_dialer_job
+        raise AttributeError(f"campaigns.worker.dialer_job needs the robot call runner ({DEFAULT_RUNNER}), "
+                             f"which this build does not have")
+    raise AttributeError(f"module 'campaigns.worker' has no attribute {name!r}")
+
+
+def run_dialer_job(phone, stop: threading.Event, info) -> None:
+    """The dialer as a telephony worker job (``callcenter worker``; see ``dialer_job`` above).
 
     ``callcenter.telephony.supervisor`` starts N worker processes, each with its own
     :class:`~callcenter.telephony.api.Phone`, and calls ``job(phone, stop, info)`` on the worker's
