@@ -6,8 +6,10 @@ no SIP stack and unit tests run without one. Business logic uses:
 
 * :class:`Phone` (one per worker process) -> ``dial(...)`` -> :class:`CallHandle` per call;
 * :class:`FakePhone` in unit tests (replays a WAV as the customer, records what was played);
-* :class:`Supervisor` / :func:`run_supervisor` to run N worker processes, each with its own phone,
-  ports and a pluggable job, restarted with backoff when one dies.
+* ``callcenter.telephony.supervisor.Supervisor`` to run N worker processes, each with its own
+  phone, ports and a pluggable job (``job(phone, stop, info)``), restarted with backoff when one dies.
+
+See docs/telephony.md.
 """
 
 from __future__ import annotations

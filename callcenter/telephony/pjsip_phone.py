@@ -38,7 +38,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -108,8 +108,8 @@ def _vector_reader() -> Callable[[Any], bytes]:
         frame.buf = pj.ByteVector(probe)
         if _vector_bytes_fast(frame.buf) == probe and _vector_bytes_fast(pj.ByteVector()) == b"":
             return _vector_bytes_fast
-    except Exception:  # noqa: BLE001 - any surprise means: use the slow, safe path
-        pass
+    except Exception:  # any surprise means: use the slow, safe path
+        logger.debug("fast ByteVector probe failed", exc_info=True)
     logger.warning("pjsua2 ByteVector layout not recognised: using the slow bytes() copy per frame")
     return bytes
 
@@ -122,7 +122,7 @@ class _LogWriter(pj.LogWriter):
             if any(n in msg for n in _NOISE):
                 return
             pjsip_logger.log(_PJ_LEVELS.get(entry.level, logging.DEBUG), "%s", msg)
-        except Exception:  # noqa: BLE001 - never let an exception cross into C
+        except Exception:  # noqa: BLE001, S110 - never let an exception cross into C; logging here could recurse
             pass
 
 
@@ -210,7 +210,7 @@ class _Account(pj.Account):
             call.hangup(op)
             del call
             logger.info("declined an incoming call (603): workers only place calls")
-        except Exception:  # noqa: BLE001
+        except Exception:
             logger.exception("declining an incoming call failed")
 
     def onRegState(self, prm: Any) -> None:
@@ -260,7 +260,6 @@ class _Leg:
     peer: _Leg | None = None  # bridge partner
     is_agent_leg: bool = False
     transfer: concurrent.futures.Future[int] | None = None
-    extras: dict = field(default_factory=dict)
 
 
 class PjsipPhone:
@@ -417,10 +416,7 @@ class PjsipPhone:
             if self._thread.is_alive():
                 logger.error("%s: SIP thread did not stop; pjsua2 objects may abort the interpreter", self._name)
         self._writer.close()
-        try:
-            atexit.unregister(self.close)
-        except Exception:  # noqa: BLE001
-            pass
+        atexit.unregister(self.close)
 
     def __enter__(self) -> Self:
         return self
@@ -484,7 +480,7 @@ class PjsipPhone:
                 continue
             try:
                 fut.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who re-raises it
                 fut.set_exception(_scrubbed(exc))
 
     def _release_slot(self) -> None:
@@ -495,7 +491,7 @@ class PjsipPhone:
     def _run(self) -> None:
         try:
             self._start_stack()
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:  # noqa: BLE001 - becomes the constructor's error
             _scrubbed(exc)  # drop the pjsua2 objects its frames hold, here, before libDestroy
             if isinstance(exc, TelephonyError):
                 self._startup_error = exc
@@ -1002,7 +998,7 @@ def _destroy_port(port: _MediaPort) -> None:
     try:
         if port.thisown:
             pj._pjsua2.delete_AudioMediaPort(port)  # disowns: the later dealloc does not free it again
-    except Exception:  # noqa: BLE001
+    except Exception:
         logger.exception("destroying a media port failed")
 
 

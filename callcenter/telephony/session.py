@@ -39,6 +39,7 @@ from callcenter.telephony.recording import CallRecording, RecordingWriter
 
 logger = logging.getLogger(__name__)
 
+_monotonic = time.monotonic  # the media clock's wall time (a seam for tests; never patch time itself)
 FRAME_SECONDS = 0.02  # pjmedia's ptime and the conference bridge's tick
 CLOCK_RESYNC_FRAMES = 25  # pjmedia's clock resynchronises (skips ticks) once 500 ms late
 _DTMF = re.compile(r"[0-9*#A-Da-d]{1,32}")
@@ -126,7 +127,7 @@ class CallSession:
             pcm = pcm[: self.frame_bytes]
         n = self._rx_frames
         self._rx_frames = n + 1
-        now = time.monotonic()
+        now = _monotonic()
         if n == 0:
             self._rx_first = now
         self._rx_last = now

@@ -41,10 +41,18 @@ def test_bad_sip_settings_stop_the_call_command(cli):
     assert r.exit_code == 1 and "CALLCENTER_SIP_CODECS" in r.output
 
 
-def test_worker_without_the_campaigns_dialer_says_which_job_to_run(cli):
+def test_worker_without_its_default_job_says_which_job_to_run(cli, monkeypatch):
+    import callcenter.telephony.supervisor as supervisor
+
+    monkeypatch.setattr(supervisor, "DEFAULT_JOB", "campaigns.no_such_module:dialer_job")
     r = cli("worker", "--processes", "2")
     assert r.exit_code == 1
-    assert "campaigns.worker:dialer_job" in r.output and "--job callcenter.telephony.jobs:soak" in r.output
+    assert "campaigns.no_such_module:dialer_job" in r.output and "--job callcenter.telephony.jobs:soak" in r.output
+
+
+def test_worker_refuses_a_job_it_cannot_import_before_starting_anything(cli):
+    r = cli("worker", "--job", "campaigns.no_such_module:job")
+    assert r.exit_code == 1 and "cannot import campaigns.no_such_module" in r.output
 
 
 def test_worker_rejects_malformed_job_arguments(cli):

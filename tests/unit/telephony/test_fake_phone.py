@@ -229,7 +229,7 @@ def test_frames_lost_counts_only_a_media_clock_that_skipped(monkeypatch):
     import callcenter.telephony.session as session_module
 
     clock = [100.0]
-    monkeypatch.setattr(session_module.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(session_module, "_monotonic", lambda: clock[0])  # only the session's clock
     phone = FakePhone(sample_rate=RATE, tick=None)
     h = phone.dial("8001")
     phone.advance(1)  # answered
