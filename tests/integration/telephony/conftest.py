@@ -228,6 +228,11 @@ class Baresip:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def stop(self) -> str:
+        """Stop baresip (SIGTERM: it exits cleanly and flushes its buffered log); its whole log."""
+        stop_process(self.proc)
+        return self.output()
+
 
 @pytest.fixture
 def baresip(tmp_path):
