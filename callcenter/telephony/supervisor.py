@@ -68,9 +68,11 @@ def resolve(spec: str, what: str = "job") -> Callable[..., Any]:
         raise ValueError(f"{what} {spec!r}: cannot import {module_name} ({exc})") from None
     target: Any = module
     for part in attr.split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            raise ValueError(f"{what} {spec!r}: {module_name} has no {attr}")
+        try:
+            target = getattr(target, part)
+        except AttributeError as exc:  # a module __getattr__ may say why the name is missing
+            detail = str(exc) if "has no attribute" not in str(exc) else f"{module_name} has no {attr}"
+            raise ValueError(f"{what} {spec!r}: {detail}") from None
     if not callable(target):
         raise ValueError(f"{what} {spec!r}: {attr} is not callable")  # noqa: TRY004 - a bad --job value
     return target
