@@ -134,7 +134,7 @@ def worker_command(processes: int, job_spec: str | None, job_args: tuple[str, ..
     except ValueError as exc:
         hint = ""
         if job_spec is None:
-            hint = ("; the campaigns dialer is not installed in this build: name a job with --job, e.g. "
+            hint = ("; to run workers without the dialer, name a job, e.g. "
                     "--job callcenter.telephony.jobs:soak --job-arg target=<number>")
         _fail(f"{exc}{hint}")
     supervisor = Supervisor(settings, sip, processes=processes, job=spec, job_args=args)
