@@ -292,6 +292,35 @@ REPORTS = [("reports_overview", "/reports/"), ("customer_base", "/reports/custom
            ("improvement", "/improvement/")]
 
 
+def _cpu_per_page(url: str, samples: dict, repeats: int = 5) -> dict:
+    """CPU time the console spends on each page, in this process without HTTP: what a request
+    costs whatever else runs on the machine (wall-clock figures under load include the wait for a
+    core). Reports are measured warm, as their cache serves them."""
+    from callcenter.config import Settings
+    from web import create_app
+
+    settings = Settings(data_dir=ROOT / "var" / "bench-web", database_url=url, env="testing",
+                        secret_key="bench-" + "x" * 40, redis_url=REDIS_URL)
+    app = create_app(settings)
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    client.post("/login", data={"username": "bench_admin", "password": PASSWORD, "csrf_token": token})
+    chosen: dict[str, str] = {}
+    for kind, path in [*_main_pages(samples), *REPORTS,
+                       *(("search", "/calls/?q=" + urllib.parse.quote(t)) for t in SEARCH_TERMS[:3])]:
+        chosen.setdefault(kind, path)
+    out = {}
+    for kind, path in chosen.items():
+        client.get(path)  # warm: caches, compiled statements, templates
+        t0 = time.process_time()
+        for _ in range(repeats):
+            client.get(path)
+        out[kind] = round((time.process_time() - t0) / repeats * 1000, 1)
+    app.extensions["callcenter"].database.dispose()
+    return out
+
+
 def _engine_figures(label: str, url: str, seconds: float, log) -> dict:
     import redis
 
@@ -326,6 +355,8 @@ def _engine_figures(label: str, url: str, seconds: float, log) -> dict:
         log(f"  {label}: search {out['search_10_clients']['all']}")
     finally:
         server.stop()
+    out["cpu_ms_per_page"] = _cpu_per_page(url, samples)
+    log(f"  {label}: CPU per page {out['cpu_ms_per_page']}")
     return out
 
 

@@ -64,6 +64,19 @@ AGENT_DISPOSITIONS = (
 )
 
 
+def open_calls_of(agent_id: int):
+    """The ids of an agent's calls still going, as a subquery.
+
+    Nearly every call is a robot's (agent_id NULL), so SQLite's statistics make ``agent_id = ?``
+    look like it matches all 200,000 calls and the planner scans instead (60 ms a query, twice per
+    workspace); SQLite is told to use the agent index.
+    """
+    if db().get_bind().dialect.name == "sqlite":
+        return sa.text("SELECT id FROM calls INDEXED BY ix_calls_agent_id WHERE agent_id = :agent "
+                       "AND ended_at IS NULL").bindparams(agent=agent_id).columns(sa.column("id", sa.Integer))
+    return sa.select(Call.id).where(Call.agent_id == agent_id, Call.ended_at.is_(None))
+
+
 def task_list(limit: int = 30) -> list[dict]:
     """The agent's queue, most urgent first: callbacks due, tickets, then campaign preview calls."""
     me = current_user()
@@ -72,10 +85,12 @@ def task_list(limit: int = 30) -> list[dict]:
     items: list[dict] = []
     # Robot calls handed to this agent and still going: the dialer sets calls.agent_id when it
     # bridges a call to the agent and publishes "bridged" (the page reloads on that event).
-    for call in s.scalars(sa.select(Call).options(selectinload(Call.customer), selectinload(Call.campaign))
-                          .where(Call.agent_id == me.id, Call.robot.is_(True), Call.ended_at.is_(None),
-                                 Call.customer_id.is_not(None), store_clause(Call.store_id))
-                          .order_by(Call.started_at).limit(limit)):
+    handed = s.scalars(sa.select(Call).options(selectinload(Call.customer), selectinload(Call.campaign))
+                       .where(Call.id.in_(open_calls_of(me.id)), Call.robot.is_(True),
+                              Call.customer_id.is_not(None), store_clause(Call.store_id)).limit(limit))
+    # Sorted here: asked to ORDER BY started_at, SQLite walked the started_at index over all
+    # 200,000 calls instead of using the agent's (0.9 s against 0.1 ms).
+    for call in sorted(handed, key=lambda c: c.started_at):
         items.append({"kind": "call", "id": call.id, "customer": call.customer, "due": call.started_at,
                       "title": call.campaign.name if call.campaign else _("Call handed over"), "overdue": False,
                       "live": True})
@@ -96,20 +111,20 @@ def task_list(limit: int = 30) -> list[dict]:
     for t in tickets:
         items.append({"kind": "ticket", "id": t.id, "customer": t.customer, "due": t.due_at, "title": t.title,
                       "overdue": t.due_at is not None and t.due_at < now})
-    tasks = s.execute(
-        sa.select(CallTask, Campaign.name).join(Campaign, Campaign.id == CallTask.campaign_id)
-        .options(selectinload(CallTask.customer))
-        .where(Campaign.robot.is_(False), Campaign.status == CampaignStatus.RUNNING,
-               sa.or_(
-                   sa.and_(CallTask.state.in_((TaskState.PENDING, TaskState.QUEUED)),
-                           sa.or_(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at <= now)),
-                   # A call this agent started and has not closed yet (page reloaded, browser closed):
-                   # it stays on their list until its result is saved.
-                   sa.and_(CallTask.state == TaskState.DIALING, CallTask.id.in_(
-                       sa.select(Call.task_id).where(Call.agent_id == me.id, Call.ended_at.is_(None))))),
-               store_clause(CallTask.store_id))
-        .order_by(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at, CallTask.id).limit(limit))
-    for task, campaign_name in tasks:
+    preview = (sa.select(CallTask, Campaign.name).join(Campaign, Campaign.id == CallTask.campaign_id)
+               .options(selectinload(CallTask.customer))
+               .where(Campaign.robot.is_(False), Campaign.status == CampaignStatus.RUNNING,
+                      store_clause(CallTask.store_id)))
+    # Two queries rather than one OR: with the OR, SQLite dropped the (state, next_attempt_at)
+    # index and scanned every task of every campaign (seconds at 200,000 tasks).
+    mine = list(s.execute(preview.where(  # calls this agent started and has not closed yet
+        CallTask.state == TaskState.DIALING,
+        CallTask.id.in_(sa.select(Call.task_id).where(Call.id.in_(open_calls_of(me.id)))))))
+    due = list(s.execute(preview.where(
+        CallTask.state.in_((TaskState.PENDING, TaskState.QUEUED)),
+        sa.or_(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at <= now))
+        .order_by(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at, CallTask.id).limit(limit)))
+    for task, campaign_name in [*mine, *due]:
         items.append({"kind": "task", "id": task.id, "customer": task.customer, "due": task.next_attempt_at,
                       "title": campaign_name, "overdue": False})
     return items
