@@ -139,11 +139,15 @@ def index():
     query, problems = filtered_calls(request.args)
     for problem in problems:
         flash(problem, "error")
+    # Newest first. With words to find, by call id (ids grow as calls are placed): the database then
+    # walks calls from the newest and stops at a page's worth of matches, where sorting the
+    # matches of a word said in a quarter of all calls by time cost 150-250 ms.
+    order = (Call.id.desc(),) if request.args.get("q", "").strip() else (Call.started_at.desc(), Call.id.desc())
     total = db().scalar(sa.select(sa.func.count()).select_from(query.with_only_columns(Call.id).limit(COUNT_CAP)
                                                                  .subquery()))
     rows = list(db().scalars(
         query.options(selectinload(Call.customer), selectinload(Call.tags), selectinload(Call.campaign))
-        .order_by(Call.started_at.desc(), Call.id.desc()).limit(per_page).offset((page - 1) * per_page)))
+        .order_by(*order).limit(per_page).offset((page - 1) * per_page)))
     q = request.args.get("q", "").strip()
     snippets = matching_lines([c.id for c in rows], q) if q and not problems else {}
     stores = list(db().scalars(sa.select(Store).where(store_clause(Store.id)).order_by(Store.code)))
@@ -158,18 +162,20 @@ def index():
 
 
 def matching_lines(call_ids: list[int], q: str) -> dict[int, str]:
-    """The first customer/agent line of each call that contains the search words (for the list)."""
+    """The first customer/agent line of each call that contains the search words (for the list).
+
+    The page's lines are read by call and filtered here: asked for LIKE '%...%' too, PostgreSQL
+    preferred scanning a million utterances to the 25 calls' index entries (120 ms)."""
     words = [w for w in q.split() if w]
     if not call_ids or not words:
         return {}
-    rows = db().execute(
-        sa.select(Utterance.call_id, Utterance.text)
-        .where(Utterance.call_id.in_(call_ids), Utterance.speaker != "robot",
-               sa.or_(*[Utterance.text.contains(w, autoescape=True) for w in words]))
-        .order_by(Utterance.call_id, Utterance.seq))
     out: dict[int, str] = {}
-    for call_id, text in rows:
-        out.setdefault(call_id, text)
+    for call_id, text in db().execute(
+            sa.select(Utterance.call_id, Utterance.text)
+            .where(Utterance.call_id.in_(call_ids), Utterance.speaker != "robot")
+            .order_by(Utterance.call_id, Utterance.seq)):
+        if call_id not in out and any(w in text for w in words):
+            out[call_id] = text
     return out
 
 

@@ -147,15 +147,19 @@ def generate(db, *, calls: int, end: dt.date, months: int = 6, seed: int = 7, tz
                                                        "callbacks", "visits")}
     seen_tasks: set[tuple[int, int]] = set()
     answered_for_recording: list[tuple[int, list[tuple[str, float, float]]]] = []
-    for n in range(calls):
-        store = rng.choices(stores, weights=[len(s.customers) for s in stores])[0]
-        cust_id, cust_name, gender, phone = rng.choice(store.customers)
+    # Times drawn first and sorted, so that call ids grow with time as they do when a dialer places them.
+    times = []
+    for _ in range(calls):
         day = first_month + dt.timedelta(days=rng.randrange(days))
         local = dt.datetime.combine(day, dt.time(rng.choice((9, 10, 11, 14, 15, 16, 17, 18, 19)), rng.randrange(60),
                                                  rng.randrange(60)), tzinfo=zone)
         started = local.astimezone(dt.UTC).replace(tzinfo=None)
-        if started > now:
-            started = now - dt.timedelta(minutes=rng.randrange(1, 600))
+        times.append(min(started, now - dt.timedelta(minutes=rng.randrange(1, 600))) if started > now else started)
+    times.sort()
+    for n, started in enumerate(times):
+        store = rng.choices(stores, weights=[len(s.customers) for s in stores])[0]
+        cust_id, cust_name, gender, phone = rng.choice(store.customers)
+        day = started.replace(tzinfo=dt.UTC).astimezone(zone).date()
         ctype, script = _pick(rng, [((t, s), p) for t, p, s in CAMPAIGN_MIX])
         campaign_id = campaign_ids[(store.id, day.replace(day=1), ctype)]
         if (campaign_id, cust_id) in seen_tasks:
