@@ -77,3 +77,40 @@ def test_stereo_44k_file_with_the_customer_on_the_right(whisper, eval_rows, tmp_
     assert char_errors(eval_rows["optout-01"]["text"], right["text"])[0] <= 2
     assert left["text"] == "" and left["segments"] == []
     assert right["duration"] == pytest.approx(speech.size / 44100, abs=1e-3)
+
+
+def test_two_calls_share_one_model_through_the_service(whisper, eval_rows):
+    """Two streams pushed from a 'media thread' in 20 ms frames; each gets its own final."""
+    import threading
+
+    from asr.service import TranscriptionService
+
+    clips = {"call-a": "praise-05", "call-b": "optout-01"}
+    finals: dict[str, list[str]] = {k: [] for k in clips}
+    starts: dict[str, int] = {k: 0 for k in clips}
+
+    def on_event(call_id, event):
+        if event.is_final:
+            finals[call_id].append(event.text)
+        elif event.text == "":
+            starts[call_id] += 1
+
+    service = TranscriptionService(whisper)
+    streams = {k: service.open_stream(k, on_event) for k in clips}
+    audio = {k: load_mono(EVAL / eval_rows[v]["file"], 8000)[0] for k, v in clips.items()}
+
+    def media_thread():
+        n = max(a.size for a in audio.values())
+        for i in range(0, n, 160):
+            for k, a in audio.items():
+                if i < a.size:
+                    streams[k].push(AudioFrame(float_to_pcm16(a[i:i + 160]), 8000))
+
+    t = threading.Thread(target=media_thread)
+    t.start()
+    t.join()
+    service.close()
+    for call_id, clip in clips.items():
+        assert starts[call_id] == 1
+        assert len(finals[call_id]) == 1
+        assert char_errors(eval_rows[clip]["text"], finals[call_id][0])[0] <= 3
