@@ -224,6 +224,8 @@ def test_kill_9_of_a_worker_mid_campaign(db, world, campaign_settings, dialer_re
 # ----------------------------------------------------------------- Redis restart and FLUSHALL
 
 
+# A Redis fault is the same whatever the database: SQLite only, to keep the suite's time down.
+@pytest.mark.parametrize("db", ["sqlite"], indirect=True)
 def test_redis_restart_and_flushall_mid_campaign(db, world, campaign_settings, tmp_path):
     n = 60
     campaign_id = campaign_of(db, world, campaign_settings, n, max_channels=8)
