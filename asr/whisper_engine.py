@@ -10,7 +10,7 @@ already uses all ``cpu_threads`` cores, so a second concurrent decode would only
 
 Decoding calls CTranslate2 directly instead of ``WhisperModel.transcribe``: that lets the encoder run
 on the utterance's length instead of a fixed 30-second window (``audio_context``), which is where
-most of a short clip's decoding time went (3x faster on the evaluation set).
+most of a short clip's decoding time went (5x faster on the evaluation subset, docs/benchmarks.md).
 """
 
 from __future__ import annotations
