@@ -20,6 +20,7 @@ Runs on whatever thread calls it; it only reads.
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -209,3 +210,83 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
             active = last_touch >= threshold
             lapsed = not active
         yield CustomerStatus(cid, last_touch, cycle, active, lapsed, insured), city, gender, birthday, models, tiers
+
+
+def customer_base_series(
+    session: Session,
+    dates: Iterable[dt.date],
+    *,
+    store_code: str | None = None,
+    default_cycle_mid: int = 3,
+    default_cycle_premium: int = 6,
+) -> list[dict]:
+    """Totals (base/active/lapsed/insured) at several dates, reading the database once.
+
+    Same definitions as :func:`customer_base_stats`; for a 12-point trend this is one scan
+    instead of twelve (the console's cold trend took 28-50 s point by point).
+
+    Raises:
+        LookupError: ``store_code`` names no store.
+    """
+    days = sorted(set(dates))
+    if not days:
+        return []
+    last = days[-1]
+    conn = session.connection()
+    cust_q = sa.select(Customer.id, Store.cycle_months_mid, Store.cycle_months_premium).join(
+        Store, Store.id == Customer.store_id)
+    veh_q = sa.select(Vehicle.customer_id, sa.type_coerce(Vehicle.tier, sa.String), Vehicle.purchase_date,
+                      Vehicle.insured_here, Vehicle.insurance_expiry)
+    visit_q = (sa.select(ServiceVisit.customer_id, ServiceVisit.visit_date)
+               .where(ServiceVisit.paid.is_(True), ServiceVisit.visit_date <= last)
+               .order_by(ServiceVisit.customer_id, ServiceVisit.visit_date))
+    if store_code is not None:
+        store_id = conn.scalar(sa.select(Store.id).where(Store.code == store_code))
+        if store_id is None:
+            raise LookupError(f"unknown store {store_code!r}")
+        in_store = sa.select(Customer.id).where(Customer.store_id == store_id)
+        cust_q = cust_q.where(Customer.store_id == store_id)
+        veh_q = veh_q.where(Vehicle.customer_id.in_(in_store))
+        visit_q = visit_q.where(ServiceVisit.customer_id.in_(in_store))
+    visits: dict[int, list[dt.date]] = defaultdict(list)
+    for cid, day in conn.execute(visit_q):
+        visits[cid].append(day)
+    vehicles: dict[int, list] = defaultdict(list)
+    for row in conn.execute(veh_q):
+        vehicles[row[0]].append(row)
+    totals = {d: [0, 0, 0, 0] for d in days}
+    thresholds: dict[tuple[dt.date, int], dt.date] = {}
+    premium = Tier.PREMIUM.value
+    for cid, store_mid, store_premium in conn.execute(cust_q):
+        cycle_mid = store_mid or default_cycle_mid
+        cycle_premium = store_premium or default_cycle_premium
+        owned = vehicles.get(cid, ())
+        paid = visits.get(cid, ())
+        for day in days:
+            last_touch = None
+            i = bisect_right(paid, day)
+            if i:
+                last_touch = paid[i - 1]
+            cycle = None
+            insured = False
+            for _cid, tier, purchase, insured_here, expiry in owned:
+                months = cycle_premium if tier == premium else cycle_mid
+                if cycle is None or months < cycle:
+                    cycle = months
+                if purchase is not None and purchase <= day and (last_touch is None or purchase > last_touch):
+                    last_touch = purchase
+                if insured_here and expiry is not None and expiry >= day:
+                    insured = True
+            row = totals[day]
+            row[0] += 1
+            if last_touch is not None:
+                key = (day, cycle or cycle_mid)
+                threshold = thresholds.get(key)
+                if threshold is None:
+                    threshold = thresholds[key] = add_months(day, -2 * key[1])
+                if last_touch >= threshold:
+                    row[1] += 1
+                else:
+                    row[2] += 1
+            row[3] += insured
+    return [{"as_of": d.isoformat(), **dict(zip((c.value for c in CLASSES), totals[d]))} for d in days]

@@ -66,6 +66,23 @@ def cached(key: str, ttl: int, compute: Callable[[], Any], *, refresh: bool = Fa
     return compute(), time.time()
 
 
+def peek(key: str) -> Any | None:
+    """The cached value, or None when absent (or Redis is unavailable)."""
+    try:
+        hit = redis().get(key)
+    except REDIS_ERRORS:
+        return None
+    return None if hit is None else json.loads(hit)["value"]
+
+
+def store(key: str, ttl: int, value: Any) -> None:
+    """Cache a value computed elsewhere (several figures computed in one pass)."""
+    try:
+        _compute_and_store(redis(), key, ttl, lambda: value)
+    except REDIS_ERRORS as exc:
+        logger.warning("report cache unavailable (%s); not stored", exc)
+
+
 def _compute_and_store(client, key: str, ttl: int, compute: Callable[[], Any]) -> tuple[Any, float]:
     value = compute()
     at = time.time()

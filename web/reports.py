@@ -15,12 +15,13 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, jsonify, render_template, request
 from flask_babel import gettext as _
 
-from callcenter.customer_base import customer_base_stats
+from callcenter.customer_base import customer_base_series, customer_base_stats
 from callcenter.domain import CustomerClass, Department, Role
 from callcenter.domain.dates import add_months
 from callcenter.storage.models import Store
 from web import audit, reporting
-from web.cache import cache_key, cached
+from web.cache import cache_key, cached, peek
+from web.cache import store as cache_store
 from web.export import Table, respond
 from web.labels import label, of
 from web.security import require, scoped_store_id
@@ -166,13 +167,24 @@ def customer_base_trend():
     classification of the customer base, cached for hours once computed)."""
     store = chosen_store()
     end = today()
-    points = []
     month_ends = [add_months(end.replace(day=1), -i) - dt.timedelta(days=1) for i in range(11, 0, -1)] + [end]
+    sid = store.id if store else None
+    found: dict[dt.date, dict] = {}
     for day in month_ends:
-        key = cache_key("customer_base_totals", store.id if store else None, day.isoformat())
-        ttl = TTL_SECONDS if day == end else TREND_TTL_SECONDS  # today's point moves with today's data
-        stats, _at = cached(key, ttl, lambda d=day: {c: v for c, v in _base_stats(store, d).items() if c in CLASSES})
-        points.append({"as_of": day.isoformat(), **stats})
+        hit = peek(cache_key("customer_base_totals", sid, day.isoformat()))
+        if hit is not None:
+            found[day] = hit
+    missing = [d for d in month_ends if d not in found]
+    if missing:  # one pass over the database for every missing point
+        s = settings()
+        for point in customer_base_series(db(), missing, store_code=store.code if store else None,
+                                          default_cycle_mid=s.cycle_months_mid,
+                                          default_cycle_premium=s.cycle_months_premium):
+            day = dt.date.fromisoformat(point["as_of"])
+            found[day] = {c: point[c] for c in CLASSES}
+            ttl = TTL_SECONDS if day == end else TREND_TTL_SECONDS  # today's point moves with today's data
+            cache_store(cache_key("customer_base_totals", sid, day.isoformat()), ttl, found[day])
+    points = [{"as_of": d.isoformat(), **found[d]} for d in month_ends]
     return jsonify(points=points, chart=_trend_chart(points))
 
 

@@ -65,6 +65,15 @@ class Database:
         self.engine.dispose()
 
 
+def include_object(obj, name, type_, reflected, compare_to) -> bool:
+    """Alembic filter: leave derived tables alone.
+
+    The console's transcript search index (``search_*``) is rebuilt at run time from the
+    utterances (callcenter/storage/search.py); autogenerate must not propose dropping it.
+    """
+    return not (type_ == "table" and reflected and compare_to is None and name.startswith("search_"))
+
+
 def alembic_config(url: str):
     from alembic.config import Config
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from callcenter.customer_base import classify_customers, customer_base_stats
+from callcenter.customer_base import classify_customers, customer_base_series, customer_base_stats
 from callcenter.domain import Gender, Tier, VisitType
 from callcenter.storage.models import Customer, ServiceVisit, Store, Vehicle
 
@@ -142,3 +142,16 @@ def test_cli_json_shape(people, run_cli):
     assert result.exit_code == 2 and "2026-02-30" in result.output
     result = run_cli("customers", "stats", "--store", "NOPE")
     assert result.exit_code == 1 and "unknown store 'NOPE'" in result.output
+
+
+def test_series_agrees_with_stats_at_every_date(people):
+    db, _ids = people
+    days = [dt.date(2025, 8, 31), dt.date(2026, 2, 27), dt.date(2026, 2, 28), D, dt.date(2026, 9, 2)]
+    with db.session() as s:
+        series = customer_base_series(s, reversed(days))
+        assert [p["as_of"] for p in series] == [d.isoformat() for d in days]
+        for point, day in zip(series, days):
+            stats = customer_base_stats(s, day)
+            assert point == {k: stats[k] for k in ("as_of", "base", "active", "lapsed", "insured")}
+        only_s2 = customer_base_series(s, [D], store_code="S2")
+        assert only_s2[0]["base"] == 1

@@ -7,7 +7,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from callcenter.storage import Database, upgrade_database
-from callcenter.storage.db import alembic_config, current_revision, head_revision
+from callcenter.storage.db import alembic_config, current_revision, head_revision, include_object
 from callcenter.storage.models import Base
 
 pytestmark = pytest.mark.integration
@@ -20,7 +20,8 @@ def test_one_linear_history():
 
 def test_models_match_migrations(db: Database):
     with db.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": include_object})
+        diff = compare_metadata(context, Base.metadata)
     assert diff == [], f"models differ from the migrations (write a migration): {diff[:5]}"
 
 
