@@ -312,8 +312,8 @@ _COLUMNS = ("customer_id", "store_id", "vehicle_id", "visit_id", "visit_date", "
             "touch", "days_left", "sort_date")
 
 
-_NULL_TYPES = {"vehicle_id": sa.Integer, "visit_id": sa.Integer, "visit_date": sa.Date, "days_left": sa.Integer,
-               "sort_date": sa.Date}
+_NULL_TYPES = {"store_id": sa.Integer, "vehicle_id": sa.Integer, "visit_id": sa.Integer, "visit_date": sa.Date,
+               "days_left": sa.Integer, "sort_date": sa.Date}
 # Which of a customer's matching rows to keep: the latest sort_date (True) or the earliest.
 PREFER_LATEST = {CampaignType.POST_SERVICE: True, CampaignType.NEW_CAR: True}
 
@@ -426,7 +426,7 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
 def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     touches = p["touch_days"]  # descending, e.g. 60, 30, 7
     parts = []
-    scope = [Customer.store_id == q.store_id] if q.store_id is not None else []
+    scope = []  # the store scope is applied by select_audience, on the customer it joins anyway
     if p["insured"] == "here":
         scope.append(Vehicle.insured_here.is_(True))
     elif p["insured"] == "elsewhere":
@@ -436,9 +436,8 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
         floor = touches[i + 1] + 1 if i + 1 < len(touches) else 0  # (next touch, days]
         touch = f"{days}d"
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch),
+            sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, touch=sa.literal(touch),
                             sort_date=Vehicle.insurance_expiry))
-            .join(Customer, Customer.id == Vehicle.customer_id)
             .where(Vehicle.insurance_expiry >= q.as_of + dt.timedelta(days=floor),
                    Vehicle.insurance_expiry <= q.as_of + dt.timedelta(days=days),
                    ~_task_exists(CampaignType.INSURANCE_RENEWAL, *_same_car(),
@@ -450,12 +449,10 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
 
 
 def _warranty_expiry(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
-    scope = [Customer.store_id == q.store_id] if q.store_id is not None else []
     return (
-        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, sort_date=Vehicle.warranty_end))
-        .join(Customer, Customer.id == Vehicle.customer_id)
+        sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, sort_date=Vehicle.warranty_end))
         .where(Vehicle.warranty_end >= q.as_of, Vehicle.warranty_end <= q.as_of + dt.timedelta(days=p["within_days"]),
-               ~_task_exists(CampaignType.WARRANTY_EXPIRY, *_same_car()), *scope)
+               ~_task_exists(CampaignType.WARRANTY_EXPIRY, *_same_car()))
     )
 
 
@@ -639,7 +636,7 @@ def _exclusion_columns(q: AudienceQuery, customer_id) -> list:
 # Numbers as the importer stores them: accepted without re-parsing (normalize_phone costs ~5 us).
 _NORMALISED = re.compile(r"1[3-9]\d{9}|0\d{2,3}-[2-9]\d{6,7}")
 _FIELDS = (*_COLUMNS, "phone", "name", "gender", "model", "brand", "plate", "purchase_date", "warranty_end",
-           "insurance_expiry", "is_dnc", "is_capped")
+           "insurance_expiry", "is_dnc", "is_capped", "customer_store_id")
 _POS = {name: i for i, name in enumerate(_FIELDS)}
 
 
@@ -654,13 +651,17 @@ def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any
     stmt = (
         sa.select(sub, Customer.phone, Customer.name, sa.type_coerce(Customer.gender, sa.String),
                   Vehicle.model, Vehicle.brand, Vehicle.plate, Vehicle.purchase_date, Vehicle.warranty_end,
-                  Vehicle.insurance_expiry, *_exclusion_columns(q, sub.c.customer_id))
+                  Vehicle.insurance_expiry, *_exclusion_columns(q, sub.c.customer_id), Customer.store_id)
         .join(Customer, Customer.id == sub.c.customer_id)
         .outerjoin(Vehicle, Vehicle.id == sub.c.vehicle_id)
         .order_by(sub.c.customer_id,
                   sub.c.sort_date.desc() if PREFER_LATEST.get(q.type) else sub.c.sort_date,
                   sub.c.visit_id.desc(), sub.c.vehicle_id)
     )
+    if q.store_id is not None and q.type is not CampaignType.POST_SERVICE:
+        # Rules on cars leave the store to this join on the customer (post-service calls from the
+        # visit's store): joining customers inside each part made PostgreSQL hash all of them per part.
+        stmt = stmt.where(Customer.store_id == q.store_id)
     audience = Audience()
     excluded = audience.excluded
     members = audience.members
@@ -669,7 +670,7 @@ def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any
     normalised = _NORMALISED.fullmatch
     # Rows are tuples in _FIELDS order (positions, not names: ~1 us a row saved at 100,000s of rows).
     cid_i, store_i, car_i, visit_i = (_POS[k] for k in ("customer_id", "store_id", "vehicle_id", "visit_id"))
-    phone_i, dnc_i, capped_i = _POS["phone"], _POS["is_dnc"], _POS["is_capped"]
+    phone_i, dnc_i, capped_i, own_store_i = _POS["phone"], _POS["is_dnc"], _POS["is_capped"], _POS["customer_store_id"]
     last = None
     for row in session.connection().execute(stmt):
         cid = row[cid_i]
@@ -689,7 +690,8 @@ def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any
         elif row[capped_i]:
             excluded["frequency_cap"] += 1
         else:
-            members.append(Member(cid, row[store_i], phone, row[car_i], row[visit_i], build(row)))
+            store = row[store_i] or row[own_store_i]  # the visit's store, else the customer's
+            members.append(Member(cid, store, phone, row[car_i], row[visit_i], build(row, store)))
     if q.type is CampaignType.WINBACK:
         surveyed = set(sample((mb.customer_id for mb in members), p["seed"], share=p["reason_sample"]))
         for mb in members:
@@ -711,19 +713,19 @@ def _context_builder(q: AudienceQuery, store_names: Mapping[int, str]):
     ctype, as_of = q.type, q.as_of
     surnames: dict[str, str] = {}
     P = _POS
-    name_i, gender_i, store_i, date_i, type_i, advisor_i, touch_i = (
-        P["name"], P["gender"], P["store_id"], P["visit_date"], P["visit_type"], P["advisor"], P["touch"])
+    name_i, gender_i, date_i, type_i, advisor_i, touch_i = (
+        P["name"], P["gender"], P["visit_date"], P["visit_type"], P["advisor"], P["touch"])
     car_fields = [(k, P[k]) for k in ("model", "brand", "plate")]
     purchase_i, insurance_i, warranty_i = P["purchase_date"], P["insurance_expiry"], P["warranty_end"]
     titles = {"M": "先生", "F": "女士"}
 
-    def build(m) -> dict[str, Any]:
+    def build(m, store_id: int) -> dict[str, Any]:
         name = m[name_i]
         surname = surnames.get(name)
         if surname is None:
             surname = surnames[name] = surname_of(name)
         ctx: dict[str, Any] = {"customer_name": name, "surname": surname, "title": titles.get(m[gender_i], ""),
-                               "store": store_names.get(m[store_i], "")}
+                               "store": store_names.get(store_id, "")}
         for key, i in car_fields:
             if m[i]:
                 ctx[key] = m[i]
