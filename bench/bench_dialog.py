@@ -49,11 +49,13 @@ def evaluate_classifiers(models: Path, threads: int, texts, gold) -> dict:
     from dialog.classifier import load_classifier
     from dialog.classifier.evaluate import evaluate
     from dialog.classifier.keywords import KeywordClassifier
-    from dialog.models import NGRAM, TRANSFORMER, dialog_dir
+    from dialog.models import ENSEMBLE, NGRAM, TRANSFORMER, dialog_dir
 
     out = {}
     engines = {"keyword": KeywordClassifier(), "ngram": load_classifier(dialog_dir(models) / NGRAM),
                "transformer": load_classifier(dialog_dir(models) / TRANSFORMER, threads=threads)}
+    if (dialog_dir(models) / ENSEMBLE).is_dir():
+        engines["ensemble"] = load_classifier(dialog_dir(models) / ENSEMBLE, threads=threads)
     for name, clf in engines.items():
         report = evaluate(clf.classify(texts), gold)
         out[name] = {"macro_f1": report["macro_f1"], "sentiment_accuracy": report["sentiment_accuracy"],

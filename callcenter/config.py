@@ -163,10 +163,11 @@ class Settings:
     whisper_beam_size: int | None = None  # None: the engine's tuned default
     asr_end_silence_ms: int = 500  # trailing silence that ends a customer's utterance (Whisper's VAD)
     # Dialog (dialog/; docs/scripts.md): the feedback classifier model directory (None: the default
-    # that `callcenter classifier build-default` chose under <models_dir>/dialog) and the CPU threads
-    # of the NLP models per process (torch's own default would take every core).
+    # that `callcenter classifier build-default` chose under <models_dir>/dialog) and torch's threads
+    # for the NLP models per process. One: on 2 shared cores two intra-op threads stall each other
+    # (measured: 0.14 s vs 2.0 s per training step, 922 vs 183 texts/s; docs/benchmarks.md).
     classifier_model: Path | None = None
-    nlp_threads: int = 2
+    nlp_threads: int = 1
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

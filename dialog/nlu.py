@@ -114,6 +114,8 @@ def _numbers_before_fen(text: str) -> list[tuple[int, int]]:
         if s.text in ("分", "份") and prev.py in DIGIT_SOUNDS and len(prev.text) == 1 \
                 and not _ADVERB_SHIFEN.match(text, prev.start) and not text.startswith("钟", s.end):
             found.append((DIGIT_SOUNDS[prev.py], s.end))
+            if prev.py == "shi":  # sh/s: 是分 to "how many points, one to five?" is 四分
+                found.append((DIGIT_SOUNDS["si"], s.end))
     return found
 
 
@@ -192,6 +194,7 @@ _QUESTION = re.compile(r"[?？]$|吗[?？]?$|呢[?？]?$|多少钱|什么时候|
                        r"|是不是|有没有|能不能|可不可以|要不要|几分是|是哪|你是谁")
 _COMPLAINT = re.compile(r"投诉|太差|差劲|坑人|坑死|太坑|骗人|骗子|垃圾|乱收费|还好意思|还有脸|破店|要赔|给个说法|交代"
                         r"|太过分|气死|上当")
+_ASKS_ABOUT_SCALE = re.compile(r"[吗呢?？]$|什么是|是不是|几分是|是最")
 _FILLER_ONLY = re.compile(r"^[嗯啊哦呃哈喂,.…!?？\s]*$")
 
 
@@ -293,6 +296,8 @@ class Nlu:
             score5 = None if score5 == nps else score5
         probs = self.model.probs(canon, context) if self.model is not None else {}
         intent, confidence, rule = self._decide(canon, context, probs, score5, nps)
+        if intent == Intent.QUESTION.value:
+            score5 = nps = None  # "五分是最高吗": asking about the scale is not answering it
         when = None
         if intent == Intent.BUSY_CALLBACK.value or (context == "book" and intent == Intent.AFFIRM.value):
             now = now or dt.datetime.now(self.timezone or dt.UTC).astimezone(self.timezone)
@@ -313,6 +318,8 @@ class Nlu:
                 continue
             return intent, max(0.9, probs.get(intent, 0.0)), intent
         has_score = score5 is not None and context == "sat" or nps is not None and context == "nps"
+        if has_score and (best == "question" or _ASKS_ABOUT_SCALE.search(canon)) and "," not in canon:
+            return Intent.QUESTION.value, max(probs.get("question", 0.0), 0.7), "question about the scale"
         if best is None:  # rules only
             if _COMPLAINT.search(canon):
                 return Intent.COMPLAINT.value, 0.6, "complaint"
@@ -325,6 +332,8 @@ class Nlu:
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.7), "score+complaint"
         if has_score and best not in ("complaint", "ask_human", "opt_out", "busy_callback"):
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "score"
+        if probs[best] < 0.6 and best != "complaint" and _COMPLAINT.search(canon):
+            return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"
         return best, probs[best], None

@@ -201,7 +201,7 @@ def train_command(kind: str, base_model: Path | None, scratch: bool, out: Path |
     if kind == "nlu":
         from dialog.nlu import IntentModel
 
-        model = IntentModel.train(load_intents(splits=["train"]), seed=seed)
+        model = IntentModel.train(load_intents(splits=["train", "dev"]), seed=seed)
         target = out or base_dir / NLU
         model.save(target)
         echo_json({"kind": "nlu", "out": str(target), "train_examples": model.card["train_examples"]})

@@ -113,7 +113,7 @@ def read_card(path: Path) -> dict:
         raise ModelError(f"{card}: unreadable model card: {exc}") from None
 
 
-def load_classifier(path: Path | str, *, threads: int = 2) -> FeedbackClassifier:
+def load_classifier(path: Path | str, *, threads: int = 1) -> FeedbackClassifier:
     """Open a trained model directory of any kind.
 
     Args:

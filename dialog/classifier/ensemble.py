@@ -29,7 +29,7 @@ class EnsembleClassifier:
         self.thresholds = list(thresholds)
 
     @classmethod
-    def load(cls, directory: Path, threads: int = 2) -> EnsembleClassifier:
+    def load(cls, directory: Path, threads: int = 1) -> EnsembleClassifier:
         from dialog.classifier import load_classifier
 
         card = json.loads((directory / MODEL_CARD).read_text(encoding="utf-8"))

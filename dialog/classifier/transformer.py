@@ -33,8 +33,8 @@ WINDOW_STRIDE = 96
 MAX_WINDOWS = 16  # 10,000-character pastes: the head (about 1,500 characters) is classified
 BATCH = 64
 
-# Encoder sizes. "small" is the default: measured on 2 shared cores it keeps single-text latency
-# near 10 ms and batched throughput over 300 texts/s (docs/benchmarks.md).
+# Encoder sizes. "tiny" is the default (FinetuneConfig): it trains in minutes on 2 cores and keeps
+# single-text latency and batched throughput inside the targets (docs/benchmarks.md).
 SIZES = {
     "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 512},
     "small": {"hidden_size": 192, "num_hidden_layers": 3, "num_attention_heads": 3, "intermediate_size": 768},
@@ -142,7 +142,7 @@ class TransformerClassifier:
 
     name = "transformer"
 
-    def __init__(self, net, tokenizer, thresholds: Sequence[float], card: dict, threads: int = 2) -> None:
+    def __init__(self, net, tokenizer, thresholds: Sequence[float], card: dict, threads: int = 1) -> None:
         import torch
 
         torch.set_num_threads(threads)
@@ -153,7 +153,7 @@ class TransformerClassifier:
         self.threads = threads
 
     @classmethod
-    def load(cls, directory: Path, threads: int = 2) -> TransformerClassifier:
+    def load(cls, directory: Path, threads: int = 1) -> TransformerClassifier:
         import torch
         from safetensors.torch import load_file
         from transformers import BertConfig

@@ -29,7 +29,7 @@ def dialog_models() -> Path:
 def default_classifier(dialog_models):
     from dialog.models import open_feedback_classifier
 
-    return open_feedback_classifier(dialog_models, threads=2)
+    return open_feedback_classifier(dialog_models, threads=1)
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +50,7 @@ def nlp_cli(dialog_models, tmp_path):
 
     env = {k: None for k in os.environ if k.startswith("CALLCENTER_") and not k.startswith("CALLCENTER_TEST_")}
     env.update({"CALLCENTER_MODELS_DIR": str(dialog_models), "CALLCENTER_DATA_DIR": str(tmp_path / "var"),
-                "CALLCENTER_ENV": "testing", "CALLCENTER_LOG_LEVEL": "warning", "CALLCENTER_NLP_THREADS": "2"})
+                "CALLCENTER_ENV": "testing", "CALLCENTER_LOG_LEVEL": "warning", "CALLCENTER_NLP_THREADS": "1"})
 
     def run(*args: str, input: str | None = None):
         return CliRunner().invoke(main, list(args), input=input, env=env, catch_exceptions=False)

@@ -46,7 +46,7 @@ def test_awkward_input(default_classifier):
 
 @pytest.mark.parametrize("name", [TRANSFORMER, NGRAM])
 def test_trained_models_learned_the_categories(dialog_models, test_split, name):
-    clf = load_classifier(dialog_dir(dialog_models) / name, threads=2)
+    clf = load_classifier(dialog_dir(dialog_models) / name, threads=1)
     report = evaluate(clf.classify([e.text for e in test_split]), [Gold(e.categories, e.sentiment) for e in test_split])
     assert report["macro_f1"] > 0.6, report["macro_f1"]
     assert report["sentiment_accuracy"] > 0.75, report["sentiment_accuracy"]

@@ -55,15 +55,20 @@ def test_pretraining_feeds_fine_tuning(tmp_path, small_data):
     assert reloaded.classify(["配件等了半个月"])[0].scores.keys() == clf.classify(["配件"])[0].scores.keys()
 
 
-def test_corrections_reach_the_next_model(nlp_cli, tmp_path):
+def test_corrections_reach_the_next_model(nlp_cli, tmp_path, dialog_models):
     corrections = tmp_path / "corrections.jsonl"
+    # A word no data set contains, said twice, so it survives the vocabulary's minimum count.
     corrections.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in [
-        {"text": "充电桩被燃油车占了,停车场也没人管", "categories": ["facility"], "sentiment": "negative"},
-        {"text": "客服小姐姐很耐心", "categories": ["praise"], "sentiment": "positive", "id": "call-1"},
+        {"text": "鹦鹉螺卡的钱到现在没退给我", "categories": ["insurance"], "sentiment": "negative"},
+        {"text": "办了鹦鹉螺卡,结果用不了", "categories": ["insurance"], "sentiment": "negative", "id": "call-1"},
     ]), encoding="utf-8")
     out = tmp_path / "ngram"
     result = nlp_cli("classifier", "train", "--kind", "ngram", "--corrections", str(corrections), "--out", str(out))
     assert result.exit_code == 0, result.output
     card = json.loads((out / "model.json").read_text(encoding="utf-8"))
     assert card["corrections"] == {"relabelled": 0, "added": 2, "held_out": 0}
-    assert load_classifier(out).classify(["充电桩被燃油车占了"])[0].categories == ("facility",)
+    corrected = load_classifier(out)
+    assert "鹦鹉螺" in corrected.featurizer.vocab
+    before = load_classifier(dialog_models / "dialog" / "feedback-ngram").classify(["鹦鹉螺卡"])[0]
+    after = corrected.classify(["鹦鹉螺卡"])[0]
+    assert after.scores["insurance"] > before.scores["insurance"] + 0.05
