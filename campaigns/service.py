@@ -29,7 +29,7 @@ from callcenter.storage.models import (
     TaskState,
     utcnow,
 )
-from campaigns.audience import AudienceError, AudienceQuery, select_audience, validate_audience_params
+from campaigns.audience import AudienceError, AudienceQuery, create_tasks, validate_audience_params
 from campaigns.rules import (
     ChineseHolidays,
     HolidayCalendar,
@@ -49,7 +49,6 @@ TYPE_LABELS = {
     CampaignType.WINBACK: "流失客户召回", CampaignType.NPS: "NPS调研", CampaignType.CUSTOM: "自定义",
 }
 MAX_CHANNELS = 256
-INSERT_BATCH = 5_000
 
 
 class CampaignError(ValueError):
@@ -135,11 +134,22 @@ def create_campaign(db: Database, spec: CampaignSpec, settings: Settings, *, kno
         query = AudienceQuery(type=ctype, as_of=as_of, store_id=store_id, params=params, now=now,
                               frequency_cap_days=policy.frequency_cap_days,
                               cycle_mid=settings.cycle_months_mid, cycle_premium=settings.cycle_months_premium)
+        name = (spec.name or f"{TYPE_LABELS[ctype]} {as_of.isoformat()}" + (f" {store_name}" if store_name else ""))
+        campaign = None
+        if not dry_run:
+            # The row first, so that the tasks can be INSERT ... SELECTed under its id; an empty
+            # audience rolls the whole transaction back.
+            campaign = Campaign(
+                name=name[:100], type=ctype, script=script, store_id=store_id, status=CampaignStatus.DRAFT,
+                as_of=as_of, params=params, max_channels=spec.max_channels, max_attempts=max_attempts,
+                created_by=spec.created_by, created_at=now,
+            )
+            s.add(campaign)
+            s.flush()
         try:
-            audience = select_audience(s, query, params)
+            audience = create_tasks(s, query, params, campaign.id if campaign else None, now)
         except AudienceError as exc:
             raise CampaignError(f"{ctype.value}: {exc}") from None
-        name = (spec.name or f"{TYPE_LABELS[ctype]} {as_of.isoformat()}" + (f" {store_name}" if store_name else ""))
         report: dict[str, Any] = {
             "id": None, "audience": audience.size, "excluded": dict(audience.excluded), "name": name[:100],
             "type": ctype.value, "script": script, "store": spec.store, "as_of": as_of.isoformat(), "params": params,
@@ -153,24 +163,10 @@ def create_campaign(db: Database, spec: CampaignSpec, settings: Settings, *, kno
                   f"{ex['no_phone']} without a valid phone); nothing was created",
                 report,
             )
-        if dry_run:
+        if campaign is None:
             return report
-        campaign = Campaign(
-            name=name[:100], type=ctype, script=script, store_id=store_id, status=CampaignStatus.DRAFT,
-            as_of=as_of, params={**params, "audience": {"size": audience.size, "excluded": audience.excluded,
-                                                        "selected_at": now.isoformat() + "Z"}},
-            max_channels=spec.max_channels, max_attempts=max_attempts, created_by=spec.created_by, created_at=now,
-        )
-        s.add(campaign)
-        s.flush()
-        rows = [
-            {"campaign_id": campaign.id, "customer_id": m.customer_id, "vehicle_id": m.vehicle_id,
-             "visit_id": m.visit_id, "store_id": m.store_id, "phone": m.phone, "state": TaskState.PENDING,
-             "attempts": 0, "next_attempt_at": now, "context": m.context, "created_at": now, "updated_at": now}
-            for m in audience.members
-        ]
-        for i in range(0, len(rows), INSERT_BATCH):
-            s.execute(sa.insert(CallTask), rows[i:i + INSERT_BATCH])
+        campaign.params = {**params, "audience": {"size": audience.size, "excluded": audience.excluded,
+                                                  "selected_at": now.isoformat() + "Z"}}
         report["id"] = campaign.id
     logger.info("campaign %s created: %s, %d customers (excluded %s)", report["id"], ctype.value, audience.size,
                 audience.excluded)
