@@ -284,12 +284,21 @@ def _same_car() -> tuple[sa.ColumnElement[bool], ...]:
     return (CallTask.customer_id == Vehicle.customer_id, CallTask.vehicle_id == Vehicle.id)
 
 
-def _cycle_expr(default_mid: int, default_premium: int) -> sa.ColumnElement[int]:
-    """The vehicle's maintenance cycle in months: its store's setting for its tier, or the default."""
-    return sa.case(
-        (Vehicle.tier == Tier.PREMIUM, sa.func.coalesce(Store.cycle_months_premium, default_premium)),
-        else_=sa.func.coalesce(Store.cycle_months_mid, default_mid),
-    )
+def _cycle_filter(session: Session, q: AudienceQuery, months: int) -> sa.ColumnElement[bool]:
+    """Cars whose maintenance cycle is ``months``: the stores (of their customer) and tiers that have it.
+
+    Spelled out per store rather than as a CASE over a join with stores: PostgreSQL cannot estimate
+    the CASE and hash-joined every car and customer for it (0.68 s over 100,000 customers).
+    """
+    conds = []
+    rows = session.execute(sa.select(Store.id, Store.cycle_months_mid, Store.cycle_months_premium)).all()
+    for tier, pick in ((Tier.MID, lambda mid, premium: mid or q.cycle_mid),
+                       (Tier.PREMIUM, lambda mid, premium: premium or q.cycle_premium)):
+        stores = [sid for sid, mid, premium in rows if pick(mid, premium) == months
+                  and (q.store_id is None or sid == q.store_id)]
+        if stores:
+            conds.append(sa.and_(Vehicle.tier == tier, Customer.store_id.in_(stores)))
+    return sa.or_(*conds) if conds else sa.false()
 
 
 def _cycles_in_use(session: Session, store_id: int | None, default_mid: int, default_premium: int) -> set[int]:
@@ -359,10 +368,9 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
         # First maintenance due one cycle after purchase; touch 14..7 days before it, i.e. the
         # purchase date lies between (as_of + 7 days) and (as_of + 14 days) minus the cycle. One
         # narrow range per cycle length in use, so each is an index range on purchase_date.
-        cycle = _cycle_expr(q.cycle_mid, q.cycle_premium)
         for months in sorted(_cycles_in_use(session, q.store_id, q.cycle_mid, q.cycle_premium)):
             windows.append((touch, [
-                cycle == months,
+                _cycle_filter(session, q, months),
                 Vehicle.purchase_date >= add_months(q.as_of + dt.timedelta(days=PRE_SERVICE_DAYS[1]), -months),
                 Vehicle.purchase_date <= add_months(q.as_of + dt.timedelta(days=PRE_SERVICE_DAYS[0]), -months),
                 ~sa.exists().where(ServiceVisit.vehicle_id == Vehicle.id, ServiceVisit.paid.is_(True)),
@@ -371,7 +379,6 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
         sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch),
                         sort_date=Vehicle.purchase_date))
         .join(Customer, Customer.id == Vehicle.customer_id)
-        .join(Store, Store.id == Customer.store_id)
         .where(*window, Vehicle.purchase_date <= q.as_of, *scope,
                ~_task_exists(CampaignType.NEW_CAR, *_same_car(), CallTask.context["touch"].as_string() == touch))
         for touch, window in windows
@@ -382,7 +389,6 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
 
 def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     lead, overdue = p["lead_days"], p["overdue_days"]
-    cycle = _cycle_expr(q.cycle_mid, q.cycle_premium)
     scope = [Customer.store_id == q.store_id] if q.store_id is not None else []
     later = aliased(ServiceVisit)
 
@@ -402,9 +408,8 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
             .select_from(ServiceVisit)
             .join(Vehicle, Vehicle.id == ServiceVisit.vehicle_id)
             .join(Customer, Customer.id == Vehicle.customer_id)
-            .join(Store, Store.id == Customer.store_id)
             .where(ServiceVisit.visit_date >= lo, ServiceVisit.visit_date <= hi, ServiceVisit.paid.is_(True),
-                   cycle == months,
+                   _cycle_filter(session, q, months),
                    ~sa.exists().where(later.vehicle_id == ServiceVisit.vehicle_id,
                                       later.visit_date > ServiceVisit.visit_date),
                    ~reminded_since(ServiceVisit.visit_date), *scope)
@@ -414,8 +419,7 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
         parts.append(
             sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, sort_date=Vehicle.purchase_date))
             .join(Customer, Customer.id == Vehicle.customer_id)
-            .join(Store, Store.id == Customer.store_id)
-            .where(Vehicle.purchase_date >= lo, Vehicle.purchase_date <= hi, cycle == months,
+            .where(Vehicle.purchase_date >= lo, Vehicle.purchase_date <= hi, _cycle_filter(session, q, months),
                    ~sa.exists().where(ServiceVisit.vehicle_id == Vehicle.id),
                    ~reminded_since(Vehicle.purchase_date), *scope)
         )
