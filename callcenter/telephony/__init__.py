@@ -4,7 +4,8 @@
 :func:`open_phone` (through ``callcenter.telephony.pjsip_phone``), so importing this package costs
 no SIP stack and unit tests run without one. Business logic uses:
 
-* :class:`Phone` (one per worker process) -> ``dial(...)`` -> :class:`CallHandle` per call;
+* :class:`Phone` (one per worker process) -> ``dial(...)`` -> :class:`CallHandle` per call; a phone
+  opened with ``SipConfig(inbound=True)`` also receives calls: ``incoming()`` -> :class:`IncomingCall`;
 * :class:`FakePhone` in unit tests (replays a WAV as the customer, records what was played);
 * ``callcenter.telephony.supervisor.Supervisor`` to run N worker processes, each with its own
   phone, ports and a pluggable job (``job(phone, stop, info)``), restarted with backoff when one dies.
@@ -25,6 +26,7 @@ from callcenter.telephony.api import (
     DtmfMethod,
     FrameSource,
     HangupBy,
+    IncomingCall,
     InvalidTarget,
     MediaFileError,
     PcmStream,
@@ -38,7 +40,7 @@ from callcenter.telephony.config import SipConfig
 
 __all__ = [
     "BridgeError", "CallEvent", "CallEventType", "CallHandle", "CallResult", "CallStateError", "CapacityError", "DtmfMethod",
-    "FakePhone", "FrameSource", "HangupBy", "InvalidTarget", "MediaFileError", "PcmStream", "Phone",
+    "FakePhone", "FrameSource", "HangupBy", "IncomingCall", "InvalidTarget", "MediaFileError", "PcmStream", "Phone",
     "PhoneClosedError", "Playback", "SipConfig", "TelephonyError", "TrunkError", "open_phone",
 ]
 

@@ -114,6 +114,7 @@ class CallResult:
     frames_received: int = 0
     frames_dropped: int = 0  # thrown away because a consumer fell behind (FrameSource.dropped)
     frames_lost: int = 0  # never produced: the media clock skipped ticks when starved of CPU
+    direction: str = "outbound"  # "inbound": a call we received (target is then the caller)
 
     @property
     def ring_seconds(self) -> float:
@@ -265,6 +266,39 @@ class CallHandle(Protocol):
 
 
 @runtime_checkable
+class IncomingCall(CallHandle, Protocol):
+    """A call we received (``Phone.incoming()``): a :class:`CallHandle` that starts unanswered.
+
+    pjsip has already sent ``100 Trying``. The application then rings (``180``), answers (``200``)
+    or rejects it (``486`` busy, ``603`` decline, ``480`` unavailable, ``404``); leaving it ringing
+    until the caller gives up is a valid choice too (the call ends with ``no_answer``,
+    ``hangup_by="remote"``). Once answered, the whole media API of :class:`CallHandle` applies;
+    ``audio`` carries the caller's frames. ``target`` is the caller's masked URI, for logs.
+    """
+
+    caller: str  # the caller's number or SIP user (From), unmasked: for business logic, never for logs
+    dialled: str  # the number that was called (user part of the Request-URI), unmasked
+
+    def ring(self) -> None:
+        """Send ``180 Ringing`` (idempotent while unanswered)."""
+
+    def answer(self, *, record: Path | bool = False) -> None:
+        """Send ``200 OK`` with our SDP; the call is up (``ANSWERED``) once the caller's ACK arrives.
+
+        Raises:
+            CallStateError: the call already ended (e.g. the caller cancelled) or was answered.
+        """
+
+    def reject(self, code: int = 486) -> None:
+        """Refuse the call with a final response (400-699), e.g. 486 busy, 603 decline, 480, 404.
+
+        Raises:
+            ValueError: ``code`` is not a final error response.
+            CallStateError: the call was already answered (hang up instead) or has ended.
+        """
+
+
+@runtime_checkable
 class Phone(Protocol):
     """One per worker process: owns the SIP stack and up to ``capacity`` concurrent calls."""
 
@@ -295,6 +329,14 @@ class Phone(Protocol):
             CapacityError: every call slot is in use.
             TrunkError: the trunk is unusable (e.g. its host does not resolve).
             PhoneClosedError: the phone was closed.
+        """
+
+    def incoming(self, timeout: float | None = None) -> IncomingCall | None:
+        """The next call received (oldest first), or None on timeout.
+
+        Only a phone opened with ``SipConfig(inbound=True)`` receives calls; others decline every
+        INVITE with ``603`` and raise :class:`CallStateError` here. An incoming call takes a call
+        slot from its INVITE to its end, like a dialled one.
         """
 
     def hangup_all(self, timeout: float = 5.0) -> None:

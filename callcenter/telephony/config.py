@@ -46,6 +46,10 @@ class SipConfig:
     recordings_dir: Path = Path("var/recordings")
     register_timeout: float = 10.0
     log_level: str = "INFO"
+    # Receive calls through Phone.incoming() (the simulated customers); otherwise every INVITE is
+    # declined with 603: workers only place calls, the PBX routes inbound calls to agents.
+    inbound: bool = False
+    inbound_ring_timeout: float = 120.0  # an incoming call left ringing this long gets 480
 
     def __post_init__(self) -> None:
         if self.transport not in ("udp", "tcp"):
@@ -63,6 +67,8 @@ class SipConfig:
                               "(two ports per call)")
         if not self.codecs:
             raise ConfigError("at least one codec is needed")
+        if not self.inbound_ring_timeout > 0:
+            raise ConfigError("inbound_ring_timeout must be positive")
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SipConfig:

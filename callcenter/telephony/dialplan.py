@@ -91,6 +91,33 @@ def request_uri(target: str, trunk: str | None, *, transport: str = "udp", dial_
     return check_sip_uri(uri)
 
 
+def uri_user(uri: str) -> str:
+    """The user part of a SIP URI or name-addr, unescaped: the number a request is for, or from.
+
+    ``"王" <sip:13900000001@gw;user=phone>;tag=1`` -> ``13900000001``; ``sip:%2312@pbx`` -> ``#12``;
+    ``tel:+8613900000001`` -> ``+8613900000001``; ``""`` when there is none (``sip:gw``).
+    """
+    from urllib.parse import unquote
+
+    text = uri.strip()
+    m = re.search(r"<([^>]*)>", text)
+    if m:
+        text = m.group(1)
+    low = text.lower()
+    if low.startswith("tel:"):
+        return unquote(text[4:].split(";", 1)[0])
+    for scheme in ("sips:", "sip:"):
+        if low.startswith(scheme):
+            text = text[len(scheme):]
+            break
+    else:
+        return ""
+    if "@" not in text:
+        return ""
+    user = text.split("@", 1)[0].split(";", 1)[0].split(":", 1)[0]  # drop user params and a password
+    return unquote(user)
+
+
 def mask_target(uri: str) -> str:
     """Mask the number in a target for logs: ``sip:13812345678@gw`` -> ``sip:138****5678@gw``.
 

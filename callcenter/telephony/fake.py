@@ -9,11 +9,17 @@ Clock: with ``tick=0.02`` (default) a pacer thread advances every call by one 20
 time; a smaller ``tick`` runs faster than real time; ``tick=None`` is manual: nothing moves until
 the test calls :meth:`FakePhone.advance`, which makes frame-exact tests ("after 10 frames, barge
 in") deterministic. Signalling (hang-up, DTMF, transfer, bridge) takes effect at once.
+
+Incoming calls: :meth:`FakePhone.ring_in` makes a caller call the phone; the application takes it
+from :meth:`FakePhone.incoming` and rings, answers or rejects it exactly as on a pjsua2 phone. The
+caller's audio can be fed while the call runs (:meth:`FakeCall.feed`), so a test can play a
+conversation turn by turn with the manual clock.
 """
 
 from __future__ import annotations
 
 import itertools
+import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,15 +31,23 @@ from callcenter.domain import CallDisposition
 from callcenter.telephony.api import (
     BridgeError,
     CallResult,
+    CallStateError,
     CapacityError,
     DtmfMethod,
     PhoneClosedError,
 )
 from callcenter.telephony.audio import load_prompt
 from callcenter.telephony.dialplan import request_uri
-from callcenter.telephony.progress import EndCause, LocalCause, Progress, classify
+from callcenter.telephony.progress import (
+    EndCause,
+    InboundProgress,
+    LocalCause,
+    Progress,
+    classify,
+    classify_inbound,
+)
 from callcenter.telephony.recording import RecordingWriter
-from callcenter.telephony.session import FRAME_SECONDS, CallSession
+from callcenter.telephony.session import FRAME_SECONDS, CallSession, InboundSession
 
 _DEFAULT_CODES = {
     CallDisposition.ANSWERED: 200,
@@ -99,6 +113,19 @@ class FakeCall:
     local_cause: LocalCause | None = None
     peer: FakeCall | None = None
     is_agent_leg: bool = False
+    inbound: bool = False  # the far end called us (FakePhone.ring_in)
+    cancel_after: float | None = None  # inbound: the caller gives up after this many seconds of ringing
+    reject_code: int | None = None
+
+    def feed(self, pcm: bytes) -> None:
+        """Append 16-bit mono PCM (at the phone's rate) to what the far end says next."""
+        self.customer_pcm = self.customer_pcm[self.audio_pos:] + pcm
+        self.audio_pos = 0
+
+    @property
+    def far_end_pending(self) -> float:
+        """Seconds of fed far-end audio not yet delivered."""
+        return max(0, len(self.customer_pcm) - self.audio_pos) / (2 * self.session.rate)
 
     @property
     def played(self) -> list[str]:
@@ -158,6 +185,8 @@ class FakePhone:
         self.calls: list[FakeCall] = []
         self._closed = False
         self._seq = itertools.count(1)
+        self._incoming: queue.SimpleQueue[InboundSession | None] = queue.SimpleQueue()
+        self.inbound_ring_timeout = 120.0
         self._writer = RecordingWriter(name="fake-rec")
         self._stop = threading.Event()
         self._pacer: threading.Thread | None = None
@@ -217,6 +246,60 @@ class FakePhone:
             self.calls.append(call)
         return session
 
+    def ring_in(
+        self,
+        dialled: str,
+        *,
+        caller: str = "sip:robot@fake.trunk",
+        audio: Path | str | bytes | None = None,
+        cancel_after: float | None = None,
+        talk_seconds: float | None = None,
+        hangup_after_audio: bool = False,
+        call_id: str | None = None,
+    ) -> FakeCall:
+        """A caller calls ``dialled``; the call is waiting in :meth:`incoming`.
+
+        Args:
+            audio: what the caller says once answered (WAV or PCM at the phone's rate); more can
+                be fed later with :meth:`FakeCall.feed`.
+            cancel_after: the caller gives up (CANCEL) after this much ringing; None: never.
+            talk_seconds / hangup_after_audio: when the caller hangs up after the answer.
+
+        Raises:
+            CapacityError: every call slot is in use (a real phone answers 486 then).
+        """
+        from callcenter.telephony.dialplan import uri_user
+
+        with self._lock:
+            if self._closed:
+                raise PhoneClosedError("fake phone is closed")
+            if len(self._live) >= self._capacity:
+                raise CapacityError(f"all {self._capacity} call slots are in use")
+            call_id = call_id or f"fake-in{next(self._seq)}"
+            session = InboundSession(call_id, caller if caller.startswith("sip:") else f"sip:{caller}@fake.trunk",
+                                     self._rate, self, caller=uri_user(caller) or caller, dialled=dialled,
+                                     writer=self._writer)
+            session.sip_call_id = f"{call_id}@fake"
+            outcome = FakeOutcome(talk_seconds=talk_seconds, hangup_after_audio=hangup_after_audio)
+            call = FakeCall(session=session, outcome=outcome, target=caller, ring_timeout=self.inbound_ring_timeout,
+                            max_seconds=self._max_call_seconds, invite_at=time.time(), state="incoming",
+                            inbound=True, cancel_after=cancel_after)
+            if audio is not None:
+                call.customer_pcm = audio if isinstance(audio, bytes) else load_prompt(audio, self._rate)
+            self._live[call_id] = call
+            self.calls.append(call)
+        self._incoming.put(session)
+        return call
+
+    def incoming(self, timeout: float | None = None) -> InboundSession | None:
+        try:
+            session = self._incoming.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if session is None:
+            self._incoming.put(None)
+        return session
+
     def hangup_all(self, timeout: float = 5.0) -> None:
         with self._lock:
             for call in list(self._live.values()):
@@ -232,6 +315,7 @@ class FakePhone:
                 call.local_cause = LocalCause.SHUTDOWN
                 self._end(call)
         self._stop.set()
+        self._incoming.put(None)
         if self._pacer is not None:
             self._pacer.join(timeout=2)
         self._writer.close()
@@ -276,6 +360,13 @@ class FakePhone:
         call.ticks += 1
         elapsed = call.ticks * FRAME_SECONDS
         s = call.session
+        if call.state == "incoming":
+            if call.cancel_after is not None and elapsed >= call.cancel_after:
+                self._end(call)  # the caller gave up
+            elif elapsed >= call.ring_timeout:
+                call.local_cause = LocalCause.RING_TIMEOUT
+                self._end(call)
+            return
         if call.state == "ringing":
             if call.ringing_at is None and out.disposition is not CallDisposition.NETWORK_ERROR:
                 call.ringing_at = time.time()
@@ -319,18 +410,25 @@ class FakePhone:
         call.state = "ended"
         self._live.pop(call.session.call_id, None)
         out = call.outcome
-        if answered:
+        if call.inbound:
+            code = 200 if answered else call.reject_code or (487 if call.local_cause is None else 480)
+            disposition, hangup_by, reason = classify_inbound(InboundProgress(
+                sip_code=code, reason=_REASONS.get(code, ""), answered=answered, media_established=answered,
+                local_cause=call.local_cause, reject_code=call.reject_code, ring_timeout=call.ring_timeout,
+                max_seconds=call.max_seconds))
+        elif answered:
             code, got = 200, True
         elif call.local_cause is not None:
             code, got = 487, out.disposition is not CallDisposition.NETWORK_ERROR
         else:
             code = out.sip_code or _DEFAULT_CODES[out.disposition]
             got = out.disposition is not CallDisposition.NETWORK_ERROR
-        disposition, hangup_by, reason = classify(Progress(
-            sip_code=code, reason=_REASONS.get(code, ""), answered=answered, media_established=answered,
-            got_response=got, end_cause=EndCause.RESPONSE if got else EndCause.TIMEOUT,
-            local_cause=call.local_cause, ring_timeout=call.ring_timeout, max_seconds=call.max_seconds,
-        ))
+        if not call.inbound:
+            disposition, hangup_by, reason = classify(Progress(
+                sip_code=code, reason=_REASONS.get(code, ""), answered=answered, media_established=answered,
+                got_response=got, end_cause=EndCause.RESPONSE if got else EndCause.TIMEOUT,
+                local_cause=call.local_cause, ring_timeout=call.ring_timeout, max_seconds=call.max_seconds,
+            ))
         peer = call.peer
         if peer is not None:
             call.peer = peer.peer = None
@@ -345,6 +443,7 @@ class FakePhone:
             hangup_by=hangup_by, invite_at=call.invite_at, ended_at=time.time(), ringing_at=call.ringing_at,
             answered_at=call.answered_at, recording=s.recording_path, codec=s.codec,
             frames_received=s.frames_received, frames_dropped=s.frames_dropped, frames_lost=s.frames_lost,
+            direction=s.direction,
         )
         s._finish(result, {"phone": "fake"})
 
@@ -352,6 +451,41 @@ class FakePhone:
         if callable(self._outcomes):
             return self._outcomes(target)
         return self._outcomes.get(target, self._default)
+
+    # -- InboundControl -------------------------------------------------------------------------------
+    def ring(self, session: InboundSession) -> None:
+        with self._lock:
+            call = self._live.get(session.call_id)
+            if call is None or call.state != "incoming":
+                raise CallStateError(f"call {session.call_id}: not ringing")
+            if call.ringing_at is None:
+                call.ringing_at = time.time()
+                session._on_ringing(call.ringing_at, 180, "Ringing")
+
+    def answer(self, session: InboundSession, record: Path | bool) -> None:
+        with self._lock:
+            call = self._live.get(session.call_id)
+            if call is None or call.state != "incoming":
+                raise CallStateError(f"call {session.call_id}: cannot answer (the caller has gone)")
+            if record is True:
+                session.set_recording(self._recordings_dir / f"{session.call_id}.wav")
+            elif record:
+                session.set_recording(Path(record))
+            call.state = "talking"
+            call.answered_at = time.time()
+            session._start_media()
+            session._on_answered(call.answered_at, "PCMA/8000" if self._rate == 8000 else "G722/16000")
+
+    def reject(self, session: InboundSession, code: int) -> None:
+        with self._lock:
+            call = self._live.get(session.call_id)
+            if call is None:
+                return
+            if call.state != "incoming":
+                raise CallStateError(f"call {session.call_id}: already answered; hang up instead")
+            call.local_cause = LocalCause.REJECTED
+            call.reject_code = code
+            self._end(call)
 
     # -- CallControl ---------------------------------------------------------------------------------
     def hangup(self, session: CallSession) -> None:

@@ -56,10 +56,17 @@ from callcenter.telephony.api import (
     TrunkError,
 )
 from callcenter.telephony.config import SipConfig
-from callcenter.telephony.dialplan import mask_target, request_uri
-from callcenter.telephony.progress import EndCause, LocalCause, Progress, classify
+from callcenter.telephony.dialplan import mask_target, request_uri, uri_user
+from callcenter.telephony.progress import (
+    EndCause,
+    InboundProgress,
+    LocalCause,
+    Progress,
+    classify,
+    classify_inbound,
+)
 from callcenter.telephony.recording import RecordingWriter
-from callcenter.telephony.session import CallSession
+from callcenter.telephony.session import CallSession, InboundSession
 
 logger = logging.getLogger(__name__)
 pjsip_logger = logging.getLogger("callcenter.telephony.pjsip")
@@ -162,8 +169,9 @@ class _MediaPort(pj.AudioMediaPort):
 
 
 class _Call(pj.Call):
-    def __init__(self, phone: PjsipPhone, leg: _Leg, account: pj.Account) -> None:
-        super().__init__(account)
+    def __init__(self, phone: PjsipPhone, leg: _Leg | None, account: pj.Account,
+                 call_id: int = pj.PJSUA_INVALID_ID) -> None:
+        super().__init__(account, call_id)
         self.phone: PjsipPhone | None = phone
         self.leg: _Leg | None = leg
 
@@ -191,16 +199,36 @@ class _Call(pj.Call):
     def onCallTransferStatus(self, prm: Any) -> None:
         self._dispatch("_on_transfer_status", prm)
 
+    def onCallTransferRequest(self, prm: Any) -> None:
+        # pjsua's default accepts a REFER from the far end and dials its Refer-To through our
+        # account: a remote party could make the call center place calls (toll fraud). Transfers
+        # are ours to start (CallHandle.transfer); a REFER we receive is declined.
+        try:
+            prm.statusCode = 603
+            leg = self.leg
+            logger.warning("call %s: declined a transfer request (REFER) from the far end",
+                           leg.session.call_id if leg is not None else "?")
+        except Exception:  # noqa: BLE001, S110 - never let an exception cross into C
+            pass
+
 
 class _Account(pj.Account):
     def __init__(self) -> None:
         super().__init__()
+        self.phone: PjsipPhone | None = None  # set when inbound calls are received; cleared at shutdown
         self.reg_code: int | None = None
         self.reg_reason = ""
         self.reg_active = False
         self.reg_event = threading.Event()
 
     def onIncomingCall(self, prm: Any) -> None:
+        phone = self.phone
+        if phone is not None:
+            try:
+                phone._on_incoming(self, prm)
+            except Exception:
+                logger.exception("taking an incoming call failed")
+            return
         # Workers only place calls; inbound calls belong to the PBX's agents. Decline cleanly
         # (pjsua2's default for an unhandled incoming call is "500 Server Internal Error").
         try:
@@ -260,6 +288,8 @@ class _Leg:
     peer: _Leg | None = None  # bridge partner
     is_agent_leg: bool = False
     transfer: concurrent.futures.Future[int] | None = None
+    inbound: bool = False  # a call we received (the far end sent the INVITE)
+    reject_code: int | None = None  # the final response we refused an incoming call with
 
 
 class PjsipPhone:
@@ -291,6 +321,7 @@ class PjsipPhone:
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._incoming: queue.SimpleQueue[InboundSession | None] = queue.SimpleQueue()
         self._legs: dict[str, _Leg] = {}
         self._lock = threading.Lock()
         self._reserved = 0  # call slots promised to dial() callers, held by live legs, or by zombies
@@ -324,6 +355,17 @@ class PjsipPhone:
     @property
     def active_calls(self) -> int:
         return self._reserved
+
+    @property
+    def slots_in_use(self) -> int:
+        """Call slots pjsua itself still holds, or more if our count is higher.
+
+        pjsua frees a slot one transaction after a call ended for us (the 200 OK to our BYE, the
+        ACK of our 486), so its count can run ahead of :attr:`active_calls` for a moment. Whoever
+        steers incoming calls to this phone must use this number: a full pjsua answers the next
+        INVITE itself with a stateless "486 Busy Here", indistinguishable from a busy callee.
+        """
+        return max(self._reserved, _stack_call_count())
 
     @property
     def sample_rate(self) -> int:
@@ -392,6 +434,18 @@ class PjsipPhone:
             raise
         return session
 
+    def incoming(self, timeout: float | None = None) -> InboundSession | None:
+        if not self._cfg.inbound:
+            raise CallStateError(f"{self._name}: this phone declines incoming calls (open it with "
+                                 "SipConfig(inbound=True) to receive them)")
+        try:
+            session = self._incoming.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if session is None:  # the phone closed: wake the next waiter too
+            self._incoming.put(None)
+        return session
+
     def hangup_all(self, timeout: float = 5.0) -> None:
         """Hang up every call and wait (up to ``timeout``) until they have ended."""
         sessions = self._run_on_sip_thread(self._hangup_all_cmd)
@@ -416,6 +470,7 @@ class PjsipPhone:
             if self._thread.is_alive():
                 logger.error("%s: SIP thread did not stop; pjsua2 objects may abort the interpreter", self._name)
         self._writer.close()
+        self._incoming.put(None)
         atexit.unregister(self.close)
 
     def __enter__(self) -> Self:
@@ -456,6 +511,20 @@ class PjsipPhone:
             agent.hangup()
             raise
         return agent
+
+    # -- InboundControl (application threads) ---------------------------------------------------------
+    def ring(self, session: InboundSession) -> None:
+        self._run_on_sip_thread(self._answer_cmd, session.call_id, 180)
+
+    def answer(self, session: InboundSession, record: Path | bool) -> None:
+        if record is True:
+            session.set_recording(self._cfg.recordings_dir / time.strftime("%Y-%m-%d") / f"{session.call_id}.wav")
+        elif record:
+            session.set_recording(Path(record))
+        self._run_on_sip_thread(self._answer_cmd, session.call_id, 200)
+
+    def reject(self, session: InboundSession, code: int) -> None:
+        self._run_on_sip_thread(self._reject_cmd, session.call_id, code)
 
     # -- command plumbing ----------------------------------------------------------------------------
     def _run_on_sip_thread(self, fn: Callable, *args: Any, timeout: float = 10.0) -> Any:
@@ -623,6 +692,8 @@ class PjsipPhone:
         if cfg.bind_address != "0.0.0.0":
             acfg.mediaConfig.transportConfig.boundAddress = cfg.bind_address
         acc = self._acc = _Account()
+        if cfg.inbound:
+            acc.phone = self
         try:
             acc.create(acfg, True)
         except pj.Error as exc:
@@ -659,6 +730,7 @@ class PjsipPhone:
                 acc.shutdown()
             except Exception:
                 logger.debug("account shutdown", exc_info=True)
+            acc.phone = None
             self._acc = None
             del acc
         if ep is not None:
@@ -719,10 +791,96 @@ class PjsipPhone:
         leg.local_cause = cause
         leg.hangup_sent_at = time.monotonic()
         logger.info("call %s: hanging up (%s)", leg.session.call_id, cause.value)
+        prm = pj.CallOpParam()
+        if leg.inbound and not leg.answered:
+            # An incoming call we never answered gets a final response: 480 when we cannot take
+            # it (ring limit, shutdown), 603 when the application hung up on it.
+            prm.statusCode = 603 if cause is LocalCause.HANGUP else 480
         try:
-            leg.call.hangup(pj.CallOpParam())
+            leg.call.hangup(prm)
         except pj.Error as exc:
             logger.debug("call %s: hangup: %s", leg.session.call_id, exc.reason)
+
+    # -- SIP thread: incoming calls --------------------------------------------------------------------
+    def _on_incoming(self, acc: _Account, prm: Any) -> None:
+        """An INVITE arrived (pjsip answered 100 Trying): register the leg, queue the session."""
+        now, mono = time.time(), time.monotonic()
+        cfg = self._cfg
+        call = _Call(self, None, acc, prm.callId)
+        try:
+            info = call.getInfo()
+            remote, local = info.remoteUri, info.localUri
+            sip_call_id = info.callIdString
+            request_line = prm.rdata.wholeMsg.split("\n", 1)[0].split(" ")
+            ruri = request_line[1] if len(request_line) == 3 else ""
+        except (pj.Error, AttributeError) as exc:
+            logger.warning("incoming call: unreadable INVITE (%s); declining", getattr(exc, "reason", exc))
+            self._decline(call, 400)
+            return
+        if self._stopping or self._closed:
+            self._decline(call, 480)
+            return
+        call_id = f"{self._name}-in{next(self._seq)}-{uuid.uuid4().hex[:8]}"
+        session = InboundSession(call_id, _bare_uri(remote), self._rate, self,
+                                 caller=uri_user(remote), dialled=uri_user(ruri) or uri_user(local),
+                                 writer=self._writer)
+        session.sip_call_id = sip_call_id
+        leg = _Leg(session=session, ring_timeout=cfg.inbound_ring_timeout, max_seconds=cfg.max_call_seconds,
+                   invite_at=now, invite_mono=mono, ring_deadline=mono + cfg.inbound_ring_timeout,
+                   call=call, got_response=True, sip_call_id=sip_call_id, inbound=True)
+        call.leg = leg
+        with self._lock:
+            self._reserved += 1  # pjsua gave the INVITE one of its slots: count it like a dial
+        self._legs[call_id] = leg
+        logger.info("call %s: incoming from %s to %s", call_id, session.target, session.dialled_masked)
+        self._incoming.put(session)
+
+    @staticmethod
+    def _decline(call: _Call, code: int) -> None:
+        op = pj.CallOpParam()
+        op.statusCode = code
+        try:
+            call.hangup(op)
+        except pj.Error:
+            pass
+        call.phone = call.leg = None
+
+    def _answer_cmd(self, call_id: str, code: int) -> None:
+        leg = self._leg(call_id)
+        if not leg.inbound or leg.call is None:
+            raise CallStateError(f"call {call_id}: not an incoming call")
+        if leg.answered:
+            raise CallStateError(f"call {call_id}: already answered")
+        if leg.local_cause is not None or leg.disconnected:
+            raise CallStateError(f"call {call_id}: has ended")
+        prm = pj.CallOpParam(True)
+        prm.statusCode = code
+        prm.opt.audioCount = 1
+        prm.opt.videoCount = 0
+        try:
+            leg.call.answer(prm)
+        except pj.Error as exc:
+            raise CallStateError(f"call {call_id}: cannot send {code}: {exc.reason}") from None
+        logger.info("call %s: %s", call_id, "ringing" if code == 180 else "answering")
+
+    def _reject_cmd(self, call_id: str, code: int) -> None:
+        leg = self._leg(call_id)
+        if not leg.inbound or leg.call is None:
+            raise CallStateError(f"call {call_id}: not an incoming call")
+        if leg.answered:
+            raise CallStateError(f"call {call_id}: already answered; hang up instead")
+        if leg.local_cause is not None or leg.disconnected:
+            return
+        leg.local_cause = LocalCause.REJECTED
+        leg.reject_code = code
+        leg.hangup_sent_at = time.monotonic()
+        prm = pj.CallOpParam()
+        prm.statusCode = code
+        try:
+            leg.call.hangup(prm)
+        except pj.Error as exc:
+            raise CallStateError(f"call {call_id}: cannot reject: {exc.reason}") from None
+        logger.info("call %s: rejected with %d", call_id, code)
 
     def _dtmf_cmd(self, call_id: str, digits: str, method: DtmfMethod) -> None:
         leg = self._leg(call_id)
@@ -903,7 +1061,7 @@ class PjsipPhone:
                 continue
             if leg.local_cause is None:
                 if not leg.answered and now >= leg.ring_deadline:
-                    self._hangup(leg, LocalCause.RING_TIMEOUT)
+                    self._hangup(leg, LocalCause.RING_TIMEOUT)  # inbound: 480 after the ring limit
                 elif leg.confirmed and leg.max_deadline is not None and now >= leg.max_deadline:
                     self._hangup(leg, LocalCause.MAX_DURATION)
             elif not leg.reported and leg.hangup_sent_at and now - leg.hangup_sent_at > HANGUP_GRACE:
@@ -942,7 +1100,8 @@ class PjsipPhone:
         self._legs.pop(sid, None)
         if leg.transfer is not None and not leg.transfer.done():
             leg.transfer.set_result(0)
-        if leg.local_cause is not None and not leg.got_response and not leg.answered and not force:
+        if leg.local_cause is not None and not leg.got_response and not leg.answered and not force \
+                and not leg.inbound:
             # We gave up on an INVITE nobody answered: pjsua keeps its slot until Timer B.
             self._zombies.append(leg.invite_mono + TIMER_B + 0.5)
         else:
@@ -954,17 +1113,29 @@ class PjsipPhone:
             return
         leg.reported = True
         session = leg.session
-        disposition, hangup_by, reason = classify(Progress(
-            sip_code=leg.sip_code,
-            reason=leg.reason,
-            answered=leg.answered,
-            media_established=leg.media_established,
-            got_response=leg.got_response,
-            end_cause=leg.end_cause,
-            local_cause=leg.local_cause,
-            ring_timeout=leg.ring_timeout,
-            max_seconds=leg.max_seconds,
-        ))
+        if leg.inbound:
+            disposition, hangup_by, reason = classify_inbound(InboundProgress(
+                sip_code=leg.sip_code,
+                reason=leg.reason,
+                answered=leg.answered,
+                media_established=leg.media_established,
+                local_cause=leg.local_cause,
+                reject_code=leg.reject_code,
+                ring_timeout=leg.ring_timeout,
+                max_seconds=leg.max_seconds,
+            ))
+        else:
+            disposition, hangup_by, reason = classify(Progress(
+                sip_code=leg.sip_code,
+                reason=leg.reason,
+                answered=leg.answered,
+                media_established=leg.media_established,
+                got_response=leg.got_response,
+                end_cause=leg.end_cause,
+                local_cause=leg.local_cause,
+                ring_timeout=leg.ring_timeout,
+                max_seconds=leg.max_seconds,
+            ))
         result = CallResult(
             call_id=session.call_id,
             target=session.target,
@@ -981,6 +1152,7 @@ class PjsipPhone:
             frames_received=session.frames_received,
             frames_dropped=session.frames_dropped,
             frames_lost=session.frames_lost,
+            direction=session.direction,
         )
         logger.info("call %s: %s (%s), by %s", session.call_id, disposition.value, reason, hangup_by.value)
         session._finish(result, {"sip_call_id": leg.sip_call_id, "phone": self._name})
@@ -1017,6 +1189,29 @@ def _compiled_max_calls() -> int | None:
     fn.restype = ctypes.c_uint
     fn.argtypes = []
     return int(fn())
+
+
+_call_count_fn: Any = None
+
+
+def _stack_call_count() -> int:
+    """Calls pjsua holds right now (``pjsua_call_get_count``: reads one counter, no pjlib call, so
+    any thread may ask); 0 when the build hides the symbol."""
+    global _call_count_fn
+    if _call_count_fn is None:
+        try:
+            fn = ctypes.CDLL(pj._pjsua2.__file__).pjsua_call_get_count
+            fn.restype, fn.argtypes = ctypes.c_uint, []
+        except (OSError, AttributeError):
+            fn = False
+        _call_count_fn = fn
+    return int(_call_count_fn()) if _call_count_fn else 0
+
+
+def _bare_uri(uri: str) -> str:
+    """``"Name" <sip:u@h>;tag=x`` -> ``sip:u@h`` (what CallSession keeps as the far end's URI)."""
+    m = re.search(r"<([^>]*)>", uri)
+    return (m.group(1) if m else uri.split(";", 1)[0]).strip()
 
 
 def _scrubbed(exc: BaseException) -> BaseException:

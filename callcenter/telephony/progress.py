@@ -33,6 +33,7 @@ class LocalCause(str, enum.Enum):
     MAX_DURATION = "max_duration"  # talk time limit reached: BYE
     TRANSFERRED = "transferred"  # blind transfer succeeded: BYE
     SHUTDOWN = "shutdown"  # the phone is closing
+    REJECTED = "rejected"  # an incoming call we refused with a final response (486, 603 ...)
 
 
 class EndCause(str, enum.Enum):
@@ -110,6 +111,64 @@ def classify(p: Progress) -> tuple[CallDisposition, HangupBy, str]:
 
     disposition = disposition_for_code(code)
     return disposition, HangupBy.REMOTE, f"{code} {phrase}".strip()
+
+
+_PHRASES = {404: "Not Found", 480: "Temporarily Unavailable", 486: "Busy Here", 487: "Request Terminated",
+            488: "Not Acceptable Here", 503: "Service Unavailable", 600: "Busy Everywhere", 603: "Decline",
+            604: "Does Not Exist Anywhere"}
+
+
+@dataclass(frozen=True, slots=True)
+class InboundProgress:
+    """Facts about one incoming call, collected on the SIP thread."""
+
+    sip_code: int  # last status code pjsip reports at DISCONNECTED (ours, or 487 when the caller cancelled)
+    reason: str
+    answered: bool  # we sent 200 OK
+    media_established: bool
+    local_cause: LocalCause | None = None  # we ended it (hang-up, rejection, ring limit, shutdown)
+    reject_code: int | None = None  # the final response we sent, when we rejected it
+    ring_timeout: float | None = None
+    max_seconds: float | None = None
+
+
+def classify_inbound(p: InboundProgress) -> tuple[CallDisposition, HangupBy, str]:
+    """Disposition of a call we received, from our side's point of view.
+
+    ``answered`` when we answered and media flowed; a rejection has the disposition of the code we
+    sent (486 -> ``busy``, 603 -> ``rejected``, 480 -> ``unavailable``, 404 -> ``not_found``) and
+    ``hangup_by="local"``; a caller who gave up while we rang is ``no_answer`` by ``remote``.
+    """
+    phrase = (p.reason or "").strip()
+    if p.answered and p.media_established:
+        by_us = p.local_cause is not None
+        reason = {
+            None: "remote hung up",
+            LocalCause.HANGUP: "local hang-up",
+            LocalCause.MAX_DURATION: f"maximum call duration reached ({_secs(p.max_seconds)})",
+            LocalCause.TRANSFERRED: "transferred",
+            LocalCause.SHUTDOWN: "phone shutting down",
+            LocalCause.RING_TIMEOUT: "local hang-up",
+            LocalCause.REJECTED: "local hang-up",
+        }[p.local_cause]
+        return CallDisposition.ANSWERED, HangupBy.LOCAL if by_us else HangupBy.REMOTE, reason
+    if p.answered:
+        detail = f"{p.sip_code} {phrase}".strip() if p.sip_code else phrase
+        return CallDisposition.FAILED, HangupBy.LOCAL, f"answered without usable media ({detail})"
+    if p.local_cause is LocalCause.REJECTED and p.reject_code:
+        code = p.reject_code
+        return disposition_for_code(code), HangupBy.LOCAL, f"{code} {_PHRASES.get(code, '')}".strip() + " (rejected)"
+    if p.local_cause is LocalCause.RING_TIMEOUT:
+        return (CallDisposition.NO_ANSWER, HangupBy.LOCAL,
+                f"not answered within {_secs(p.ring_timeout)} (480 Temporarily Unavailable)")
+    if p.local_cause is LocalCause.SHUTDOWN:
+        return CallDisposition.UNAVAILABLE, HangupBy.LOCAL, "phone shutting down"
+    if p.local_cause is not None:
+        return CallDisposition.REJECTED, HangupBy.LOCAL, "hung up before answering (603 Decline)"
+    if p.sip_code == 487 or not p.sip_code:
+        return CallDisposition.NO_ANSWER, HangupBy.REMOTE, "caller cancelled"
+    # pjsip ended the INVITE transaction itself (e.g. our response could not be sent).
+    return CallDisposition.FAILED, HangupBy.LOCAL, f"{p.sip_code} {phrase}".strip()
 
 
 def _secs(value: float | None) -> str:

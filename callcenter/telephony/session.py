@@ -57,8 +57,20 @@ class CallControl(Protocol):
     def bridge(self, session: CallSession, target: str, ring_timeout: float | None) -> CallSession: ...
 
 
+class InboundControl(CallControl, Protocol):
+    """What a phone that receives calls adds for its :class:`InboundSession` objects."""
+
+    def ring(self, session: InboundSession) -> None: ...
+
+    def answer(self, session: InboundSession, record: Path | bool) -> None: ...
+
+    def reject(self, session: InboundSession, code: int) -> None: ...
+
+
 class CallSession:
     """A call as the application sees it; see the module docstring for the threads involved."""
+
+    direction = "outbound"
 
     def __init__(
         self,
@@ -96,6 +108,7 @@ class CallSession:
         self._ended = threading.Event()
         self._result: CallResult | None = None
         self.codec: str | None = None
+        self.sip_call_id = ""  # the SIP Call-ID header, once the phone knows it (matches the far end's logs)
         self.bridged_to: str | None = None
         self.played: list[str] = []  # labels of every playback queued, in order (call log, tests)
 
@@ -382,3 +395,64 @@ class CallSession:
     def __repr__(self) -> str:
         state = "ended" if self.ended else "answered" if self.answered else "dialling"
         return f"<CallSession {self.call_id} {self._target} {state}>"
+
+
+class InboundSession(CallSession):
+    """A call we received: :class:`CallSession` plus who called whom, and ring / answer / reject.
+
+    ``caller`` and ``dialled`` are unmasked (business logic picks a persona or a queue by them);
+    logs use ``target`` (the caller's masked URI) and :attr:`dialled_masked`.
+    """
+
+    direction = "inbound"
+
+    def __init__(
+        self,
+        call_id: str,
+        uri: str,
+        rate: int,
+        control: InboundControl,
+        *,
+        caller: str,
+        dialled: str,
+        writer: RecordingWriter | None = None,
+        audio_buffer_frames: int = 3000,
+    ) -> None:
+        super().__init__(call_id, uri, rate, control, writer=writer, audio_buffer_frames=audio_buffer_frames)
+        self._inbound = control
+        self.caller = caller
+        self.dialled = dialled
+
+    @property
+    def dialled_masked(self) -> str:
+        return mask_target(self.dialled) if self.dialled else ""
+
+    def set_recording(self, path: Path | None) -> None:
+        """Where to record once media starts (the phone calls this when answering)."""
+        if self._recording is None:
+            self._record_path = path
+
+    def ring(self) -> None:
+        if self.ended or self.answered:
+            raise CallStateError(f"call {self.call_id}: cannot ring a call that is {'over' if self.ended else 'answered'}")
+        self._inbound.ring(self)
+
+    def answer(self, *, record: Path | bool = False) -> None:
+        if self.ended:
+            raise CallStateError(f"call {self.call_id}: the caller has gone ({self.result.reason if self.result else 'ended'})")
+        if self.answered:
+            raise CallStateError(f"call {self.call_id}: already answered")
+        self._inbound.answer(self, record)
+
+    def reject(self, code: int = 486) -> None:
+        if isinstance(code, bool) or not isinstance(code, int) or not 400 <= code <= 699 or code == 487:
+            raise ValueError(f"reject code must be a final error response 400-699 other than 487, got {code!r}")
+        if self.answered and not self.ended:
+            raise CallStateError(f"call {self.call_id}: already answered; hang up instead")
+        if self.ended:
+            raise CallStateError(f"call {self.call_id}: has ended")
+        self._inbound.reject(self, code)
+
+    def __repr__(self) -> str:
+        state = "ended" if self.ended else "answered" if self.answered else "ringing"
+        return f"<InboundSession {self.call_id} from {self._target} to {self.dialled_masked} {state}>"

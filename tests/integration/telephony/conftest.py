@@ -4,7 +4,8 @@
 * baresip (Debian ``baresip-core``) is an auto-answering phone that plays a WAV and dumps what it
   hears (``sndfile``).
 
-Ports come from 15000-19999 (telephony's range in this project). The search starts at an offset
+Ports come from 15000-19999 (telephony's range in this project; the inbound-call tests take theirs
+from 20000-24999, ``INBOUND_PORTS``). The search starts at an offset
 derived from the process id and skips anything another process holds, so two engineers' test runs
 do not collide. Every peer is stopped by its own pid at teardown. A missing binary fails the test
 with the package to install; nothing is skipped.
@@ -30,6 +31,7 @@ from callcenter.telephony.config import SipConfig
 
 SIP_DATA = Path(__file__).resolve().parents[2] / "data" / "sip"
 PORT_LO, PORT_HI = 15000, 19999
+INBOUND_PORTS = (20000, 24999)  # the inbound-call and simulator tests' range
 RTP_PORTS = 40  # per test phone: 4 calls x RTP+RTCP, with room for ports another process holds
 _rng = random.Random(os.getpid())
 _handed_out: dict[int, float] = {}  # port -> when handed out; not handed out again for a minute
@@ -47,25 +49,31 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_ports(count: int = 1) -> int:
-    """The first of ``count`` consecutive ports that are free for UDP and TCP on 127.0.0.1."""
+def free_ports(count: int = 1, lo: int = PORT_LO, hi: int = PORT_HI) -> int:
+    """The first of ``count`` consecutive ports in ``lo``-``hi`` that are free for UDP and TCP on 127.0.0.1."""
     now = time.monotonic()
     for port in [p for p, t in _handed_out.items() if now - t > 60]:
         del _handed_out[port]
     for _ in range(500):
-        base = _rng.randrange(PORT_LO, PORT_HI - count)
+        base = _rng.randrange(lo, hi - count)
         span = range(base, base + count)
         if any(p in _handed_out for p in span):
             continue
         if all(_free(p) for p in span):
             _handed_out.update(dict.fromkeys(span, now))
             return base
-    raise RuntimeError(f"no {count} free consecutive ports in {PORT_LO}-{PORT_HI}")
+    raise RuntimeError(f"no {count} free consecutive ports in {lo}-{hi}")
 
 
 @pytest.fixture
 def ports():
     """``ports(n)``: the first of n consecutive free ports in the telephony test range."""
+    return free_ports
+
+
+@pytest.fixture(scope="session")
+def port_finder():
+    """``ports`` for module- and session-scoped fixtures."""
     return free_ports
 
 
@@ -146,7 +154,9 @@ def sipp(tmp_path):
     started: list[Sipp] = []
 
     def start(scenario: str, *, calls: int | None = 1, keys: dict | None = None, sub: dict | None = None,
-              transport: str = "udp", echo: bool = True) -> Sipp:
+              transport: str = "udp", echo: bool = True, remote: str | None = None, service: str | None = None,
+              port_range: tuple[int, int] = (PORT_LO, PORT_HI), duration_ms: int | None = None) -> Sipp:
+        """A UAS, or with ``remote`` (host:port) a UAC calling ``service`` (the number) there."""
         path = SIP_DATA / scenario
         if sub:
             text = path.read_text()
@@ -155,8 +165,8 @@ def sipp(tmp_path):
             path = tmp_path / f"{len(started)}-{scenario}"
             path.write_text(text)
         for attempt in range(3):
-            port = free_ports(1)
-            media = free_ports(4)
+            port = free_ports(1, *port_range)
+            media = free_ports(4, *port_range)
             work = tmp_path / f"sipp-{len(started)}-{attempt}"
             work.mkdir()
             args = [binary, "-sf", str(path), "-i", "127.0.0.1", "-p", str(port), "-mi", "127.0.0.1",
@@ -169,10 +179,16 @@ def sipp(tmp_path):
                 args += ["-m", str(calls)]
             for key, value in (keys or {}).items():
                 args += ["-key", key, str(value)]
+            if duration_ms is not None:
+                args += ["-d", str(duration_ms)]
+            if remote is not None:
+                args += ["-s", service or "8001", remote]
             proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
             peer = Sipp(scenario, port, media, proc, work, transport)
             try:
-                if transport == "tcp":
+                if remote is not None:
+                    pass  # a UAC calls at once and may be done before we could look: the callee waits for it
+                elif transport == "tcp":
                     _wait_tcp(port, proc)
                 else:
                     wait_bound(port, proc, f"SIPp {scenario}")
