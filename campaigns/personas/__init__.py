@@ -8,13 +8,16 @@ no threads.
 
 Top-level keys: ``version`` (1), ``questions`` (question id -> ``{context, prompt}``: the robot
 question and the kind of answer the dialog expects: id, sat, nps, yn, open, book, reason),
-``default`` (persona of numbers not listed), ``numbers`` (phone -> persona id), ``personas``.
+``default`` (persona, or mix, of numbers not listed), ``mixes`` (name -> ``{persona: weight}``: numbers
+not listed get a persona drawn by weight, the same one every time for a number, since a customer
+who was busy yesterday is the same customer today), ``numbers`` (phone -> persona id), ``personas``.
 
 Persona keys: ``description``; ``sip``: ``answer`` (200), ``busy`` (486), ``no_answer`` (rings
 until the caller gives up), ``reject`` (603), ``unavailable`` (480), ``not_found`` (404);
 ``ring_seconds`` before answering; ``hang_up_after`` (a question id: hangs up after answering
 it); ``barge_in`` (talks over the robot's prompts); ``voice`` (``{voice, speed, pitch}`` for
-tools/tts/render.py); ``greeting`` (said as soon as the call is answered: answering machines);
+tools/tts/render.py); ``hello`` (what a person says on picking up, "喂，你好"); ``greeting`` (said
+as soon as the call is answered and then silence: answering machines);
 ``answers`` (question id -> text, or ``{text, voice, speed, pitch}`` to render one line with another
 voice); ``default`` (text for any other question); ``expect`` (what
 the robot should conclude: outcome, score5, nps, sentiment, categories, tickets ...).
@@ -29,6 +32,7 @@ mu-law telephone speech rendered from the texts::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Mapping
@@ -43,9 +47,10 @@ CONTEXTS = ("id", "sat", "nps", "yn", "open", "book", "reason")
 SIP_CODES: dict[str, int | None] = {"answer": 200, "busy": 486, "no_answer": None, "reject": 603,
                                     "unavailable": 480, "not_found": 404}
 VOICES = ("fastspeech2", "tacotron2")
-_TOP_KEYS = {"version", "questions", "default", "numbers", "personas"}
-_PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_in", "voice", "greeting", "answers",
-                 "default", "expect"}
+_TOP_KEYS = {"version", "questions", "default", "mixes", "numbers", "personas"}
+_PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_in", "voice", "hello", "greeting",
+                 "answers", "default", "expect"}
+_DIAL_PREFIX_DIGITS = 5  # a PBX's outside-line or carrier prefix ("9", "0", "17951") before a listed number
 
 
 class PersonaError(ValueError):
@@ -54,7 +59,7 @@ class PersonaError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    key: str  # question id, "greeting" or "default"
+    key: str  # question id, "hello", "greeting" or "default"
     text: str
     audio: Path
     voice: Mapping[str, Any] = field(default_factory=dict)  # overrides the persona's voice for this line
@@ -71,6 +76,7 @@ class Persona:
     voice: Mapping[str, Any] = field(default_factory=dict)
     greeting: Answer | None = None
     answers: Mapping[str, Answer] = field(default_factory=dict)
+    hello: Answer | None = None
     default: Answer | None = None
     expect: Mapping[str, Any] = field(default_factory=dict)
 
@@ -90,22 +96,60 @@ class PersonaBook:
     questions: Mapping[str, tuple[str, str]]  # id -> (context, prompt)
     personas: Mapping[str, Persona]
     numbers: Mapping[str, str]  # normalised phone -> persona id
-    default: str | None
+    default: str | None  # a persona id or the name of a mix
+    mixes: Mapping[str, tuple[tuple[str, float], ...]] = field(default_factory=dict)
 
     def for_number(self, phone: str) -> Persona:
-        """The persona answering ``phone``.
+        """The persona answering ``phone``: listed numbers (also behind a dial prefix of up to 5
+        digits), else the default persona or a draw from the default mix.
 
         Raises:
             KeyError: the number is not listed and the file has no default persona.
         """
-        try:
-            key = normalize_phone(phone)
-        except PhoneError:
-            key = phone
-        persona_id = self.numbers.get(key, self.default)
-        if persona_id is None:
+        key = self._listed(phone)
+        if key is not None:
+            return self.personas[self.numbers[key]]
+        if self.default is None:
             raise KeyError(f"no persona answers {phone!r} and {self.path.name} has no default")
-        return self.personas[persona_id]
+        if self.default in self.mixes:
+            return self.personas[self._draw(self.mixes[self.default], phone)]
+        return self.personas[self.default]
+
+    def _listed(self, phone: str) -> str | None:
+        text = str(phone).strip()
+        digits = "".join(c for c in text if c.isdigit())
+        for candidate in [text] + [digits[i:] for i in range(1, _DIAL_PREFIX_DIGITS + 1) if len(digits) - i >= 7]:
+            try:
+                key = normalize_phone(candidate)
+            except PhoneError:
+                key = candidate
+            if key in self.numbers:
+                return key
+        return None
+
+    @staticmethod
+    def _draw(mix: tuple[tuple[str, float], ...], phone: str) -> str:
+        digits = "".join(c for c in str(phone) if c.isdigit()) or str(phone)
+        # A stable hash (not hash(): salted per process): every worker draws the same persona.
+        u = int.from_bytes(hashlib.sha256(digits.encode()).digest()[:8], "big") / 2**64
+        total = sum(w for _p, w in mix)
+        acc = 0.0
+        for pid, weight in mix:
+            acc += weight / total
+            if u < acc:
+                return pid
+        return mix[-1][0]
+
+    def with_default(self, default: str) -> PersonaBook:
+        """This book with another default: a persona id or a mix name.
+
+        Raises:
+            PersonaError: no persona or mix of that name.
+        """
+        if default not in self.personas and default not in self.mixes:
+            raise PersonaError(f"{self.path.name}: no persona or mix {default!r} "
+                               f"(personas: {', '.join(self.personas)}; mixes: {', '.join(self.mixes) or 'none'})")
+        return PersonaBook(self.path, self.questions, self.personas, self.numbers, default, self.mixes)
 
     def answer(self, persona: Persona, question: str, context: str | None = None) -> Answer | None:
         """What ``persona`` says to ``question``: its own answer, else its answer to a question of the
@@ -122,7 +166,7 @@ class PersonaBook:
     def all_answers(self) -> list[tuple[Persona, Answer]]:
         out = []
         for persona in self.personas.values():
-            for answer in (persona.greeting, *persona.answers.values(), persona.default):
+            for answer in (persona.hello, persona.greeting, *persona.answers.values(), persona.default):
                 if answer is not None:
                     out.append((persona, answer))
         return out
@@ -195,12 +239,15 @@ def _persona(where: str, pid: str, data: Any, questions: Mapping[str, tuple[str,
         raise PersonaError(f"{where}.hang_up_after: {hang!r} is not one of this persona's answers")
     if sip == "answer" and not answers and "greeting" not in data:
         raise PersonaError(f"{where}: a persona that answers the call needs answers or a greeting")
+    if "hello" in data and "greeting" in data:
+        raise PersonaError(f"{where}: hello (a person picking up) and greeting (a machine) exclude each other")
     return Persona(
         id=pid, description=str(data.get("description", "")), sip=sip, ring_seconds=float(ring),
         hang_up_after=hang, barge_in=bool(data.get("barge_in", False)), voice=dict(voice),
         greeting=answer("greeting", data["greeting"]) if "greeting" in data else None, answers=answers,
         default=answer("default", data["default"]) if "default" in data else None,
         expect=dict(data.get("expect") or {}),
+        hello=answer("hello", data["hello"]) if "hello" in data else None,
     )
 
 
@@ -253,10 +300,25 @@ def load_personas(path: Path | str | None = None, *, require_audio: bool = False
         if phone in numbers:
             raise PersonaError(f"{name}: numbers.{raw}: listed twice")
         numbers[phone] = pid
+    mixes: dict[str, tuple[tuple[str, float], ...]] = {}
+    raw_mixes = data.get("mixes") or {}
+    if not isinstance(raw_mixes, Mapping):
+        raise PersonaError(f"{name}: mixes: expected name -> {{persona: weight}}")
+    for mix_name, weights in raw_mixes.items():
+        if mix_name in personas:
+            raise PersonaError(f"{name}: mixes.{mix_name}: a persona has this name already")
+        if not isinstance(weights, Mapping) or not weights:
+            raise PersonaError(f"{name}: mixes.{mix_name}: expected persona -> weight")
+        for pid, weight in weights.items():
+            if pid not in personas:
+                raise PersonaError(f"{name}: mixes.{mix_name}.{pid}: no such persona")
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight <= 0:
+                raise PersonaError(f"{name}: mixes.{mix_name}.{pid}: weight must be a positive number")
+        mixes[str(mix_name)] = tuple((str(p), float(w)) for p, w in weights.items())
     default = data.get("default")
-    if default is not None and default not in personas:
-        raise PersonaError(f"{name}: default: no persona {default!r}")
-    book = PersonaBook(path, questions, personas, numbers, default)
+    if default is not None and default not in personas and default not in mixes:
+        raise PersonaError(f"{name}: default: no persona or mix {default!r}")
+    book = PersonaBook(path, questions, personas, numbers, default, mixes)
     if require_audio:
         missing = book.missing_audio()
         if missing:
