@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "asr": "speech:asr_group",
     "call": "telephony:call_command",
     "worker": "telephony:worker_command",
+    "simulate": "simulate:simulate_command",
     "serve": "web:serve",
     "console": "web:console",
     "nlu": "nlp:nlu_command",
