@@ -1,5 +1,6 @@
 """Server-Sent Events relayed from Redis pub/sub, in the user's scope."""
 
+import datetime as dt
 import json
 
 import pytest
@@ -75,8 +76,17 @@ def test_malformed_events_are_skipped(console, client_for, redis_client):
     response.close()
 
 
-def test_the_wallboard_counts_active_calls_and_workers_from_redis(console, client_for, redis_client):
+def test_the_wallboard_counts_active_calls_and_workers_from_redis(console, client_for, redis_client, db,
+                                                                  monkeypatch):
     app, world = console
+    # "Today" is the store's day (Asia/Shanghai), not the machine's: pin the clock to the moment the
+    # fixture's call ended, so the test does not depend on the hour it runs at.
+    import web.campaigns
+    from callcenter.storage.models import Call
+
+    with db.session() as s:
+        ended = s.get(Call, world.calls["S1"]).ended_at
+    monkeypatch.setattr(web.campaigns, "utcnow", lambda: ended + dt.timedelta(seconds=1))
     live.publish_call_state(redis_client, live.CallStateEvent(world.calls["S1"], live.LiveCallState.ANSWERED,
                                                               store_id=world.stores["S1"],
                                                               customer_id=world.customers["S1"]))
