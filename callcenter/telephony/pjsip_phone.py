@@ -936,7 +936,7 @@ class PjsipPhone:
         info = call.getInfo()
         state, code, reason = info.state, info.lastStatusCode, info.lastReason
         if not leg.sip_call_id:
-            leg.sip_call_id = info.callIdString
+            leg.sip_call_id = leg.session.sip_call_id = info.callIdString
         sid = leg.session.call_id
         now = time.time()
         if state == pj.PJSIP_INV_STATE_EARLY:

@@ -50,6 +50,17 @@ class ProbeResult:
     greeting: tuple[float, float] | None = None  # the customer's first words (hello / machine greeting)
     turns: list[ProbeTurn] = field(default_factory=list)
     hung_up_by_customer_at: float | None = None
+    sip_call_id: str = ""  # the same on the simulator's side: finds its call log
+
+    def to_dict(self) -> dict:
+        r = self.result
+        return {"number": self.number, "sip_call_id": self.sip_call_id, "greeting": self.greeting,
+                "hung_up_by_customer_at": self.hung_up_by_customer_at,
+                "disposition": r.disposition.value if r else None, "sip_code": r.sip_code if r else None,
+                "reason": r.reason if r else None, "hangup_by": r.hangup_by.value if r else None,
+                "talk_seconds": r.talk_seconds if r else None, "frames_lost": r.frames_lost if r else None,
+                "turns": [{"prompt": t.prompt, "played_at": t.played_at, "prompt_end": t.prompt_end,
+                           "reply_start": t.reply_start, "reply_end": t.reply_end} for t in self.turns]}
 
     @property
     def replies(self) -> int:
@@ -131,6 +142,7 @@ class ScriptedCaller:
             self.prompt(key)  # render before dialling: no conversion while the call is live
         call = self.phone.dial(number, ring_timeout=ring_timeout)
         out = ProbeResult(number, None)
+        out.sip_call_id = getattr(call, "sip_call_id", "")
         try:
             if not call.wait_answered(timeout=ring_timeout + 5):
                 out.result = call.wait_ended(timeout=10)
@@ -173,4 +185,5 @@ class ScriptedCaller:
             if hang_up and not call.ended:
                 call.hangup()
             out.result = call.wait_ended(timeout=10)
+            out.sip_call_id = getattr(call, "sip_call_id", "") or out.sip_call_id
         return out
