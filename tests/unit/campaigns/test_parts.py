@@ -22,7 +22,7 @@ from callcenter.domain.calls import (
 )
 from callcenter.storage import keys
 from callcenter.storage.models import CampaignType
-from campaigns.audience import AudienceError, sample_key, surname_of, title_of, validate_audience_params
+from campaigns.audience import AudienceError, sample_key_int, surname_of, title_of, validate_audience_params
 from campaigns.filters import load_filter, validate_filter
 from campaigns.outcomes import sanitize
 from campaigns.queue import parse_entry
@@ -167,10 +167,14 @@ def test_title_of():
 
 
 def test_sample_key_is_stable_and_spreads():
-    assert sample_key(0, 42) == sample_key(0, 42)
-    assert sample_key(0, 42) != sample_key(1, 42)
-    ranks = sorted(range(1000), key=lambda i: sample_key(7, i))
-    assert ranks != list(range(1000))
+    assert sample_key_int(42, 0) == sample_key_int(42, 0)
+    assert sample_key_int(42, 0) != sample_key_int(42, 1)
+    ranks = sorted(range(1, 1001), key=lambda i: sample_key_int(i, 7))
+    assert ranks != list(range(1, 1001))
+    # no clustering by id: the first tenth of the ranking comes from all over the id range
+    first = ranks[:100]
+    assert min(first) < 200 and max(first) > 800
+    assert all(0 <= sample_key_int(i, 3) < 4294967291 for i in (1, 10**6, 10**9))
 
 
 @pytest.mark.parametrize("ctype, params, message", [
