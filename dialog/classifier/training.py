@@ -199,6 +199,7 @@ class PretrainConfig:
     seed: int = 13
     threads: int = 1
     limit: int | None = None  # cap on sentences (smoke runs)
+    ppmi_init: bool = True  # start the embeddings from co-occurrence statistics (see init_embeddings)
 
 
 def pretrain_mlm(out: Path, cfg: PretrainConfig, progress: Progress = quiet,
@@ -230,6 +231,9 @@ def pretrain_mlm(out: Path, cfg: PretrainConfig, progress: Progress = quiet,
     seqs = [ids[:body] for ids in tok(corpus, add_special_tokens=False)["input_ids"] if ids]
     config = bert_config(cfg.size, vocab_size=tok.vocab_size)
     model = BertForMaskedLM(config)
+    if cfg.ppmi_init:
+        log(f"embeddings: {init_embeddings(model, tok, general + domain, cfg.seed)} characters initialised by "
+            "PPMI-SVD")
     model.train()
     steps_per_epoch = math.ceil(len(seqs) / cfg.batch)
     total = steps_per_epoch * cfg.epochs
@@ -256,7 +260,7 @@ def pretrain_mlm(out: Path, cfg: PretrainConfig, progress: Progress = quiet,
             opt.step()
             sched.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         log(f"mlm epoch {epoch + 1}: mean loss {sum(losses[-steps_per_epoch:]) / max(1, len(losses[-steps_per_epoch:])):.3f}")
     out.mkdir(parents=True, exist_ok=True)
     card = {

@@ -57,7 +57,7 @@ def test_eval_of_a_broken_file_names_the_line(nlp_cli, tmp_path):
     bad.write_text('{"text": "好", "categories": [], "sentiment": "positive"}\n{"text": "x"}\n', encoding="utf-8")
     result = nlp_cli("classifier", "eval", str(bad), "--engine", "keyword")
     assert result.exit_code == 1
-    assert f"{bad}:2:" in result.output and "sentiment" in result.output
+    assert f"{bad}:2: 'categories' must be a list" in result.output
 
 
 def test_dialog_validate_names_broken_lines(nlp_cli, tmp_path):
