@@ -35,6 +35,7 @@ _COMMANDS: dict[str, str] = {
     "classify": "nlp:classify_command",
     "classifier": "nlp:classifier_group",
     "dialog": "nlp:dialog_group",
+    "demo": "demo:demo",
 }
 
 
