@@ -18,7 +18,7 @@ from asr.protocol import Engine, Recognizer
 
 ENGINES = ("whisper", "vosk")
 
-__all__ = ["ENGINES", "Engine", "Recognizer", "open_engine"]
+__all__ = ["ENGINES", "Engine", "Recognizer", "engine_from_settings", "open_engine"]
 
 
 def open_engine(kind: str, models_dir: str | Path, *, vosk_model: str | None = None, threads: int = 2,
@@ -56,3 +56,14 @@ def open_engine(kind: str, models_dir: str | Path, *, vosk_model: str | None = N
 
         return VoskEngine(store.resolve_vosk(vosk_model))
     raise ValueError(f"unknown ASR engine {kind!r}: expected one of {', '.join(ENGINES)}")
+
+
+def engine_from_settings(settings, kind: str | None = None) -> Engine:
+    """The engine ``CALLCENTER_ASR_*`` configure (``kind`` overrides the engine's name).
+
+    Raises:
+        ModelInstallError / WhisperModelError / VoskModelError: no usable model (the message says how to install it).
+    """
+    return open_engine(kind or settings.asr_engine, settings.models_dir, vosk_model=settings.vosk_model,
+                       threads=settings.asr_threads, beam_size=settings.whisper_beam_size,
+                       end_silence=settings.asr_end_silence_ms / 1000)

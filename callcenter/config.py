@@ -143,6 +143,9 @@ class Settings:
     audio_rate: int = 16000  # customer frames and recordings: 8000 or 16000 Hz
     sip_max_calls: int = 4  # per worker process; above 4 needs a self-built pjproject (docs/telephony.md)
     recordings_dir: Path | None = None  # default: <data_dir>/recordings
+    # Where the robot hands a call to a human (an extension or sip: URI of the agents' queue on the
+    # PBX). None: a script's "transfer" ends with an agent callback instead (docs/operations.md).
+    transfer_target: str | None = None
     # Dialer (campaigns/; docs/campaigns.md). Calling windows are the store's local time; campaigns
     # may override each of these in their params. Retry delays by the last attempt's disposition.
     dialer_windows: str = "09:00-12:00,14:00-20:00"
@@ -243,6 +246,15 @@ def _sip_display_name(name: str, raw: str) -> str:
 _SIP_CODECS = ("PCMA", "PCMU", "G722")
 
 
+def _transfer_target(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value.startswith("sip:") and len(value) > 4 and " " not in value:
+        return value
+    if value.replace("+", "", 1).isdigit() and len(value) <= 32:
+        return value
+    raise ConfigError(f"{name}: expected an extension (digits) or a sip: URI, got {raw!r}")
+
+
 def _sip_codecs(name: str, raw: str) -> tuple[str, ...]:
     codecs = tuple(c.strip().upper() for c in raw.split(","))
     bad = [c for c in codecs if c not in _SIP_CODECS]
@@ -309,6 +321,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_AUDIO_RATE": ("audio_rate", lambda n, r: int(parse_choice(n, r, ("8000", "16000")))),
     "CALLCENTER_SIP_MAX_CALLS": ("sip_max_calls", lambda n, r: parse_int(n, r, 1, 512)),
     "CALLCENTER_RECORDINGS_DIR": ("recordings_dir", _path),
+    "CALLCENTER_TRANSFER_TARGET": ("transfer_target", lambda n, r: _transfer_target(n, r)),
     "CALLCENTER_DIALER_WINDOWS": ("dialer_windows", _dialer_windows),
     "CALLCENTER_DIALER_HOLIDAYS": ("dialer_holidays", parse_bool),
     "CALLCENTER_DIALER_FREQUENCY_CAP_DAYS": ("dialer_frequency_cap_days", lambda n, r: parse_int(n, r, 0, 365)),

@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "transcribe": "speech:transcribe",
     "asr": "speech:asr_group",
     "call": "telephony:call_command",
+    "dial": "dial:dial_command",
     "worker": "telephony:worker_command",
     "simulate": "simulate:simulate_command",
     "serve": "web:serve",

@@ -23,15 +23,13 @@ def _progress(message: str) -> None:
 
 
 def _open_engine(settings, engine: str | None):
-    from asr import open_engine
+    from asr import engine_from_settings
     from asr.models import ModelInstallError
     from asr.vosk_engine import VoskModelError
     from asr.whisper_engine import WhisperModelError
 
-    kind = engine or settings.asr_engine
     try:
-        return open_engine(kind, settings.models_dir, vosk_model=settings.vosk_model, threads=settings.asr_threads,
-                           beam_size=settings.whisper_beam_size, end_silence=settings.asr_end_silence_ms / 1000)
+        return engine_from_settings(settings, engine)
     except (ModelInstallError, VoskModelError, WhisperModelError) as exc:
         raise click.ClickException(str(exc)) from None
 
