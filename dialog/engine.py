@@ -77,6 +77,14 @@ CATEGORY_ZH = {
 # A speech-start partial with no text yet must last this long before it counts as the customer
 # talking over a prompt: a cough or a door in the background should not cut the robot off.
 BARGE_IN_MIN_SECONDS = 0.5
+# An answer to an open question often comes in pieces ("等的时间太长了" ... "说好一个小时"): the
+# recognizer ends an utterance after 0.5 s of silence, so a final result at a free-text step is
+# held this long for more before it is understood; a new speech start extends the hold.
+TURN_HOLD_SECONDS = 0.8
+TURN_HOLD_SPEECH_SECONDS = 4.0  # the customer went on talking: wait for that utterance's result
+# The customer started talking (speech detected, no text yet): the silence timer gives them this
+# much more time, so a slow recognition does not trigger "您还在听吗" over their answer.
+SPEECH_GRACE_SECONDS = 8.0
 GREETING = "__greeting__"
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
@@ -129,6 +137,7 @@ class Conversation:
         self._after = "listen"  # what follows the current prompt: listen | next | end | transfer
         self._next_step: str | None = None
         self._buffered: list[TranscriptEvent] = []
+        self._held: list[TranscriptEvent] = []  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
         self._known_time: dt.datetime | None = None
@@ -294,10 +303,26 @@ class Conversation:
         if self.state is not State.LISTENING:
             return []
         if not ev.is_final:
-            return [CancelTimer("no_input")] if text or ev.end > ev.start else []
+            if self._held:
+                return [self._timer("turn_end", TURN_HOLD_SPEECH_SECONDS)]
+            if text or ev.end > ev.start:
+                return [CancelTimer("no_input")]
+            return [self._timer("no_input", self._timeout() + SPEECH_GRACE_SECONDS)]
         if not text:
+            if self._held:
+                return [self._timer("turn_end", TURN_HOLD_SECONDS)]
             return [self._timer("no_input", self._timeout())]
+        if self.step is not None and self.step.expect in ("text", "reason") and TURN_HOLD_SECONDS > 0:
+            self._held.append(ev)
+            return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
         return self._understand(text, ev.start, ev.end)
+
+    def _release_held(self) -> list:
+        """Understand the pieces of a free-text answer as one turn."""
+        held, self._held = self._held, []
+        if not held:
+            return []
+        return self._understand(" ".join(e.text.strip() for e in held), held[0].start, held[-1].end)
 
     def _machine(self, text: str, duration: float, verdict: str = "voicemail") -> list:
         self.turns.append({"step": GREETING, "text": text, "intent": None, "confidence": None, "start": 0.0,
@@ -475,6 +500,8 @@ class Conversation:
         del self._tokens[ev.name]
         if ev.name == "greeting" and self.state is State.GREETING:
             return self._enter(self.script.start)
+        if ev.name == "turn_end":
+            return self._release_held() if self.state is State.LISTENING else []
         if ev.name == "max_duration":
             if self.state is State.TRANSFERRING:
                 return []
@@ -560,6 +587,15 @@ class Conversation:
 
     # -- ending ----------------------------------------------------------------------------------
     def _on_hangup(self) -> list:
+        if self._held and self.state is State.LISTENING:
+            # The customer said their piece and hung up: it still counts (tickets, findings).
+            out = [a for a in self._release_held() if not isinstance(a, (Say, Listen, StartTimer, CancelTimer))]
+            return out + self._on_hangup_finish()
+        return self._on_hangup_finish()
+
+    def _on_hangup_finish(self) -> list:
+        if self.state is State.DONE:
+            return []
         if self.state is State.TRANSFERRING:
             return self._finish(CallOutcome.TRANSFERRED, "customer hung up during transfer")
         if self._ending_outcome is not None:
@@ -628,6 +664,8 @@ def run_text(conversation: Conversation, replies: Sequence[str | None]) -> list:
                 else []
         elif says:
             actions = conversation.handle(PlaybackFinished(says[-1].prompt_id))
+        elif conversation.state is State.LISTENING and "turn_end" in conversation._tokens:
+            actions = conversation.handle(TimerFired("turn_end", conversation._tokens["turn_end"]))
         elif conversation.state is State.LISTENING:
             reply = replies.pop(0) if replies else None
             if reply is None:
