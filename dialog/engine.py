@@ -82,6 +82,8 @@ BARGE_IN_MIN_SECONDS = 0.5
 # held this long for more before it is understood; a new speech start extends the hold.
 TURN_HOLD_SECONDS = 0.8
 TURN_HOLD_SPEECH_SECONDS = 4.0  # the customer went on talking: wait for that utterance's result
+# Speech started during the greeting and no words came for this long: a recorded greeting.
+GREETING_SPEECH_WAIT_SECONDS = 8.0
 # The customer started talking (speech detected, no text yet): the silence timer gives them this
 # much more time, so a slow recognition does not trigger "您还在听吗" over their answer.
 SPEECH_GRACE_SECONDS = 8.0
@@ -137,7 +139,8 @@ class Conversation:
         self._after = "listen"  # what follows the current prompt: listen | next | end | transfer
         self._next_step: str | None = None
         self._buffered: list[TranscriptEvent] = []
-        self._held: list[TranscriptEvent] = []  # finals of a free-text answer still coming in
+        self._held: list[TranscriptEvent] = []
+        self._greeting_speech = False  # speech heard since pick-up, its words not yet recognised  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
         self._known_time: dt.datetime | None = None
@@ -281,7 +284,11 @@ class Conversation:
             if not ev.is_final:
                 if ev.end - ev.start >= 5.0:  # still talking 5 s after pick-up: a recorded greeting
                     return self._machine(text, ev.end - ev.start)
-                return [self._timer("greeting", self.script.settings.greeting_seconds + 1.0)]
+                # The callee is talking: wait for their words (a recognizer without growing partials
+                # reports the utterance only when it ends) rather than talk over "您好，机主现在…".
+                self._greeting_speech = True
+                return [self._timer("greeting", GREETING_SPEECH_WAIT_SECONDS)]
+            self._greeting_speech = False
             verdict = classify_greeting(text, ev.end - ev.start)
             logger.info("call %s: first words classified %s (%s)", self.call_id, verdict.verdict.value, verdict.reason)
             if verdict.verdict.is_machine:
@@ -499,6 +506,10 @@ class Conversation:
             return []  # cancelled or replaced
         del self._tokens[ev.name]
         if ev.name == "greeting" and self.state is State.GREETING:
+            if self._greeting_speech:
+                # Talking on without a pause for GREETING_SPEECH_WAIT_SECONDS after picking up: no
+                # person says hello like that, a recorded greeting does.
+                return self._machine("", GREETING_SPEECH_WAIT_SECONDS, "voicemail")
             return self._enter(self.script.start)
         if ev.name == "turn_end":
             return self._release_held() if self.state is State.LISTENING else []

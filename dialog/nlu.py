@@ -267,6 +267,12 @@ class IntentModel:
                              "build it with `callcenter classifier build-default` (scripts/setup does)") from None
 
 
+# Intents whose handling cannot be undone by the next call, and the model confidence they need
+# when no phrase rule matched.
+_IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
+IRREVERSIBLE_MIN_CONFIDENCE = 0.6
+
+
 class Nlu:
     """Turn understanding. ``model`` may be None: rules only (lower confidence, no statistics)."""
 
@@ -336,6 +342,15 @@ class Nlu:
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"
+        if best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE:
+            # Opting out puts the customer on the do-not-call list and "wrong number" ends the
+            # relationship with that number: neither on a guess ("你们终于打电话来了" scored 0.51
+            # opt_out over a real call). The phrase rules above catch the clear ways of saying them.
+            rest = {k: v for k, v in probs.items() if k not in _IRREVERSIBLE}
+            second = max(rest, key=rest.get)
+            if _COMPLAINT.search(canon) or second == Intent.COMPLAINT.value:
+                return Intent.COMPLAINT.value, max(rest.get("complaint", 0.0), 0.5), "not sure enough to opt out"
+            return second, rest[second], "not sure enough to opt out"
         return best, probs[best], None
 
     @staticmethod

@@ -62,3 +62,14 @@ def test_the_nlu_model_understands_asr_spellings(nlu):
     assert nlu.parse("挺买一的,给四分", "sat", REFERENCE_NOW).score5 == 4
     assert nlu.parse("达错了吧", "id", REFERENCE_NOW).intent == "wrong_number"
     assert nlu.parse("我在开车,下五三点以后在打", "id", REFERENCE_NOW).callback_at.hour == 15
+
+
+def test_opting_out_needs_more_than_a_guess(nlu):
+    # Over a real call the trained model gave "你们终于打电话来了" (an angry customer's opener) 0.51
+    # opt_out; a do-not-call entry on that would be wrong. Clear requests still opt out.
+    for text in ("你们终于打电话来了", "是我，你们终于打电话来了"):
+        result = nlu.parse(text, "id")
+        assert result.intent not in ("opt_out", "wrong_number"), (text, result)
+    for text in ("以后别再给我打这种电话了", "别打了", "不要再打了"):
+        assert nlu.parse(text, "id").intent == "opt_out", text
+    assert nlu.parse("你打错了吧", "id").intent == "wrong_number"

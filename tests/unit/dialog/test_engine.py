@@ -280,3 +280,61 @@ def test_every_shipped_script_survives_every_kind_of_answer(scripts):
             log = run_text(c, replies[start:] + [None] * 8)
             assert c.done, name
             assert sum(isinstance(a, A.Finish) for a in log) == 1
+
+
+def _timer(actions, name: str) -> A.StartTimer:
+    return next(a for a in actions if isinstance(a, A.StartTimer) and a.name == name)
+
+
+def test_a_greeting_being_spoken_is_waited_for_then_judged(scripts):
+    # Whisper reports speech start, then the words only when the utterance ends.
+    c = conv(scripts)
+    c.start(A.CallAnswered(NOW))
+    out = c.handle(TranscriptEvent("", False, 0.6, 0.6))
+    assert _timer(out, "greeting").seconds >= 8.0
+    out = c.handle(TranscriptEvent("您好机主现在无法接听电话", True, 0.6, 3.5))
+    assert out[-1].outcome == "machine"
+
+
+def test_speech_on_pickup_that_never_ends_is_a_machine(scripts):
+    c = conv(scripts)
+    c.start(A.CallAnswered(NOW))
+    timer = _timer(c.handle(TranscriptEvent("", False, 0.6, 0.6)), "greeting")
+    out = c.handle(A.TimerFired("greeting", timer.token))
+    assert out[-1].outcome == "machine" and c.done
+
+
+def test_a_free_text_answer_in_pieces_is_understood_as_one(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    out = played(c, heard(c, "是我"))  # -> satisfaction
+    out = played(c, heard(c, "三分"))  # -> what could be better (free text)
+    assert c.step.expect == "text"
+    out = heard(c, "等的时间太长了")
+    assert kinds(out) == ["cancel_timer", "start_timer"] and _timer(out, "turn_end").seconds < 1.0
+    out = c.handle(TranscriptEvent("", False, 3.0, 3.0))  # more speech: wait for it
+    assert _timer(out, "turn_end").seconds > 1.0
+    out = c.handle(TranscriptEvent("说好一个小时结果等了三个小时", True, 3.0, 5.0))
+    out = c.handle(A.TimerFired("turn_end", _timer(out, "turn_end").token))
+    answer = next(a for a in out if isinstance(a, A.RecordAnswer))
+    assert answer.value == "等的时间太长了 说好一个小时结果等了三个小时"
+    assert any(isinstance(a, A.OpenTicket) and a.category.value == "wait_time" for a in out)
+
+
+def test_pieces_of_an_answer_count_when_the_customer_hangs_up(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    out = played(c, heard(c, "是我"))
+    played(c, heard(c, "两分"))
+    heard(c, "太贵了")
+    out = c.handle(A.CustomerHungUp())
+    assert any(isinstance(a, A.OpenTicket) and a.category.value == "price" for a in out)
+    assert isinstance(out[-1], A.Finish) and out[-1].answers.get("improvement") == "太贵了"
+
+
+def test_speech_start_gives_the_customer_more_time(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    base = _timer(out, "no_input").seconds
+    out = c.handle(TranscriptEvent("", False, 1.0, 1.0))
+    assert _timer(out, "no_input").seconds > base
