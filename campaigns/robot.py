@@ -79,8 +79,14 @@ _STORED = (RecordAnswer, OpenTicket, ScheduleCallback, AddToDnc, Transfer, HangU
 
 
 def make_runner(phone, settings: Settings) -> RobotRunner:
-    """The worker's runner factory (``campaigns.worker.DEFAULT_RUNNER``)."""
-    return RobotRunner(phone, RobotModels.load(settings), settings)
+    """The worker's runner factory (``campaigns.worker.DEFAULT_RUNNER``): models loaded, prompts
+    converted to the phone's rate, before the first call is taken."""
+    runner = RobotRunner(phone, RobotModels.load(settings), settings)
+    started = time.monotonic()
+    ready = runner.warm_up()
+    logger.info("robot ready: %d prompt fragments at %d Hz in %.1f s", ready, phone.sample_rate,
+                time.monotonic() - started)
+    return runner
 
 
 @dataclass
@@ -149,7 +155,7 @@ class RobotRunner:
         self.asr = TranscriptionService(models.engine)
         self._classifier = _LockedClassifier(models.classifier, models.classifier_lock) \
             if models.classifier is not None else None
-        self._pcm: dict[tuple[str, ...], bytes] = {}
+        self._pcm: dict[str, bytes] = {}  # fragment text -> PCM at the phone's rate
         self._pcm_lock = threading.Lock()
         self._closed = False
 
@@ -161,16 +167,52 @@ class RobotRunner:
         return _Call(self, request, observer).run()
 
     def prompt_pcm(self, fragments: tuple[str, ...]) -> bytes:
-        """A prompt's audio at the phone's rate (cached: the same questions are asked all day)."""
+        """A prompt's audio at the phone's rate: its fragments (each converted once, see
+        :meth:`warm_up`) joined as :meth:`dialog.prompts.PromptLibrary.pcm` joins them.
+
+        Raises:
+            MissingAudio: a fragment has no rendered audio.
+        """
+        from dialog.prompts import JOIN_SILENCE_S
+
+        gap = bytes(2 * int(JOIN_SILENCE_S * self.phone.sample_rate))
+        pieces: list[bytes] = []
+        for i, text in enumerate(fragments):
+            if i:
+                pieces.append(gap)
+            pieces.append(self._fragment(text))
+        return b"".join(pieces)
+
+    def _fragment(self, text: str) -> bytes:
         with self._pcm_lock:
-            pcm = self._pcm.get(fragments)
+            pcm = self._pcm.get(text)
         if pcm is None:
-            pcm = self.models.library.pcm(fragments, self.phone.sample_rate)
+            from dialog.prompts import read_wav
+
+            pcm = read_wav(self.models.library.path(text), self.phone.sample_rate).astype("<i2").tobytes()
             with self._pcm_lock:
-                if len(self._pcm) > 2000:
-                    self._pcm.clear()
-                self._pcm[fragments] = pcm
+                self._pcm[text] = pcm
         return pcm
+
+    def warm_up(self) -> int:
+        """Convert every fixed fragment of the installed scripts and the shared vocabulary (names,
+        dates) to the phone's rate now, so that no prompt waits for resampling during a call
+        (the first conversion also imports scipy: about a second). Returns how many were ready."""
+        from dialog.prompts import MissingAudio, fixed_fragments, vocabulary
+
+        wanted = set(vocabulary())
+        for script in self.models.scripts.values():
+            wanted |= fixed_fragments(script)
+        ready = 0
+        for text in sorted(wanted):
+            if not self.models.library.has(text):
+                continue
+            try:
+                self._fragment(text)
+                ready += 1
+            except MissingAudio as exc:
+                logger.warning("prompt audio: %s", exc)
+        return ready
 
     def recording_path(self, request: CallRequest) -> Path:
         root = self.settings.recordings_dir or self.settings.data_dir / "recordings"

@@ -62,6 +62,7 @@ def dial_command(target: str, script_id: str, variables: tuple[str, ...], tz: st
     except TelephonyError as exc:
         raise click.ClickException(str(exc)) from None
     runner = RobotRunner(phone, models, settings)
+    runner.warm_up()
     request = CallRequest(call_id=0, task_id=0, attempt=1, campaign_id=0, customer_id=0, store_id=0,
                           phone=target, script=script_id, context=default_context(values), store_timezone=zone)
     result_box: list = []
