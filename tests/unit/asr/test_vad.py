@@ -29,7 +29,8 @@ def samples_for(n_chunks: int) -> np.ndarray:
 
 
 def run(script: list[float], config: VadConfig | None = None, piece: int = 700) -> list:
-    seg = Segmenter(ScriptedDetector(script), config)
+    # The samples are chunk indices, not audio: the energy assist would read them as loud speech.
+    seg = Segmenter(ScriptedDetector(script), config or VadConfig(assist_snr_db=0))
     audio = samples_for(len(script))
     events = []
     for i in range(0, audio.size, piece):  # odd-sized pieces: chunking must not depend on them
@@ -91,3 +92,34 @@ def test_config_rejects_nonsense():
         VadConfig(threshold=0.3, neg_threshold=0.5)
     with pytest.raises(ValueError):
         VadConfig(max_utterance=40)
+
+
+def _tone_or_hiss(levels: list[float]) -> np.ndarray:
+    """One chunk per level: a 300 Hz tone at that amplitude (0: the line's faint hiss)."""
+    rng = np.random.default_rng(3)
+    t = np.arange(CHUNK) / RATE
+    return np.concatenate([a * np.sin(2 * np.pi * 300 * t) if a else rng.normal(0, 3e-4, CHUNK)
+                           for a in levels]).astype(np.float32)
+
+
+def test_energy_assist_hears_loud_speech_that_silero_scores_low():
+    # Silero gave 0.2-0.4 to "是我" through G.711; on a quiet line such loud chunks count as speech.
+    levels = [0.0] * 40 + [0.2] * 15 + [0.0] * 30
+    script = [0.02] * 40 + [0.3] * 15 + [0.02] * 30
+    seg = Segmenter(ScriptedDetector(script), VadConfig())
+    events = seg.feed(_tone_or_hiss(levels)) + seg.flush()
+    assert [type(e) for e in events] == [SpeechStart, Utterance]
+    assert events[0].start == pytest.approx(40 * CHUNK_S, abs=1e-3)
+
+
+def test_energy_assist_leaves_a_noisy_line_to_silero():
+    # The same scores on chunks no louder than the line's noise: nothing is heard.
+    levels = [0.2] * 85
+    script = [0.02] * 40 + [0.3] * 15 + [0.02] * 30
+    seg = Segmenter(ScriptedDetector(script), VadConfig())
+    assert seg.feed(_tone_or_hiss(levels)) + seg.flush() == []
+
+
+def test_assist_thresholds_are_checked():
+    with pytest.raises(ValueError):
+        VadConfig(assisted_threshold=0.5)
