@@ -164,7 +164,7 @@ class Settings:
     vosk_model: str | None = None  # name under <models_dir>/vosk, or a path; None: the only one installed
     asr_threads: int = 2  # CPU threads of Whisper's decoder, per worker process
     whisper_beam_size: int | None = None  # None: the engine's tuned default
-    asr_end_silence_ms: int = 500  # trailing silence that ends a customer's utterance (Whisper's VAD)
+    asr_end_silence_ms: int = 800  # trailing silence that ends a customer's utterance (Whisper's VAD)
     # Dialog (dialog/; docs/scripts.md): the feedback classifier model directory (None: the default
     # that `callcenter classifier build-default` chose under <models_dir>/dialog) and torch's threads
     # for the NLP models per process. One: on 2 shared cores two intra-op threads stall each other
