@@ -53,13 +53,13 @@ def test_one_utterance_with_start_event_and_times():
 
 
 def test_short_pause_inside_a_sentence_does_not_split_it():
-    script = [0.9] * 20 + [0.1] * 10 + [0.9] * 20 + [0.0] * 20  # 0.32 s pause < 0.5 s
+    script = [0.9] * 20 + [0.1] * 10 + [0.9] * 20 + [0.0] * 20  # 0.32 s pause < 0.8 s
     utts = [e for e in run(script) if isinstance(e, Utterance)]
     assert len(utts) == 1
 
 
 def test_long_pause_splits_into_two_utterances():
-    script = [0.9] * 20 + [0.1] * 20 + [0.9] * 20 + [0.0] * 20  # 0.64 s pause
+    script = [0.9] * 20 + [0.1] * 30 + [0.9] * 20 + [0.0] * 30  # 0.96 s pause > 0.8 s
     events = run(script)
     assert [type(e).__name__ for e in events] == ["SpeechStart", "Utterance", "SpeechStart", "Utterance"]
 
