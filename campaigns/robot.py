@@ -330,8 +330,9 @@ class _Call:
             if isinstance(item, _Ended):
                 self.telephony_result = item.result
                 self.hung_up = True
-                if self.playback is not None:
-                    self.playback = self.playing = None
+                self.playback = self.playing = None
+                if self.stream is not None and not self.conversation.done:
+                    self._hear_last_words()
                 if not self.conversation.done:
                     from dialog.actions import CustomerHungUp
 
@@ -520,6 +521,19 @@ class _Call:
     def _now(self) -> float:
         """Seconds since the answer (the recognizer's time base)."""
         return 0.0 if self.answered_mono is None else round(time.monotonic() - self.answered_mono, 3)
+
+    def _hear_last_words(self) -> None:
+        """The customer hung up: what they said last ("我在开车，不方便，挂了啊") still reaches the
+        dialog before the hang-up does (it may open a ticket or explain the ending)."""
+        self.stream.finish()
+        self.stream.join(timeout=DRAIN_SECONDS)
+        while not self.conversation.done:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, TranscriptEvent) and item.is_final and item.text.strip():
+                self._feed(item)
 
     def _drain(self) -> None:
         """Let the recognizer finish the customer's last words (they belong in the transcript)."""

@@ -632,7 +632,9 @@ class Conversation:
             out.append(OpenTicket(title=f"总体满意度{self._low_score}分", department=Department.CRM,
                                   description=self._last_text() or None, priority="high", ticket_kind="follow_up"))
         end = OUTCOME_END[outcome]
-        if outcome is CallOutcome.PARTIAL:
+        if reason == "customer_hung_up" and outcome in (CallOutcome.PARTIAL, CallOutcome.NO_RESPONSE):
+            end = CallEnd.CUSTOMER_HUNG_UP  # "我在开车，挂了啊" and gone: hung up, not silent
+        elif outcome is CallOutcome.PARTIAL:
             end = {"no_input": CallEnd.NO_INPUT, "no_match": CallEnd.NO_INPUT,
                    "max_duration": CallEnd.MAX_DURATION}.get(reason, CallEnd.CUSTOMER_HUNG_UP)
         score5 = next((t["score5"] for t in self.turns if t.get("score5") is not None
