@@ -653,6 +653,7 @@ def describe(result: CallResult) -> dict:
         "score5": result.score5,
         "nps": result.nps,
         "sentiment": result.sentiment.value if result.sentiment else None,
+        "categories": [f.category.value for f in result.findings],
         "turns": [{"speaker": t.speaker.value, "start": t.start, "end": t.end, "text": t.text,
                    **({"intent": t.intent.value} if t.intent else {})} for t in result.turns],
         "actions": [action_to_dict(a) for a in result.actions],

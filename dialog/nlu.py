@@ -267,6 +267,7 @@ class IntentModel:
                              "build it with `callcenter classifier build-default` (scripts/setup does)") from None
 
 
+_CONFIRMS_IDENTITY = re.compile(r"^(对[,，]?|嗯[,，]?)?(是我|我就是|我是|是的|是啊|对的|对我是)")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
 _IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
@@ -340,6 +341,9 @@ class Nlu:
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "score"
         if probs[best] < 0.6 and best != "complaint" and _COMPLAINT.search(canon):
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
+        if context == "id" and best in ("question", "unclear") and _CONFIRMS_IDENTITY.match(canon):
+            # "是我，什么事？": the identity is confirmed; what follows means "go ahead".
+            return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"
         if best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE:

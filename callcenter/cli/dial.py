@@ -20,9 +20,13 @@ from callcenter.cli.context import echo_json, load_settings
               help="Dialog script id (dialog/scripts or <data dir>/scripts).")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="A script variable (surname, title, store, visit_date, ...); repeat.")
+@click.option("--customer", "customer_id", type=int, default=None,
+              help="Fill the script from this customer (database id): name, store, car, last visit. "
+                   "TARGET '-' dials the customer's own phone.")
 @click.option("--timezone", "tz", default=None, help="The store's time zone (default CALLCENTER_TIMEZONE).")
 @click.option("--json", "as_json", is_flag=True, help="Print the call (dispositions, transcript, actions) as JSON.")
-def dial_command(target: str, script_id: str, variables: tuple[str, ...], tz: str | None, as_json: bool) -> None:
+def dial_command(target: str, script_id: str, variables: tuple[str, ...], customer_id: int | None, tz: str | None,
+                 as_json: bool) -> None:
     """Call TARGET (a number, or a sip: URI) with the revisit robot and print what happened.
 
     Exit status 0 when the call was placed, whatever its disposition; 1 on a setup error
@@ -42,6 +46,15 @@ def dial_command(target: str, script_id: str, variables: tuple[str, ...], tz: st
         if not sep or not name.strip():
             raise click.ClickException(f"--var {item!r}: expected NAME=VALUE")
         values[name.strip()] = value
+    context: dict = {}
+    if customer_id is not None:
+        phone, context, store_zone = _customer_context(settings, customer_id)
+        if target == "-":
+            target = phone
+        tz = tz or store_zone
+    elif target == "-":
+        raise click.ClickException("TARGET '-' (the customer's own phone) needs --customer")
+    context.update(values)
     zone = tz or settings.timezone
     try:
         ZoneInfo(zone)
@@ -64,7 +77,7 @@ def dial_command(target: str, script_id: str, variables: tuple[str, ...], tz: st
     runner = RobotRunner(phone, models, settings)
     runner.warm_up()
     request = CallRequest(call_id=0, task_id=0, attempt=1, campaign_id=0, customer_id=0, store_id=0,
-                          phone=target, script=script_id, context=default_context(values), store_timezone=zone)
+                          phone=target, script=script_id, context=default_context(context), store_timezone=zone)
     result_box: list = []
     worker = threading.Thread(target=lambda: result_box.append(runner.run(request, NullObserver())), daemon=True)
     previous = signal.signal(signal.SIGINT, lambda *_: phone.hangup_all(timeout=5))
@@ -92,3 +105,36 @@ def dial_command(target: str, script_id: str, variables: tuple[str, ...], tz: st
         click.echo(f"  -> {action['kind']}: " + ", ".join(f"{k}={v}" for k, v in action.items() if k != "kind"))
     if out["error"]:
         click.echo(f"error: {out['error']}", err=True)
+
+
+def _customer_context(settings, customer_id: int) -> tuple[str, dict, str]:
+    """(phone, script variables, store time zone) of a customer, as a campaign would fill them."""
+    import sqlalchemy as sa
+
+    from callcenter.cli.context import open_database
+    from callcenter.domain.phone import mask_phone
+    from callcenter.storage.models import Customer, ServiceVisit, Store, Vehicle
+    from campaigns.audience import surname_of, title_of
+
+    db = open_database(settings)
+    try:
+        with db.session() as s:
+            customer = s.get(Customer, customer_id)
+            if customer is None:
+                raise click.ClickException(f"--customer {customer_id}: no such customer")
+            if not customer.phone:
+                raise click.ClickException(f"--customer {customer_id}: has no phone number")
+            store = s.get(Store, customer.store_id) if customer.store_id else None
+            visit = s.scalars(sa.select(ServiceVisit).where(ServiceVisit.customer_id == customer_id)
+                              .order_by(ServiceVisit.visit_date.desc(), ServiceVisit.id.desc()).limit(1)).first()
+            vehicle = s.get(Vehicle, visit.vehicle_id) if visit is not None and visit.vehicle_id else \
+                s.scalars(sa.select(Vehicle).where(Vehicle.customer_id == customer_id).limit(1)).first()
+            context = {"customer_name": customer.name, "surname": surname_of(customer.name),
+                       "title": title_of(customer.gender), "store": store.name if store else None,
+                       "model": vehicle.model if vehicle else None, "plate": vehicle.plate if vehicle else None,
+                       "visit_date": visit.visit_date.isoformat() if visit else None,
+                       "advisor": visit.advisor if visit else None}
+            click.echo(f"calling customer {customer_id} ({mask_phone(customer.phone)})", err=True)
+            return customer.phone, context, (store.timezone if store and store.timezone else settings.timezone)
+    finally:
+        db.dispose()

@@ -73,3 +73,10 @@ def test_opting_out_needs_more_than_a_guess(nlu):
     for text in ("以后别再给我打这种电话了", "别打了", "不要再打了"):
         assert nlu.parse(text, "id").intent == "opt_out", text
     assert nlu.parse("你打错了吧", "id").intent == "wrong_number"
+
+
+def test_confirming_identity_and_asking_what_for_is_a_yes(nlu):
+    # "是我，什么事？" is how people confirm who they are; a recognizer may write 是我什么是.
+    for text in ("是我，什么事？", "是我什么是", "是的有什么事吗"):
+        assert nlu.parse(text, "id").intent == "affirm", text
+    assert nlu.parse("什么事", "id").intent == "question"
