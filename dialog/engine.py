@@ -393,6 +393,12 @@ class Conversation:
         return out + handler(step, result)
 
     def _answer_identity(self, step: Step, r: NluResult) -> list:
+        if r.intent == Intent.COMPLAINT.value:
+            # "你们终于打电话来了！" to "is this Mr Wang?": the customer is there and has something to
+            # say. Record the complaint (ticket) and go on with the survey, where they will say more.
+            out = self._complaint(step, r) + self._record(step, True, r.text, r)
+            target = step.on.get("affirm") or step.goto
+            return out + (self._goto(target) if target else self._no_match(r))
         return self._answer_yes_no(step, r)
 
     def _answer_yes_no(self, step: Step, r: NluResult) -> list:

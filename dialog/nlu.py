@@ -341,8 +341,11 @@ class Nlu:
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "score"
         if probs[best] < 0.6 and best != "complaint" and _COMPLAINT.search(canon):
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
-        if context == "id" and best in ("question", "unclear") and _CONFIRMS_IDENTITY.match(canon):
-            # "是我，什么事？": the identity is confirmed; what follows means "go ahead".
+        unsure = best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE
+        if context == "id" and (best in ("question", "unclear") or unsure) and _CONFIRMS_IDENTITY.match(canon):
+            # "是我，什么事？", "是我！你们终于打电话来了" (0.5 opt_out): the identity is confirmed; clear
+            # opt-outs and call-me-later phrases were caught by the rules above, complaints stay
+            # complaints (the conversation records them and goes on).
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"

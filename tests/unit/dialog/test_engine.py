@@ -338,3 +338,18 @@ def test_speech_start_gives_the_customer_more_time(scripts):
     base = _timer(out, "no_input").seconds
     out = c.handle(TranscriptEvent("", False, 1.0, 1.0))
     assert _timer(out, "no_input").seconds > base
+
+
+def test_a_complaint_instead_of_yes_goes_on_with_the_survey(scripts):
+    from dialog.nlu import NluResult
+
+    class Complaining(Nlu):  # the trained model's reading of this answer
+        def parse(self, text, context=None, now=None):
+            return NluResult(text, "complaint", 0.88, None, None, None, {}, None, False)
+
+    c = Conversation(scripts["post_service"], VALUES, Complaining(), classifier=FakeClassifier(), clock=lambda: NOW)
+    out = played(c, answered(c))
+    out = heard(c, "对是我,你们让我等了三个小时,太不像话了")
+    assert any(isinstance(a, A.OpenTicket) for a in out)
+    assert any(isinstance(a, A.RecordAnswer) and a.question == "consent" and a.value is True for a in out)
+    assert say_of(out).step == "satisfaction"
