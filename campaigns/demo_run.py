@@ -289,13 +289,19 @@ def foreign_data(db: Database, demo_codes: tuple[str, ...]) -> str | None:
     return None
 
 
-def reset_redis(redis: redis_lib.Redis) -> int:
+def reset_redis(redis: redis_lib.Redis, *, wait_alive: float = 0.0) -> int:
     """Delete the dialer's, the live view's and the console cache's keys (rebuilt from the database).
+
+    Liveness keys expire one worker timeout after their worker died: those of a demo that was
+    killed are waited out for up to ``wait_alive`` seconds.
 
     Raises:
         DemoError: dialer workers are alive on this Redis database (another dialer runs).
     """
-    alive = list(redis.scan_iter(match=keys.ALIVE_PREFIX + "*", count=500))
+    deadline = time.monotonic() + wait_alive
+    while (alive := list(redis.scan_iter(match=keys.ALIVE_PREFIX + "*", count=500))) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
     if alive:
         raise DemoError(f"{len(alive)} dialer worker(s) are running on this Redis database "
                         f"({alive[0]} ...): stop them first, or point the demo at another "
@@ -333,7 +339,7 @@ def reset_demo(settings: Settings, redis: redis_lib.Redis, *, customers: int, se
         if why:
             raise DemoError(f"{path} holds more than the demo group ({why}); the demo starts from a fresh "
                             "database each time: run it with another CALLCENTER_DATA_DIR")
-    reset_redis(redis)
+    reset_redis(redis, wait_alive=settings.dialer_worker_timeout + 1)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     data_dir = Path(settings.data_dir)
@@ -350,30 +356,38 @@ def reset_demo(settings: Settings, redis: redis_lib.Redis, *, customers: int, se
 
 def create_demo_campaign(db: Database, settings: Settings, *, min_calls: int, channels: int,
                          as_of: dt.date) -> dict[str, Any]:
-    """A post-service revisit of the visits of the last days: the fewest days that give ``min_calls``.
+    """A post-service revisit of the last days' visits, of one store or the group: of those with at
+    least ``min_calls`` customers, the smallest (the demo's length grows with its calls).
 
     Raises:
-        DemoError: even a week of visits has fewer customers than ``min_calls``.
+        DemoError: even a week of the whole group's visits has fewer customers than ``min_calls``.
     """
+    from callcenter.demo import STORES
     from campaigns.scripts import available_scripts
     from campaigns.service import CampaignSpec, EmptyAudience, create_campaign
 
     known = set(available_scripts(settings.data_dir))
     base = {"windows": "00:00-24:00", "holidays": False}  # the demo calls now, whatever the hour or day
-    size = 0
+    best: tuple[int, CampaignSpec] | None = None
+    largest = 0
     for last in range(1, 8):
-        params = {**base, "window_days": [1, last]}
-        spec = CampaignSpec(type="post_service", as_of=as_of, params=params, max_channels=channels,
-                            name=f"演示 售后回访 {as_of.isoformat()}")
-        try:
-            size = create_campaign(db, spec, settings, known_scripts=known, dry_run=True)["audience"]
-        except EmptyAudience:
-            size = 0
-        if size >= min_calls:
-            report = create_campaign(db, spec, settings, known_scripts=known)
-            return report
-    raise DemoError(f"the demo group has only {size} post-service visits in the last 7 days "
-                    f"(at least {min_calls} wanted)")
+        for store in (None, *(st.code for st in STORES)):
+            spec = CampaignSpec(type="post_service", as_of=as_of, store=store, max_channels=channels,
+                                params={**base, "window_days": [1, last]},
+                                name=f"演示 售后回访 {as_of.isoformat()}" + (f" {store}" if store else ""))
+            try:
+                size = create_campaign(db, spec, settings, known_scripts=known, dry_run=True)["audience"]
+            except EmptyAudience:
+                size = 0
+            largest = max(largest, size)
+            if size >= min_calls and (best is None or size < best[0]):
+                best = (size, spec)
+        if best is not None:
+            break
+    if best is None:
+        raise DemoError(f"the demo group has only {largest} post-service visits in the last 7 days "
+                        f"(at least {min_calls} wanted)")
+    return create_campaign(db, best[1], settings, known_scripts=known)
 
 
 def start_campaign(db: Database, campaign_id: int) -> None:
@@ -457,6 +471,13 @@ def due_open_tasks(db: Database, campaign_id: int, now: dt.datetime) -> int:
             sa.or_(CallTask.state.in_([TaskState.QUEUED, TaskState.DIALING]),
                    sa.and_(CallTask.state == TaskState.PENDING,
                            sa.or_(CallTask.next_attempt_at.is_(None), CallTask.next_attempt_at <= horizon))))) or 0
+
+
+def customers_dialled(db: Database, campaign_id: int) -> int:
+    """Tasks with at least one attempt that has ended (the customers called so far)."""
+    with db.session() as s:
+        return s.scalar(sa.select(sa.func.count(sa.distinct(Call.task_id))).where(
+            Call.campaign_id == campaign_id, Call.ended_at.is_not(None))) or 0
 
 
 def calls_in_progress(db: Database, campaign_id: int) -> int:
@@ -621,27 +642,39 @@ def check_ports(options: DemoOptions, settings: Settings) -> None:
                         f"{sim_rtp[0]}-{sim_rtp[1] - 1}: change CALLCENTER_RTP_PORT")
 
 
-def _expected_outcomes() -> Callable[[str], str | None]:
+def _personas() -> Callable[[str], Any]:
+    """phone -> the simulated customer (persona) who answers it, or None."""
     from campaigns.personas import load_personas
 
     book = load_personas().with_default(DEMO_MIX)
-    cache: dict[str, str | None] = {}
+    cache: dict[str, Any] = {}
 
-    def expected(phone: str) -> str | None:
+    def persona(phone: str):
         if phone not in cache:
             try:
-                cache[phone] = book.for_number(phone).expect.get("outcome")
+                cache[phone] = book.for_number(phone)
             except KeyError:
                 cache[phone] = None
         return cache[phone]
 
-    return expected
+    return persona
 
 
-def _call_line(call: SeenCall, phone: str | None, expected: str | None) -> str:
+def _expected_outcomes() -> Callable[[str], str | None]:
+    persona = _personas()
+    return lambda phone: (p.expect.get("outcome") if (p := persona(phone)) is not None else None)
+
+
+def _call_line(call: SeenCall, phone: str | None, persona: Any) -> str:
+    """One ended call as the console shows it; for answered calls, who the simulated customer was
+    and whether the robot ended the call as the script prescribes for them (✓/✗)."""
     disposition = call.disposition or "lost"
-    parts = [f"通话 #{call.id} {call.customer_id or '?'} {mask_phone(phone) if phone else ''}".rstrip(),
-             DISPOSITION_ZH.get(disposition, disposition)]
+    answered = disposition == "answered"
+    expected = persona.expect.get("outcome") if answered and persona is not None else None
+    parts = [f"通话 #{call.id} {call.customer_id or '?'} {mask_phone(phone) if phone else ''}".rstrip()]
+    if answered and persona is not None:
+        parts.append(f"模拟客户: {persona.description}")
+    parts.append(DISPOSITION_ZH.get(disposition, disposition))
     if disposition == "answered" and call.talk_seconds is not None:
         parts[-1] += f" {call.talk_seconds:.0f}s"
     if call.outcome:
@@ -657,16 +690,15 @@ def _call_line(call: SeenCall, phone: str | None, expected: str | None) -> str:
     return " · ".join(parts)
 
 
-def _progress_line(status: dict[str, Any]) -> str:
+def _progress_line(status: dict[str, Any], reached: int) -> str:
     t = status["tasks"]
-    done = t["completed"] + t["failed"] + t["cancelled"]
     disp = ", ".join(f"{DISPOSITION_ZH.get(k, k)} {v}" for k, v in sorted(status["dispositions"].items(),
                                                                         key=lambda kv: -kv[1]))
     outc = ", ".join(f"{OUTCOME_ZH.get(k, k)} {v}" for k, v in sorted(status["call_outcomes"].items(),
                                                                      key=lambda kv: -kv[1]))
-    later = t["pending"]
-    return (f"进度 progress: 任务 {done}/{t['total']} 已结束, 通话中 {status['in_progress']}, 排队 {t['queued']}, "
-            f"待拨/待重拨 {later} | 拨打 {status['attempts']} 次: {disp or '-'} | 结果: {outc or '-'}")
+    ended = sum(status["dispositions"].values())
+    return (f"进度 progress: 已拨客户 {reached}/{t['total']}, 通话中 {status['in_progress']} | "
+            f"已结束通话 {ended}: {disp or '-'} | 结果: {outc or '-'}")
 
 
 def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[Database], str],
@@ -713,7 +745,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[
                                         as_of=today)
         window = campaign["params"]["window_days"]
         say(f"回访活动已创建 campaign #{campaign['id']} {campaign['name']}: {campaign['audience']} 位客户 "
-            f"(近 {window[1]} 天进厂), 最多 {options.channels} 路并发")
+            f"({campaign['store'] or '全部门店'}, 近 {window[1]} 天进厂), 最多 {options.channels} 路并发")
 
         python = sys.executable
         sim = services.add(Child("simulator", [
@@ -812,7 +844,7 @@ def _wait_workers(redis: redis_lib.Redis, n: int, deadline: float, stop: threadi
 def _watch(db: Database, api: ConsoleApi, campaign_id: int, settings: Settings, options: DemoOptions,
            say: Printer, stop: threading.Event, check: Callable[[], None], campaign_status) -> dict[int, SeenCall]:
     """Print each call as the console shows it and the progress, until nothing is left to dial now."""
-    expected = _expected_outcomes()
+    persona = _personas()
     seen: dict[int, SeenCall] = {}
     last_status_at = last_said = 0.0
     last_line = ""
@@ -842,11 +874,11 @@ def _watch(db: Database, api: ConsoleApi, campaign_id: int, settings: Settings, 
                 phones = dict(s.execute(sa.select(Call.id, Call.phone).where(Call.id.in_([c.id for c in new]))).all())
             for call in new:
                 phone = phones.get(call.id)
-                say(_call_line(call, phone, expected(phone) if phone and call.disposition == "answered" else None))
+                say(_call_line(call, phone, persona(phone) if phone else None))
         if time.monotonic() - last_status_at >= 1.0:
             last_status_at = time.monotonic()
             status = campaign_status(db, campaign_id, settings)
-            line = _progress_line(status)
+            line = _progress_line(status, customers_dialled(db, campaign_id))
             if line != last_line or time.monotonic() - last_said >= 15.0:
                 say(line)
                 last_line, last_said = line, time.monotonic()
