@@ -267,6 +267,7 @@ class IntentModel:
                              "build it with `callcenter classifier build-default` (scripts/setup does)") from None
 
 
+_LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|有的|好的|可以|挺好)(?!不|没)")
 _CONFIRMS_IDENTITY = re.compile(r"^(对[,，]?|嗯[,，]?)?(是我|我就是|我是|是的|是啊|对的|对我是)")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
@@ -347,6 +348,10 @@ class Nlu:
             # opt-outs and call-me-later phrases were caught by the rules above, complaints stay
             # complaints (the conversation records them and goes on).
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"
+        if context == "yn" and best == "deny" and probs[best] < 0.5 and _LEADING_YES.match(canon):
+            # People lead with the answer: "准时的，说好下午四点……" misheard at the end as "…就没好了"
+            # must not turn an on-time delivery into a complaint ticket.
+            return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.55), "leading yes"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"
         if best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE:

@@ -80,3 +80,10 @@ def test_confirming_identity_and_asking_what_for_is_a_yes(nlu):
     for text in ("是我，什么事？", "是我什么是", "是的有什么事吗"):
         assert nlu.parse(text, "id").intent == "affirm", text
     assert nlu.parse("什么事", "id").intent == "question"
+
+
+def test_a_yes_said_first_stands_over_a_misheard_tail(nlu):
+    # Whisper heard "准时的，说好下午四点，不到四点就弄好了" as "…就没好了" on a real call.
+    assert nlu.parse("准时等说好像5次点不到4点就没好了", "yn").intent == "affirm"
+    assert nlu.parse("不准时，晚了两个小时", "yn").intent == "deny"
+    assert nlu.parse("对不起没洗", "yn").intent == "deny"
