@@ -268,7 +268,8 @@ class IntentModel:
 
 
 _LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|有的|好的|可以|挺好)(?!不|没)")
-_CONFIRMS_IDENTITY = re.compile(r"^(对[,，]?|嗯[,，]?)?(是我|我就是|我是|是的|是啊|对的|对我是)")
+# A filler the recognizer may have turned into a word ("嗯" -> "等") may precede the confirmation.
+_CONFIRMS_IDENTITY = re.compile(r"^(对|嗯|等|噢|哦|呃|喂)?[,，]?(是我|我就是|我是|是的|是啊|对的|对我是)")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
 _IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
@@ -343,8 +344,11 @@ class Nlu:
         if probs[best] < 0.6 and best != "complaint" and _COMPLAINT.search(canon):
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
         unsure = best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE
-        if context == "id" and (best in ("question", "unclear") or unsure) and _CONFIRMS_IDENTITY.match(canon):
-            # "是我，什么事？", "是我！你们终于打电话来了" (0.5 opt_out): the identity is confirmed; clear
+        weak = probs[best] < 0.5 and best not in ("deny", "affirm")
+        if context == "id" and (best in ("question", "unclear") or unsure or weak) \
+                and _CONFIRMS_IDENTITY.match(canon):
+            # "是我，什么事？", "是我！你们终于打电话来了" (0.5 opt_out), "等是我你说吧" (a misheard 嗯:
+            # busy_callback 0.36 over affirm 0.34): the identity is confirmed; clear
             # opt-outs and call-me-later phrases were caught by the rules above, complaints stay
             # complaints (the conversation records them and goes on).
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"

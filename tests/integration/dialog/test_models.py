@@ -87,3 +87,8 @@ def test_a_yes_said_first_stands_over_a_misheard_tail(nlu):
     assert nlu.parse("准时等说好像5次点不到4点就没好了", "yn").intent == "affirm"
     assert nlu.parse("不准时，晚了两个小时", "yn").intent == "deny"
     assert nlu.parse("对不起没洗", "yn").intent == "deny"
+
+
+def test_a_misheard_filler_before_is_me_is_still_a_yes(nlu):
+    assert nlu.parse("等是我你说吧", "id").intent == "affirm"  # "嗯，是我，你说吧。" as Whisper heard it
+    assert nlu.parse("等一下再说吧", "id").intent == "busy_callback"
