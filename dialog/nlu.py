@@ -274,6 +274,10 @@ _CONFIRMS_IDENTITY = re.compile(r"^(对|嗯|等|噢|哦|呃|喂)?[,，]?(是我|
 # when no phrase rule matched.
 _IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
 IRREVERSIBLE_MIN_CONFIDENCE = 0.6
+# Below this the model's best guess at an intent that leaves the script (call me later, a human)
+# is not acted on: the turn is "unclear" and the robot asks again.
+MIN_CONFIDENCE = 0.3
+_OFF_SCRIPT = frozenset({Intent.BUSY_CALLBACK.value, Intent.ASK_HUMAN.value})
 
 
 class Nlu:
@@ -356,6 +360,10 @@ class Nlu:
             # People lead with the answer: "准时的，说好下午四点……" misheard at the end as "…就没好了"
             # must not turn an on-time delivery into a complaint ticket.
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.55), "leading yes"
+        if probs[best] < MIN_CONFIDENCE and best in _OFF_SCRIPT:
+            # A guess ("说我" for "是我，什么事？": busy_callback 0.26) must not steer the call off the
+            # script: "unclear" has the robot ask again, which costs one sentence.
+            return Intent.UNCLEAR.value, 1.0 - probs[best], "not sure"
         if context == "book" and best == "busy_callback":
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.6), "booking time"
         if best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE:

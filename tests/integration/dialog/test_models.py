@@ -92,3 +92,9 @@ def test_a_yes_said_first_stands_over_a_misheard_tail(nlu):
 def test_a_misheard_filler_before_is_me_is_still_a_yes(nlu):
     assert nlu.parse("等是我你说吧", "id").intent == "affirm"  # "嗯，是我，你说吧。" as Whisper heard it
     assert nlu.parse("等一下再说吧", "id").intent == "busy_callback"
+
+
+def test_a_weak_guess_at_leaving_the_script_is_unclear(nlu):
+    # "是我，什么事？" heard as "说我" under load: busy_callback 0.26 would have ended the survey.
+    assert nlu.parse("说我", "id").intent == "unclear"
+    assert nlu.parse("你晚点再打吧", "id").intent == "busy_callback"
