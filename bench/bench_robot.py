@@ -37,9 +37,7 @@ import datetime as dt
 import json
 import math
 import os
-import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -47,8 +45,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.procs import PortPicker, machine_busy, tree_cpu
+
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CALLS_PER_PROCESS = 4  # the pjsua2 wheel's PJSUA_MAX_CALLS
 SPREAD = 8.0  # seconds over which the K calls of a level start (about one question and answer)
 WHISPER_LEVELS = [1, 2, 4, 8]
@@ -59,52 +58,7 @@ COMPLETE_ENOUGH = 0.75
 # is run all the same: what 16 calls of the robot cost around a recognizer that decodes next to nothing.
 VOSK_LEVELS = [16]
 QUICK_LEVELS = [1, 2]
-LO, HI = 20000, 24999  # the simulator benchmarks' and tests' port range
-_rng = random.Random(os.getpid() * 31)
-_taken: set[int] = set()
-
-
-def _free_ports(count: int) -> int:
-    def free(p: int) -> bool:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = socket.socket(socket.AF_INET, kind)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-            finally:
-                s.close()
-        return True
-
-    for _ in range(500):
-        base = _rng.randrange(LO, HI - count)
-        span = range(base, base + count)
-        if not _taken.intersection(span) and all(free(p) for p in span):
-            _taken.update(span)
-            return base
-    raise RuntimeError(f"no {count} free ports in {LO}-{HI}")
-
-
-def _tree_cpu(root: int) -> float:
-    """utime+stime (s) of ``root`` and its children (the simulator's phone processes)."""
-    total = 0.0
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(root)], capture_output=True, text=True,
-                         check=False).stdout.split()
-    for pid in [root, *map(int, out)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def _machine_busy() -> float:
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = parts[3] + parts[4]
-    return (sum(parts[:8]) - idle) / CLK_TCK
-
-
+_free_ports = PortPicker(20000, 25000)  # the simulator benchmarks' and tests' port range
 def _pct(values: list[float], q: float) -> float | None:
     """Percentile, linear between the two nearest ranks (numpy's default)."""
     if not values:
@@ -212,7 +166,7 @@ def _level(engine: str, k: int, work: Path, silence: dict) -> dict:
     from campaigns.simulator.customer import read_call_logs
 
     work.mkdir(parents=True)
-    _taken.clear()  # the previous level's processes are gone, and their ports with them
+    _free_ports.release()  # the previous level's processes are gone, and their ports with them
     processes = math.ceil(k / CALLS_PER_PROCESS)
     env = {key: v for key, v in os.environ.items() if not key.startswith("CALLCENTER_")}
     env.update({"CALLCENTER_DATA_DIR": str(work / "var"), "CALLCENTER_LOG_LEVEL": "warning"})
@@ -256,7 +210,7 @@ def _level(engine: str, k: int, work: Path, silence: dict) -> dict:
         load_wall = time.monotonic() - t_load
         time.sleep(1.0)
         load_before = os.getloadavg()
-        sim0, busy0, t0 = _tree_cpu(sim.pid), _machine_busy(), time.monotonic()
+        sim0, busy0, t0 = tree_cpu(sim.pid), machine_busy(), time.monotonic()
         for proc in robots:
             proc.stdin.write("go\n")
             proc.stdin.flush()
@@ -269,8 +223,8 @@ def _level(engine: str, k: int, work: Path, silence: dict) -> dict:
                                    f"{(work / f'robot{p}.log').read_text()[-3000:]}")
             outs.append(json.loads(lines[-1]))
         wall = time.monotonic() - t0
-        sim_cpu = _tree_cpu(sim.pid) - sim0
-        busy = _machine_busy() - busy0
+        sim_cpu = tree_cpu(sim.pid) - sim0
+        busy = machine_busy() - busy0
         load_after = os.getloadavg()
         time.sleep(1.5)  # the simulator writes each call log as its call ends
         logs = {log["sip_call_id"]: log for log in read_call_logs(log_dir)}

@@ -23,67 +23,26 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import resource
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.procs import PortPicker, machine_busy, tree_cpu
+
+_free_ports = PortPicker(20000, 25000)
+
 ROOT = Path(__file__).resolve().parent.parent
 STAND_IN = ROOT / "tests" / "integration" / "simulator" / "robot_stand_in.py"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 FULL = ["identity", "satisfaction", "improvement", "advisor", "car_wash", "on_time", "anything_else", "end_thanks"]
 SHORT = ["identity", "satisfaction", "end_thanks"]
 # 16 answering customers of the shipped personas file (the barge-in one included).
 NUMBERS = ["13900000001", "13900000002", "13900000003", "13900000004", "13900000005", "13712340001",
            "13712340002", "13712340003", "13712340004", "13712340005", "13712340006", "13712340007",
            "13712340008", "13712340009", "13712340010", "13712340011"]
-_rng = random.Random(os.getpid())
-
-
-def _free_ports(count: int) -> int:
-    def free(p: int) -> bool:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = socket.socket(socket.AF_INET, kind)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-            finally:
-                s.close()
-        return True
-
-    for _ in range(500):
-        base = _rng.randrange(20000, 25000 - count)
-        if all(free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError("no free ports in 20000-24999")
-
-
-def _tree_cpu(root: int) -> float:
-    """utime+stime (s) of ``root`` and its children (the phone processes, the resource tracker)."""
-    total = 0.0
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(root)], capture_output=True, text=True,
-                         check=False).stdout.split()
-    for pid in [root, *map(int, out)]:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / CLK_TCK
-        except (OSError, IndexError, ValueError):
-            pass
-    return total
-
-
-def _machine_busy() -> float:
-    parts = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = parts[3] + parts[4]
-    return (sum(parts[:8]) - idle) / CLK_TCK
-
-
 def _pct(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -112,11 +71,11 @@ def run(args) -> dict:
         startup = time.monotonic() - started
         trunk = json.loads(ready)["trunk"]
         time.sleep(2.0)  # let the phones settle: the idle figure is measured apart
-        idle0, idle_t0 = _tree_cpu(sim.pid), time.monotonic()
+        idle0, idle_t0 = tree_cpu(sim.pid), time.monotonic()
         time.sleep(5.0)
-        idle_cpu = (_tree_cpu(sim.pid) - idle0) / (time.monotonic() - idle_t0)
+        idle_cpu = (tree_cpu(sim.pid) - idle0) / (time.monotonic() - idle_t0)
         load_before = os.getloadavg()
-        cpu0, busy0, t0 = _tree_cpu(sim.pid), _machine_busy(), time.monotonic()
+        cpu0, busy0, t0 = tree_cpu(sim.pid), machine_busy(), time.monotonic()
         reaped0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         stand_ins = []
         for i in range(0, len(numbers), 4):
@@ -133,8 +92,8 @@ def run(args) -> dict:
                 raise RuntimeError(f"robot stand-in failed: {err[-2000:]}")
             results += json.loads(out.strip().splitlines()[-1])
         wall = time.monotonic() - t0
-        cpu = _tree_cpu(sim.pid) - cpu0
-        machine = _machine_busy() - busy0
+        cpu = tree_cpu(sim.pid) - cpu0
+        machine = machine_busy() - busy0
         reaped = resource.getrusage(resource.RUSAGE_CHILDREN)  # the stand-ins, reaped by communicate()
         stand_in_cpu = reaped.ru_utime + reaped.ru_stime - reaped0.ru_utime - reaped0.ru_stime
         time.sleep(1.0)  # the last call logs are written as the calls end

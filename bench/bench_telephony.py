@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.procs import PortPicker, cpu_seconds, machine_busy
 from callcenter.config import Settings
 from callcenter.telephony.config import SipConfig
 from callcenter.telephony.recording import write_wav
@@ -35,38 +35,7 @@ from callcenter.telephony.supervisor import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "tests" / "data" / "sip" / "uas_answer.xml"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
-_rng = random.Random(os.getpid())
-
-
-def _free_ports(count: int) -> int:
-    def free(p: int) -> bool:
-        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-            s = socket.socket(socket.AF_INET, kind)
-            try:
-                s.bind(("127.0.0.1", p))
-            except OSError:
-                return False
-            finally:
-                s.close()
-        return True
-
-    for _ in range(500):
-        base = _rng.randrange(15000, 20000 - count)
-        if all(free(p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError("no free ports in 15000-19999")
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / CLK_TCK
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -77,11 +46,7 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def _machine_busy_seconds() -> float:
-    parts = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in parts]
-    idle = values[3] + values[4]
-    return (sum(values[:8]) - idle) / CLK_TCK
+_free_ports = PortPicker(15000, 20000)
 
 
 class _Sampler(threading.Thread):
@@ -101,10 +66,10 @@ class _Sampler(threading.Thread):
             for slot in self.supervisor.slots:
                 proc = slot.process
                 if proc is not None and proc.pid:
-                    cpu, rss = _cpu_seconds(proc.pid), _rss_mb(proc.pid)
+                    cpu, rss = cpu_seconds(proc.pid), _rss_mb(proc.pid)
                     if cpu is not None and rss is not None:
                         workers[slot.index] = (cpu, rss)
-            self.samples.append((now, workers, _cpu_seconds(self.sipp_pid) or 0.0, _machine_busy_seconds()))
+            self.samples.append((now, workers, cpu_seconds(self.sipp_pid) or 0.0, machine_busy()))
 
     def window(self, start: float, end: float) -> dict:
         inside = [s for s in self.samples if start <= s[0] <= end]

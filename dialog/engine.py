@@ -78,9 +78,10 @@ CATEGORY_ZH = {
 # talking over a prompt: a cough or a door in the background should not cut the robot off.
 BARGE_IN_MIN_SECONDS = 0.5
 # An answer to an open question often comes in pieces ("等的时间太长了" ... "说好一个小时"): the
-# recognizer ends an utterance after 0.5 s of silence, so a final result at a free-text step is
-# held this long for more before it is understood; a new speech start extends the hold.
-TURN_HOLD_SECONDS = 0.8
+# recognizer ends an utterance after 0.8 s of silence (CALLCENTER_ASR_END_SILENCE_MS), so a final
+# result at a free-text step is held this much longer for more before it is understood; a new
+# speech start extends the hold. (0.8 s on top of 0.8 s made open answers wait 1.6 s of silence.)
+TURN_HOLD_SECONDS = 0.5
 TURN_HOLD_SPEECH_SECONDS = 4.0  # the customer went on talking: wait for that utterance's result
 # Speech started during the greeting and no words came for this long: a recorded greeting.
 GREETING_SPEECH_WAIT_SECONDS = 8.0
