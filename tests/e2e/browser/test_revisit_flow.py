@@ -275,7 +275,7 @@ def tasks_by_id(tasks: dict[str, CallTask]) -> dict[int, CallTask]:
 
 @pytest.fixture(scope="module")
 def revisit_console(revisit):
-    settings, db, _ = revisit
+    settings, _db, _, _ = revisit
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") or k.startswith("CALLCENTER_TEST_")}
     env.update({"CALLCENTER_DATA_DIR": str(settings.data_dir), "CALLCENTER_DATABASE_URL": settings.database_url,
