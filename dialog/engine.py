@@ -82,7 +82,10 @@ BARGE_IN_MIN_SECONDS = 0.5
 # result at a free-text step is held this much longer for more before it is understood; a new
 # speech start extends the hold. (0.8 s on top of 0.8 s made open answers wait 1.6 s of silence.)
 TURN_HOLD_SECONDS = 0.5
-TURN_HOLD_SPEECH_SECONDS = 4.0  # the customer went on talking: wait for that utterance's result
+TURN_HOLD_SPEECH_SECONDS = 4.0
+# Held too: scores ("满意，给五分吧" came as "满意" / "给五分吧": the first piece alone is a 4) and
+# any one-character piece at any step (a fragment the recognizer cut off: "请" / "认" / "您五分吧").
+HELD_ANSWERS = ("text", "reason", "score5", "nps")  # the customer went on talking: wait for that utterance's result
 # Speech started during the greeting and no words came for this long: a recorded greeting.
 GREETING_SPEECH_WAIT_SECONDS = 8.0
 # The customer started talking (speech detected, no text yet): the silence timer gives them this
@@ -320,7 +323,8 @@ class Conversation:
             if self._held:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
             return [self._timer("no_input", self._timeout())]
-        if self.step is not None and self.step.expect in ("text", "reason") and TURN_HOLD_SECONDS > 0:
+        if self.step is not None and TURN_HOLD_SECONDS > 0 and (
+                self.step.expect in HELD_ANSWERS or len(text) <= 1 or self._held):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
         return self._understand(text, ev.start, ev.end)

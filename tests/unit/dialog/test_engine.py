@@ -304,11 +304,18 @@ def test_speech_on_pickup_that_never_ends_is_a_machine(scripts):
     assert out[-1].outcome == "machine" and c.done
 
 
+def answer(c: Conversation, text: str) -> list:
+    """Say ``text`` and let the turn hold pass (scores and free text are held for more pieces)."""
+    out = heard(c, text)
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    return c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+
+
 def test_a_free_text_answer_in_pieces_is_understood_as_one(scripts):
     c = conv(scripts)
     out = played(c, answered(c))
     out = played(c, heard(c, "是我"))  # -> satisfaction
-    out = played(c, heard(c, "三分"))  # -> what could be better (free text)
+    out = played(c, answer(c, "三分"))  # -> what could be better (free text)
     assert c.step.expect == "text"
     out = heard(c, "等的时间太长了")
     assert kinds(out) == ["cancel_timer", "start_timer"] and _timer(out, "turn_end").seconds < 1.0
@@ -316,8 +323,8 @@ def test_a_free_text_answer_in_pieces_is_understood_as_one(scripts):
     assert _timer(out, "turn_end").seconds > 1.0
     out = c.handle(TranscriptEvent("说好一个小时结果等了三个小时", True, 3.0, 5.0))
     out = c.handle(A.TimerFired("turn_end", _timer(out, "turn_end").token))
-    answer = next(a for a in out if isinstance(a, A.RecordAnswer))
-    assert answer.value == "等的时间太长了 说好一个小时结果等了三个小时"
+    recorded = next(a for a in out if isinstance(a, A.RecordAnswer))
+    assert recorded.value == "等的时间太长了 说好一个小时结果等了三个小时"
     assert any(isinstance(a, A.OpenTicket) and a.category.value == "wait_time" for a in out)
 
 
@@ -325,7 +332,7 @@ def test_pieces_of_an_answer_count_when_the_customer_hangs_up(scripts):
     c = conv(scripts)
     out = played(c, answered(c))
     out = played(c, heard(c, "是我"))
-    played(c, heard(c, "两分"))
+    played(c, answer(c, "两分"))
     heard(c, "太贵了")
     out = c.handle(A.CustomerHungUp())
     assert any(isinstance(a, A.OpenTicket) and a.category.value == "price" for a in out)
@@ -353,3 +360,15 @@ def test_a_complaint_instead_of_yes_goes_on_with_the_survey(scripts):
     assert any(isinstance(a, A.OpenTicket) for a in out)
     assert any(isinstance(a, A.RecordAnswer) and a.question == "consent" and a.value is True for a in out)
     assert say_of(out).step == "satisfaction"
+
+
+def test_a_score_in_pieces_is_read_as_one_answer(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    played(c, heard(c, "是我"))
+    assert c.step.expect == "score5"
+    held = heard(c, "满意")
+    assert kinds(held) == ["cancel_timer", "start_timer"]  # not a 4 yet
+    out = heard(c, "给五分吧")
+    out = c.handle(A.TimerFired("turn_end", _timer(out, "turn_end").token))
+    assert next(a for a in out if isinstance(a, A.RecordAnswer)).value == 5
