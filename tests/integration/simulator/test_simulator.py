@@ -164,8 +164,11 @@ def test_a_killed_phone_process_is_replaced_and_calls_go_on(robot_phone, simulat
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         now = simulator.phone_pids()
-        if len(now) == 4 and pids[0] not in now and "fingerprinted" in simulator.stderr.read_text().split(
-                f"pid {pids[0]}")[-1]:
+        new = set(now) - set(pids)
+        # The replacement logs "started (pid N)", then "... fingerprinted" once it can answer (the
+        # front's "restarted (pid old -> N)" line may come before or after that one).
+        log, marker = simulator.stderr.read_text(), f"started (pid {new.pop()})" if new else None
+        if len(now) == 4 and pids[0] not in now and marker in log and "fingerprinted" in log.split(marker)[-1]:
             break
         time.sleep(0.5)
     else:
