@@ -298,7 +298,7 @@ class _Call:
             return self._failed_before_dial(f"dial {mask_phone(req.phone)}: {exc}")
         try:
             self._converse()
-        except Exception as exc:  # noqa: BLE001 - our failure must not lose the call record
+        except Exception as exc:  # our failure must not lose the call record
             logger.exception("call %s: robot failed", req.call_id)
             self.error = f"{type(exc).__name__}: {exc}"
             if not self.handle.ended:
@@ -344,11 +344,10 @@ class _Call:
                 self._feed(item)
             self._check_playback()
             self._check_timers()
-            if self.conversation.done and not handle.ended:
-                # Finished (HangUp was executed) or an error: wait for the BYE to complete.
-                if not self.hung_up:
-                    handle.hangup()
-                    self.hung_up = True
+            if self.conversation.done and not handle.ended and not self.hung_up:
+                # Finished without a HangUp action (an error): hang up and wait for the BYE.
+                handle.hangup()
+                self.hung_up = True
 
     def _on_answer(self) -> None:
         from dialog.actions import CallAnswered

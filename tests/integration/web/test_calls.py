@@ -1,7 +1,6 @@
 """Supervisors' calls: search, the call page, recordings through the authorized route only,
 tag corrections kept for retraining, QA scoring."""
 
-import datetime as dt
 
 import pytest
 import sqlalchemy as sa
@@ -39,7 +38,10 @@ def test_filters_combine(console, client_for):
     assert _rows(client.get("/calls/?category=car_wash&sentiment=negative&score=low").get_data(as_text=True)) == 2
     assert _rows(client.get("/calls/?category=wait_time").get_data(as_text=True)) == 0
     assert _rows(client.get(f"/calls/?store={world.stores['S2']}&outcome=completed").get_data(as_text=True)) == 1
-    today = dt.date.today().isoformat()
+    from web.views import today as store_today
+
+    with app.app_context():
+        today = store_today().isoformat()  # the store's date (Asia/Shanghai), not the machine's
     assert _rows(client.get(f"/calls/?from={today}&to={today}&disposition=answered").get_data(as_text=True)) == 2
     assert _rows(client.get("/calls/?from=2001-01-01&to=2001-01-31").get_data(as_text=True)) == 0
 

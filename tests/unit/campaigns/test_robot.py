@@ -8,7 +8,6 @@ import json
 import threading
 import wave
 from collections.abc import Sequence
-from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
