@@ -562,8 +562,6 @@ class _Call:
         end = None
         if answered:
             end = CallEnd(fin.end) if fin is not None else (CallEnd.ERROR if self.error else CallEnd.CUSTOMER_HUNG_UP)
-            if self.error and fin is None:
-                end = CallEnd.ERROR
         findings = []
         for f in (fin.findings if fin is not None else ()):
             try:
