@@ -8,6 +8,7 @@ months of demo calls, served by ``callcenter serve`` (gunicorn) on a free port. 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -42,6 +43,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextlib.contextmanager
+def serve_console(env: dict[str, str], threads: int = 8):
+    """``callcenter serve`` (gunicorn, one worker) on a free port with ``env``; yields its base URL
+    once /healthz answers, stops it after."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port", str(port), "--workers", "1",
+                               "--threads", str(threads)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(base + "/healthz", timeout=2)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                if server.poll() is not None:
+                    pytest.fail(f"callcenter serve exited: {server.stderr.read().decode()[-2000:]}")
+                time.sleep(0.1)
+        else:
+            pytest.fail("the console did not answer on /healthz")
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def console_process():
+    """``serve_console`` for test modules (they cannot import this conftest)."""
+    return serve_console
+
+
 @pytest.fixture(scope="module")
 def console_server(tmp_path_factory):
     """(base URL, Database) of a console serving the demo group with demo calls."""
@@ -55,29 +88,14 @@ def console_server(tmp_path_factory):
                                       ("admin", Role.ADMIN, None)):
             upsert_user(s, username, PASSWORD, role, store_code=store)
     generate(db, calls=1500, end=dt.date.today(), months=4, seed=5, recordings=30, data_dir=data)
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") or k.startswith("CALLCENTER_TEST_")}
     env.update({"CALLCENTER_DATA_DIR": str(data), "CALLCENTER_ENV": "production", "CALLCENTER_SECRET_KEY": "b" * 40,
                 "CALLCENTER_COOKIE_SECURE": "false", "CALLCENTER_REDIS_URL": REDIS_URL,
                 "CALLCENTER_LOG_LEVEL": "warning"})
-    server = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port", str(port), "--workers", "1",
-                               "--threads", "8"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None:
-                    pytest.fail(f"callcenter serve exited: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.1)
-        else:
-            pytest.fail("the console did not answer on /healthz")
-        yield base, db
+        with serve_console(env) as base:
+            yield base, db
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         db.dispose()
 
 

@@ -17,12 +17,9 @@ import difflib
 import importlib.util
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -74,12 +71,6 @@ def _simulator_helpers():
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(proc: subprocess.Popen, timeout: float = 60) -> None:
@@ -203,9 +194,10 @@ def test_every_call_of_the_campaign_ends_as_the_customer_behaved(revisit):
     _settings, db, campaign_id, log_dir = revisit
     with db.session() as s:
         tasks = {t.phone: t for t in s.scalars(sa.select(CallTask).where(CallTask.campaign_id == campaign_id))}
+        phone_of_task = {t.id: phone for phone, t in tasks.items()}
         calls: dict[str, list[Call]] = {}
         for call in s.scalars(sa.select(Call).where(Call.campaign_id == campaign_id).order_by(Call.id)):
-            calls.setdefault(tasks_by_id(tasks)[call.task_id].phone, []).append(call)
+            calls.setdefault(phone_of_task[call.task_id], []).append(call)
         heard = {phone: [u.text for c in cs for u in s.scalars(sa.select(Utterance).where(
             Utterance.call_id == c.id, Utterance.speaker == "customer"))] for phone, cs in calls.items()}
         tickets = {phone: sorted(t.department for c in cs for t in s.scalars(sa.select(Ticket).where(Ticket.call_id == c.id)))
@@ -269,36 +261,15 @@ def test_every_call_of_the_campaign_ends_as_the_customer_behaved(revisit):
     assert dnc == {next(p for p, n in CUSTOMERS.items() if n == "opt_out")}
 
 
-def tasks_by_id(tasks: dict[str, CallTask]) -> dict[int, CallTask]:
-    return {t.id: t for t in tasks.values()}
-
-
 @pytest.fixture(scope="module")
-def revisit_console(revisit):
+def revisit_console(revisit, console_process):
     settings, _db, _, _ = revisit
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") or k.startswith("CALLCENTER_TEST_")}
     env.update({"CALLCENTER_DATA_DIR": str(settings.data_dir), "CALLCENTER_DATABASE_URL": settings.database_url,
                 "CALLCENTER_ENV": "production", "CALLCENTER_SECRET_KEY": "e" * 40, "CALLCENTER_COOKIE_SECURE": "false",
                 "CALLCENTER_REDIS_URL": REDIS_URL, "CALLCENTER_LOG_LEVEL": "warning"})
-    server = subprocess.Popen([sys.executable, "-m", "callcenter", "serve", "--port", str(port), "--workers", "1",
-                               "--threads", "4"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=2)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if server.poll() is not None:
-                    pytest.fail(f"callcenter serve exited: {server.stderr.read().decode()[-2000:]}")
-                time.sleep(0.1)
-        else:
-            pytest.fail("the console did not answer on /healthz")
+    with console_process(env, threads=4) as base:
         yield base
-    finally:
-        _stop(server, timeout=30)
 
 
 def test_a_supervisor_opens_a_complaint_call_of_the_campaign(revisit, revisit_console, page, shot):
