@@ -35,6 +35,7 @@ INBOUND_PORTS = (20000, 24999)  # the inbound-call and simulator tests' range
 RTP_PORTS = 40  # per test phone: 4 calls x RTP+RTCP, with room for ports another process holds
 _rng = random.Random(os.getpid())
 _handed_out: dict[int, float] = {}  # port -> when handed out; not handed out again for a minute
+_kept: set[int] = set()  # ports of long-lived phones (a module's shared phone): never handed out again
 
 
 def _free(port: int) -> bool:
@@ -49,18 +50,24 @@ def _free(port: int) -> bool:
     return True
 
 
-def free_ports(count: int = 1, lo: int = PORT_LO, hi: int = PORT_HI) -> int:
-    """The first of ``count`` consecutive ports in ``lo``-``hi`` that are free for UDP and TCP on 127.0.0.1."""
+def free_ports(count: int = 1, lo: int = PORT_LO, hi: int = PORT_HI, keep: bool = False) -> int:
+    """The first of ``count`` consecutive ports in ``lo``-``hi`` that are free for UDP and TCP on 127.0.0.1.
+
+    A port is not handed out again for a minute; with ``keep`` never (a phone that lives for a whole
+    module binds its RTP ports only while a call is up, so between calls they look free, and a SIPp
+    started a minute later must not take them)."""
     now = time.monotonic()
     for port in [p for p, t in _handed_out.items() if now - t > 60]:
         del _handed_out[port]
     for _ in range(500):
         base = _rng.randrange(lo, hi - count)
         span = range(base, base + count)
-        if any(p in _handed_out for p in span):
+        if any(p in _handed_out or p in _kept for p in span):
             continue
         if all(_free(p) for p in span):
             _handed_out.update(dict.fromkeys(span, now))
+            if keep:
+                _kept.update(span)
             return base
     raise RuntimeError(f"no {count} free consecutive ports in {lo}-{hi}")
 
@@ -296,11 +303,27 @@ def shared_phone(tmp_path_factory):
     from callcenter.telephony import open_phone
 
     tmp = tmp_path_factory.mktemp("phone")
-    cfg = SipConfig(bind_address="127.0.0.1", sip_port=free_ports(1), rtp_port=free_ports(RTP_PORTS),
-                    rtp_port_range=RTP_PORTS, ring_timeout=3.0, recordings_dir=tmp / "recordings")
+    cfg = SipConfig(bind_address="127.0.0.1", sip_port=free_ports(1, keep=True),
+                    rtp_port=free_ports(RTP_PORTS, keep=True), rtp_port_range=RTP_PORTS, ring_timeout=3.0,
+                    recordings_dir=tmp / "recordings")
     phone = open_phone(cfg, name="test")
     yield phone
     phone.close()
+
+
+def _settle(phone, timeout: float = 40.0) -> float:
+    """Wait until pjsua holds no call slot (a BYE nobody answers keeps one for Timer F, 32 s);
+    the seconds waited."""
+    start = time.monotonic()
+    while phone.slots_in_use and time.monotonic() - start < timeout:
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+@pytest.fixture
+def settle():
+    """``settle(phone, timeout=40)``: wait until pjsua holds none of the phone's call slots."""
+    return _settle
 
 
 @pytest.fixture

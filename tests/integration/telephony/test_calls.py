@@ -35,10 +35,17 @@ def assert_healthy(phone) -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_call_left_behind(shared_phone):
-    """A failed test must not leave calls that starve the next tests of slots."""
+def no_call_left_behind(shared_phone, sipp, settle):
+    """A failed test must not leave calls that starve the next tests of slots.
+
+    Every test starts with all four slots free: pjsua keeps a slot until the far end answers our
+    BYE, and a SIPp that exited first leaves it taken for Timer F. Depending on ``sipp`` makes the
+    hang-ups below go out while the test's SIPp peers still run (fixtures end in reverse order)."""
+    waited = settle(shared_phone)
+    assert not shared_phone.slots_in_use, f"pjsua still holds {shared_phone.slots_in_use} call(s) after {waited:.0f} s"
     yield
     shared_phone.hangup_all()
+    settle(shared_phone, timeout=5.0)
 
 
 @pytest.fixture
