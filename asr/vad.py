@@ -95,6 +95,11 @@ class VadConfig:
     pre_roll: float = 0.3  # audio kept before the detected start (onsets score low)
     post_roll: float = 0.2  # silence kept after the end (Whisper likes a little tail)
     max_utterance: float = 20.0  # force a cut: one Whisper window is 30 s
+    # After this much trailing silence a "speech paused" event carries the utterance as it will be
+    # cut if the customer stays silent (the same samples: speech plus post_roll), so a recognizer
+    # that decodes whole utterances can start while the end silence runs out, and reply at
+    # max(end_silence, speculate_after + decode) instead of end_silence + decode. 0 disables it.
+    speculate_after: float = 0.25
     # Energy assist. Silero scores some telephone speech far below its thresholds: through G.711,
     # "对，是我，" of a natural voice scored 0.17-0.41 and was lost whole (only "你说吧" at 0.5 was
     # heard). A chunk that stands well above the line's noise floor (the 10th percentile of the
@@ -119,6 +124,8 @@ class VadConfig:
             raise ValueError("VAD assist: need 0 < neg <= threshold, strong <= assisted <= stock thresholds")
         if not 0 < self.end_silence <= 5 or not 1 <= self.max_utterance <= 28:
             raise ValueError("VAD: end_silence must be in (0, 5] s and max_utterance in [1, 28] s")
+        if not 0 <= self.speculate_after < self.end_silence:
+            raise ValueError("VAD: speculate_after must be at least 0 and below end_silence")
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,16 @@ class SpeechStart:
     """Speech detected; ``start`` is the estimated onset in stream seconds."""
 
     start: float
+
+
+@dataclass(frozen=True)
+class SpeechPause:
+    """The speaker has been silent for ``speculate_after``: the utterance as it ends if the silence
+    lasts (same start, end and samples as that :class:`Utterance`). Speech may still resume."""
+
+    start: float
+    end: float
+    samples: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -152,10 +169,16 @@ class Segmenter:
         self._max_chunks = round(c.max_utterance / self._chunk_s)
         self._pre_chunks = round(c.pre_roll / self._chunk_s)
         self._post_chunks = min(round(c.post_roll / self._chunk_s), self._end_chunks)
+        # A pause is announced once the kept tail (post_roll) is complete, so its samples are final.
+        self._spec_chunks = (max(round(c.speculate_after / self._chunk_s), self._post_chunks, 1)
+                             if c.speculate_after > 0 else 0)
+        if self._spec_chunks >= self._end_chunks:
+            self._spec_chunks = 0
         self._pending = np.zeros(0, dtype=np.float32)
         self._chunk_index = 0  # index of the next chunk to score
         self._history: deque[np.ndarray] = deque(maxlen=self._pre_chunks + self._start_chunks)
         self._in_speech = False
+        self._pause_due = False
         self._candidate = 0  # consecutive speech chunks while not in speech
         self._silence = 0  # consecutive silence chunks while in speech
         self._speech_chunks = 0
@@ -185,6 +208,13 @@ class Segmenter:
         for chunk, p, e in zip(chunks, probs, energies):
             self._step(chunk, float(p), events, self._snr(float(e)))
             self._chunk_index += 1
+        if self._pause_due:
+            # Only a pause still going on when the samples run out is worth a decode: when the same
+            # feed already resumed the speech or ended the utterance, the pause told nothing new.
+            self._pause_due = False
+            if self._in_speech and self._silence >= self._spec_chunks:
+                start, end, samples = self._cut(self._silence)
+                events.append(SpeechPause(start=start, end=end, samples=samples))
         return events
 
     def _snr(self, energy_db: float) -> float:
@@ -241,21 +271,23 @@ class Segmenter:
             self._close(events, trailing=self._silence, forced=False)
         elif len(self._utterance) >= self._max_chunks:
             self._close(events, trailing=self._silence, forced=True)
+        elif self._spec_chunks and self._silence == self._spec_chunks and self._speech_chunks >= self._min_chunks:
+            self._pause_due = True  # announced at the end of this feed if the silence still lasts then
 
     def _announce(self, events: list) -> None:
         events.append(SpeechStart(start=round(self._t(self._onset_chunk), 3)))
 
-    def _close(self, events: list, trailing: int, forced: bool) -> None:
+    def _cut(self, trailing: int) -> tuple[float, float, np.ndarray]:
+        """The utterance so far without its trailing silence beyond post_roll: start, end, samples."""
         keep = len(self._utterance) - trailing + min(trailing, self._post_chunks)
-        chunks = self._utterance[:keep]
         speech_end_chunk = self._utt_first_chunk + len(self._utterance) - trailing
-        if self._speech_chunks >= self._min_chunks and chunks:
-            events.append(Utterance(
-                start=round(self._t(self._onset_chunk), 3),
-                end=round(self._t(speech_end_chunk), 3),
-                samples=np.concatenate(chunks),
-                forced=forced,
-            ))
+        return (round(self._t(self._onset_chunk), 3), round(self._t(speech_end_chunk), 3),
+                np.concatenate(self._utterance[:keep]))
+
+    def _close(self, events: list, trailing: int, forced: bool) -> None:
+        if self._speech_chunks >= self._min_chunks and self._utterance:
+            start, end, samples = self._cut(trailing)
+            events.append(Utterance(start=start, end=end, samples=samples, forced=forced))
         self._in_speech = False
         self._utterance = []
         self._candidate = 0

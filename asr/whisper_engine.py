@@ -30,7 +30,7 @@ import numpy as np
 from asr import bandext, vocabulary
 from asr.audio import StreamResampler, pcm16_to_float
 from asr.textnorm import normalize_for_scoring, tidy_chinese, to_simplified
-from asr.vad import RATE, Segmenter, SileroDetector, SpeechStart, VadConfig
+from asr.vad import RATE, Segmenter, SileroDetector, SpeechPause, SpeechStart, VadConfig
 from callcenter.domain import AudioFrame, TranscriptEvent
 
 logger = logging.getLogger(__name__)
@@ -290,6 +290,11 @@ class WhisperRecognizer:
         self._grammar: tuple[str, ...] | None = tuple(grammar) if grammar else None
         self._finished = False
         self.last_decode: Decoded | None = None
+        # The decode started at a pause, kept for the utterance if the silence lasts:
+        # (start, end, samples, grammar) -> Decoded.
+        self._speculative: tuple[tuple, Decoded] | None = None
+        self.speculative_hits = 0  # utterances whose decode was already done at the pause
+        self.speculative_misses = 0  # pause decodes thrown away because the speaker went on
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         """Whisper has no grammar: the phrases become hotwords for the following utterances."""
@@ -325,7 +330,20 @@ class WhisperRecognizer:
                     events.append(TranscriptEvent(text="", is_final=False, start=ev.start, end=ev.start,
                                                   confidence=0.0))
                 continue
-            decoded = self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+            key = (ev.start, ev.end, ev.samples.size, self._grammar)
+            if isinstance(ev, SpeechPause):
+                if self._speculative is not None:
+                    self.speculative_misses += 1
+                self._speculative = (key, self.engine.decode(ev.samples, extra_hotwords=self._grammar))
+                continue
+            if self._speculative is not None and self._speculative[0] == key:
+                decoded = self._speculative[1]
+                self.speculative_hits += 1
+            else:
+                if self._speculative is not None:
+                    self.speculative_misses += 1
+                decoded = self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+            self._speculative = None
             self.last_decode = decoded
             if decoded.rejected:
                 logger.debug("utterance %.2f-%.2f s rejected (%s): %r", ev.start, ev.end, decoded.rejected,

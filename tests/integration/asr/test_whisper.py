@@ -47,6 +47,29 @@ def test_streaming_frames_give_a_speech_start_then_the_final(whisper, eval_rows)
     final = finals_before_hangup[0]
     assert 0.1 < final.start < 0.5 and final.end <= samples.size / 8000 - 0.5
     assert char_errors(eval_rows["callback-02"]["text"], final.text)[0] <= 3
+    # The utterance was decoded while its end silence ran out, and that decode was the final's.
+    assert (rec.speculative_hits, rec.speculative_misses) == (1, 0)
+
+
+def test_a_pause_shorter_than_the_end_silence_keeps_one_utterance(whisper, eval_rows):
+    """The decode started at the pause is dropped when the customer goes on: the final has both parts."""
+    def voiced(name: str) -> np.ndarray:  # the clip without its leading and trailing quiet
+        x, _ = load_mono(EVAL / eval_rows[name]["file"], 8000)
+        rms = np.sqrt(np.mean(x[: x.size // 160 * 160].reshape(-1, 160) ** 2, axis=1))
+        loud = np.flatnonzero(rms > 0.05 * rms.max())
+        return x[loud[0] * 160:(loud[-1] + 1) * 160]
+
+    first, second = voiced("satisfaction-01"), voiced("callback-02")
+    gap = np.zeros(int(0.45 * 8000), np.float32)  # past speculate_after (0.25 s), short of 0.8 s
+    samples = np.concatenate([first, gap, second, np.zeros(8000, np.float32)])
+    rec = whisper.recognizer()
+    events = []
+    for i in range(0, samples.size, 160):
+        events.extend(rec.accept(AudioFrame(float_to_pcm16(samples[i:i + 160]), 8000)))
+    finals = [e for e in events if e.is_final]
+    assert len(finals) == 1 and rec.speculative_misses >= 1 and rec.speculative_hits == 1
+    e1 = char_errors(eval_rows["satisfaction-01"]["text"] + eval_rows["callback-02"]["text"], finals[0].text)
+    assert e1[0] / e1[1] < 0.3
 
 
 def test_silence_and_noise_produce_no_text(whisper):

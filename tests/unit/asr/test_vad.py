@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from asr.vad import CHUNK, RATE, Segmenter, SpeechStart, Utterance, VadConfig
+from asr.vad import CHUNK, RATE, Segmenter, SpeechPause, SpeechStart, Utterance, VadConfig
 
 CHUNK_S = CHUNK / RATE  # 32 ms
 
@@ -41,8 +41,8 @@ def run(script: list[float], config: VadConfig | None = None, piece: int = 700) 
 def test_one_utterance_with_start_event_and_times():
     script = [0.0] * 20 + [0.9] * 30 + [0.0] * 30
     events = run(script)
-    assert [type(e) for e in events] == [SpeechStart, Utterance]
-    start, utt = events
+    assert [type(e) for e in events] == [SpeechStart, SpeechPause, Utterance]
+    start, pause, utt = events
     assert start.start == pytest.approx(20 * CHUNK_S, abs=1e-3)
     assert utt.end == pytest.approx(50 * CHUNK_S, abs=1e-3)  # speech end, not the end of the silence
     kept = np.unique(utt.samples)
@@ -61,7 +61,8 @@ def test_short_pause_inside_a_sentence_does_not_split_it():
 def test_long_pause_splits_into_two_utterances():
     script = [0.9] * 20 + [0.1] * 30 + [0.9] * 20 + [0.0] * 30  # 0.96 s pause > 0.8 s
     events = run(script)
-    assert [type(e).__name__ for e in events] == ["SpeechStart", "Utterance", "SpeechStart", "Utterance"]
+    assert [type(e).__name__ for e in events] == ["SpeechStart", "SpeechPause", "Utterance",
+                                                  "SpeechStart", "SpeechPause", "Utterance"]
 
 
 def test_a_click_is_announced_but_never_becomes_an_utterance():
@@ -123,3 +124,35 @@ def test_energy_assist_leaves_a_noisy_line_to_silero():
 def test_assist_thresholds_are_checked():
     with pytest.raises(ValueError):
         VadConfig(assisted_threshold=0.5)
+
+
+def test_a_pause_announces_the_utterance_as_it_will_be_cut():
+    # 0.25 s of silence (8 chunks) after the speech: the pause carries the final utterance's
+    # start, end and samples, so a decode started then is the decode of the utterance.
+    script = [0.0] * 20 + [0.9] * 30 + [0.0] * 30
+    pause, utt = [e for e in run(script) if isinstance(e, (SpeechPause, Utterance))]
+    assert (pause.start, pause.end) == (utt.start, utt.end)
+    assert np.array_equal(pause.samples, utt.samples)
+
+
+def test_speech_after_a_pause_makes_a_longer_utterance_than_the_pause_said():
+    script = [0.9] * 20 + [0.0] * 12 + [0.9] * 20 + [0.0] * 30  # 0.38 s pause: announced, not an end
+    events = [e for e in run(script) if not isinstance(e, SpeechStart)]
+    assert [type(e) for e in events] == [SpeechPause, SpeechPause, Utterance]
+    first, second, utt = events
+    assert first.end < second.end == utt.end and np.array_equal(second.samples, utt.samples)
+
+
+def test_pauses_can_be_switched_off_and_must_come_before_the_end():
+    script = [0.0] * 20 + [0.9] * 30 + [0.0] * 30
+    assert [type(e) for e in run(script, VadConfig(assist_snr_db=0, speculate_after=0))] == [SpeechStart, Utterance]
+    with pytest.raises(ValueError, match="speculate_after"):
+        VadConfig(speculate_after=0.8)
+
+
+def test_a_pause_that_one_feed_already_ended_is_not_announced():
+    # A whole file fed at once: the pause's outcome is known, so no decode should start on it.
+    script = [0.0] * 20 + [0.9] * 30 + [0.0] * 30
+    seg = Segmenter(ScriptedDetector(script), VadConfig(assist_snr_db=0))
+    events = seg.feed(samples_for(len(script))) + seg.flush()
+    assert [type(e) for e in events] == [SpeechStart, Utterance]
