@@ -92,7 +92,8 @@ def _sha(paths: list[Path]) -> str:
 
 def build_stamp(corrections: Path | None, base_model: Path | None, options: dict) -> dict:
     code = Path(__file__).resolve().parent
-    sources = [code / "classifier" / n for n in ("training.py", "transformer.py", "ngram.py", "keywords.py")]
+    sources = [code / "classifier" / n for n in ("training.py", "transformer.py", "ngram.py", "keywords.py",
+                                                 "ensemble.py")]
     sources += [code / n for n in ("nlu.py", "linear.py", "phonetic.py", "text.py")]
     return {
         "version": BUILD_VERSION,
@@ -188,14 +189,15 @@ def build_all(models_dir: Path, *, corrections: Path | None = None, base_model: 
     from dialog.classifier import ensemble
     from dialog.classifier.ngram import label_matrix
 
-    weight, thresholds = ensemble.tune(transformer, ngram, [e.text for e in dev], label_matrix(dev),
-                                       [e.sentiment for e in dev])
-    ensemble.save(base / ENSEMBLE, TRANSFORMER, NGRAM, weight, thresholds, {"name": ENSEMBLE})
-    ens = ensemble.EnsembleClassifier(transformer, ngram, weight, thresholds)
+    weight, thresholds, sent_weight = ensemble.tune(transformer, ngram, [e.text for e in dev], label_matrix(dev),
+                                                    [e.sentiment for e in dev])
+    ensemble.save(base / ENSEMBLE, TRANSFORMER, NGRAM, weight, thresholds, {"name": ENSEMBLE}, sent_weight)
+    ens = ensemble.EnsembleClassifier(transformer, ngram, weight, thresholds, sent_weight)
     en_dev = evaluate(ens.classify([e.text for e in dev]), gold)
-    record["models"][ENSEMBLE] = {"dev": _brief(en_dev), "seconds": 0.0, "transformer_weight": weight}
+    record["models"][ENSEMBLE] = {"dev": _brief(en_dev), "seconds": 0.0, "transformer_weight": weight,
+                                  "transformer_sentiment_weight": sent_weight}
     log(f"{ENSEMBLE}: dev macro-F1 {en_dev['macro_f1']:.3f}, sentiment {en_dev['sentiment_accuracy']:.3f} "
-        f"(transformer weight {weight})")
+        f"(transformer weight {weight}, for sentiment {sent_weight})")
 
     scores = {name: dev_score(m["dev"]) for name, m in record["models"].items() if "dev" in m}
     chosen = max(scores, key=scores.get)

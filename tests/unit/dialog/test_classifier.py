@@ -122,3 +122,15 @@ def test_the_ensemble_averages_and_takes_evidence_from_the_surer_member():
     assert r.scores["price"] == pytest.approx(0.6) and r.scores["wait_time"] == pytest.approx(0.45)
     assert r.evidence["price"][0].text == "贵" and r.evidence["wait_time"][0].text == "等"
     assert r.sentiment in ("negative", "neutral")
+
+
+def test_the_ensemble_weighs_sentiment_apart_from_categories():
+    from dialog.classifier.ensemble import EnsembleClassifier
+
+    a = _Member({"price": 0.9}, "negative", (Span(0, 1, "贵"),))
+    b = _Member({"price": 0.1}, "neutral", (Span(0, 1, "贵"),))
+    ens = EnsembleClassifier(a, b, weight=0.8, thresholds=[0.5] * len(CATEGORY_CODES), sentiment_weight=0.2)
+    r = ens.classify(["贵"])[0]
+    assert r.categories == ("price",) and r.scores["price"] == pytest.approx(0.74)
+    assert r.sentiment == "neutral" and r.sentiment_scores["neutral"] == pytest.approx(0.8)
+    assert EnsembleClassifier(a, b, weight=0.8, thresholds=[0.5] * 11).sentiment_weight == 0.8
