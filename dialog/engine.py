@@ -63,7 +63,7 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
-from dialog.nlu import Nlu, NluResult
+from dialog.nlu import Nlu, NluResult, explicit_score
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
 
@@ -86,6 +86,9 @@ TURN_HOLD_SPEECH_SECONDS = 4.0
 # Held too: scores ("满意，给五分吧" came as "满意" / "给五分吧": the first piece alone is a 4) and
 # any one-character piece at any step (a fragment the recognizer cut off: "请" / "认" / "您五分吧").
 HELD_ANSWERS = ("text", "reason", "score5", "nps")  # the customer went on talking: wait for that utterance's result
+# ... except a good score said as a number ("挺满意的，给五分吧"): that answer is complete, and the
+# hold was a third of the reply time. A low score is still held: its reason usually follows.
+UNHELD_SCORES = {"score5": (5, 4), "nps": (10, 9)}  # expect -> (scale top, lowest score not held)
 # Speech started during the greeting and no words came for this long: a recorded greeting.
 GREETING_SPEECH_WAIT_SECONDS = 8.0
 # The customer started talking (speech detected, no text yet): the silence timer gives them this
@@ -324,10 +327,18 @@ class Conversation:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
             return [self._timer("no_input", self._timeout())]
         if self.step is not None and TURN_HOLD_SECONDS > 0 and (
-                self.step.expect in HELD_ANSWERS or len(text) <= 1 or self._held):
+                self.step.expect in HELD_ANSWERS or len(text) <= 1 or self._held) \
+                and not (not self._held and self._complete_score(text)):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
         return self._understand(text, ev.start, ev.end)
+
+    def _complete_score(self, text: str) -> bool:
+        scale = UNHELD_SCORES.get(self.step.expect) if self.step is not None else None
+        if scale is None:
+            return False
+        value = explicit_score(text, scale[0])
+        return value is not None and value >= scale[1]
 
     def _release_held(self) -> list:
         """Understand the pieces of a free-text answer as one turn."""

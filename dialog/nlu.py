@@ -146,6 +146,21 @@ def extract_score5(text: str, asked: bool) -> int | None:
     return int(best.label) if best is not None else None
 
 
+def explicit_score(text: str, top: int) -> int | None:
+    """A score said as a number (五分, 给5分吧, a bare 五), in 0-``top``; None for words only (满意).
+
+    A number is the whole answer; a word may be the first piece of one ("满意" ... "给五分吧")."""
+    for v, _ in _numbers_before_fen(text):
+        if 0 <= v <= top:
+            return v
+    bare = _BARE_NUMBER.match(text)
+    if bare:
+        v = chinese_to_int(bare.group(1))
+        if v is not None and 0 <= v <= top:
+            return v
+    return None
+
+
 def extract_nps(text: str, asked: bool) -> int | None:
     """The 0-10 likelihood-to-recommend. Without ``asked`` only an explicit X分 above 5 counts."""
     for v, _ in _numbers_before_fen(text):

@@ -372,3 +372,16 @@ def test_a_score_in_pieces_is_read_as_one_answer(scripts):
     out = heard(c, "给五分吧")
     out = c.handle(A.TimerFired("turn_end", _timer(out, "turn_end").token))
     assert next(a for a in out if isinstance(a, A.RecordAnswer)).value == 5
+
+
+def test_a_good_score_said_as_a_number_is_answered_at_once_a_low_one_waits_for_its_reason(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = heard(c, "挺满意的，给五分吧")
+    assert not [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    assert next(a for a in out if isinstance(a, A.RecordAnswer)).value == 5
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    assert kinds(heard(c, "三分")) == ["cancel_timer", "start_timer"]  # "……就是等太久了" may follow

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from dialog.nlu import Nlu, canonicalize, extract_nps, extract_score5
+from dialog.nlu import Nlu, canonicalize, explicit_score, extract_nps, extract_score5
 
 NOW = dt.datetime(2024, 6, 12, 10, 30, tzinfo=ZoneInfo("Asia/Shanghai"))
 
@@ -99,3 +99,11 @@ def test_canonicalize_rewrites_only_sound_alikes_of_known_phrases():
     assert canonicalize("专人工") == "转人工"
     assert canonicalize("一点半打过来") == "一点半打过来"  # 打过 is not 打错
     assert canonicalize("太不尊重人了") == "太不尊重人了"  # 重人 is not 真人
+
+
+@pytest.mark.parametrize("text,top,value", [
+    ("挺满意的，给五分吧", 5, 5), ("五", 5, 5), ("嗯 4分", 5, 4), ("九分吧", 10, 9),
+    ("满意", 5, None), ("非常满意", 5, None), ("十分满意", 5, None), ("等了五分钟", 5, None), ("八分", 5, None),
+])
+def test_a_score_said_as_a_number(text, top, value):
+    assert explicit_score(text, top) == value
