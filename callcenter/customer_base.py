@@ -14,7 +14,9 @@ Definitions (天健汽车 talk, "客户分类"), applied exactly:
 
 Everything is computed from three indexed scans and one pass in Python, so that 100,000
 customers and 500,000 visits take well under the 2 s budget (see docs/benchmarks.md).
-Runs on whatever thread calls it; it only reads.
+:func:`classes_query` is the same definition as one SQL query, for callers that select customers
+by class over the whole base (win-back campaigns over a million customers) and must not pull every
+customer into Python. Runs on whatever thread calls it; it only reads.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.domain import CustomerClass, Tier
 from callcenter.domain.dates import add_months, age_on
-from callcenter.storage.models import Customer, ServiceVisit, Store, Vehicle
+from callcenter.storage.models import Customer, CustomerTouch, ServiceVisit, Store, Vehicle
 
 AGE_BANDS: tuple[tuple[int, str], ...] = ((25, "<25"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (200, "55+"))
 CLASSES = (CustomerClass.BASE, CustomerClass.ACTIVE, CustomerClass.LAPSED, CustomerClass.INSURED)
@@ -210,6 +212,81 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
             active = last_touch >= threshold
             lapsed = not active
         yield CustomerStatus(cid, last_touch, cycle, active, lapsed, insured), city, gender, birthday, models, tiers
+
+
+def classes_query(
+    session: Session,
+    as_of: dt.date,
+    *,
+    store_id: int | None = None,
+    default_cycle_mid: int = 3,
+    default_cycle_premium: int = 6,
+) -> sa.Subquery:
+    """The customers' classes as of ``as_of`` in SQL: the twin of :func:`classify_customers`.
+
+    One row per customer who has a car or a paid visit (optionally one store's; prospects, in no
+    class but the base, have no row): ``customer_id``, ``store_id``, ``last_touch``,
+    ``latest_vehicle_id`` (the highest vehicle id, NULL without one) and the booleans ``active``,
+    ``lapsed`` and ``insured``. Works on SQLite and PostgreSQL.
+
+    It reads :class:`~callcenter.storage.models.CustomerTouch` (one row per customer, kept by
+    triggers) rather than aggregating every visit and car. Its dates are the latest overall; for a
+    customer with a visit or purchase after ``as_of`` the latest one on or before ``as_of`` is
+    looked up from the customer's own rows (an index range), so any date gives the exact answer.
+
+    A customer's cycle is the shortest among their cars' tiers, and a shorter cycle means a later
+    two-cycle threshold, so "last touch before the threshold of the shortest cycle" is "before the
+    threshold of at least one tier they own" (the mid tier when they own no car). The
+    thresholds are calendar-month dates computed here per store with :func:`add_months`; the
+    database only compares dates.
+    """
+    t = CustomerTouch
+    paid = sa.case(
+        (sa.or_(t.last_paid_visit.is_(None), t.last_paid_visit <= as_of), t.last_paid_visit),
+        else_=sa.select(sa.func.max(ServiceVisit.visit_date))
+        .where(ServiceVisit.customer_id == t.customer_id, ServiceVisit.paid.is_(True),
+               ServiceVisit.visit_date <= as_of)
+        .correlate(t).scalar_subquery(),
+    )
+    bought = sa.case(
+        (sa.or_(t.last_purchase.is_(None), t.last_purchase <= as_of), t.last_purchase),
+        else_=sa.select(sa.func.max(Vehicle.purchase_date))
+        .where(Vehicle.customer_id == t.customer_id, Vehicle.purchase_date <= as_of)
+        .correlate(t).scalar_subquery(),
+    )
+    inner = (
+        sa.select(Customer.id.label("customer_id"), Customer.store_id.label("store_id"), paid.label("paid"),
+                  bought.label("bought"), t.latest_vehicle_id, t.cars_mid, t.cars_premium, t.insured_until)
+        .select_from(t)
+        .join(Customer, Customer.id == t.customer_id)
+    )
+    if store_id is not None:
+        inner = inner.where(Customer.store_id == store_id)
+    inner = inner.subquery("touch")
+    # The later of the two dates; either may be NULL (SQLite's two-argument max() is NULL then).
+    last_touch = sa.case((inner.c.paid.is_(None), inner.c.bought), (inner.c.bought.is_(None), inner.c.paid),
+                         (inner.c.paid > inner.c.bought, inner.c.paid), else_=inner.c.bought)
+
+    stores = session.execute(sa.select(Store.id, Store.cycle_months_mid, Store.cycle_months_premium)).all()
+    by_threshold: dict[tuple[dt.date, dt.date], list[int]] = defaultdict(list)
+    for sid, mid, prem in stores:
+        if store_id is None or sid == store_id:
+            by_threshold[(add_months(as_of, -2 * (mid or default_cycle_mid)),
+                          add_months(as_of, -2 * (prem or default_cycle_premium)))].append(sid)
+    owns_mid = sa.or_(inner.c.cars_mid > 0, inner.c.cars_premium == 0)  # no car on file: the mid-tier cycle
+    owns_premium = inner.c.cars_premium > 0
+    lapsed_in = [
+        sa.and_(inner.c.store_id.in_(sids) if len(by_threshold) > 1 else sa.true(),  # one group: every store
+                sa.or_(sa.and_(owns_mid, last_touch < mid_threshold),
+                       sa.and_(owns_premium, last_touch < premium_threshold)))
+        for (mid_threshold, premium_threshold), sids in sorted(by_threshold.items())
+    ]
+    lapsed = sa.and_(last_touch.is_not(None), sa.or_(*lapsed_in) if lapsed_in else sa.false())
+    return sa.select(
+        inner.c.customer_id, inner.c.store_id, last_touch.label("last_touch"), inner.c.latest_vehicle_id,
+        sa.and_(last_touch.is_not(None), ~lapsed).label("active"), lapsed.label("lapsed"),
+        sa.and_(inner.c.insured_until.is_not(None), inner.c.insured_until >= as_of).label("insured"),
+    ).subquery("classes")
 
 
 def customer_base_series(

@@ -4,8 +4,14 @@ import datetime as dt
 import json
 
 import pytest
+import sqlalchemy as sa
 
-from callcenter.customer_base import classify_customers, customer_base_series, customer_base_stats
+from callcenter.customer_base import (
+    classes_query,
+    classify_customers,
+    customer_base_series,
+    customer_base_stats,
+)
 from callcenter.domain import Gender, Tier, VisitType
 from callcenter.storage.models import Customer, ServiceVisit, Store, Vehicle
 
@@ -102,6 +108,37 @@ def test_each_definition_at_its_boundary(people):
     assert statuses[ids["both_tiers"]].cycle_months == 3
     assert statuses[ids["s2_custom_cycle"]].cycle_months == 4
     assert statuses[ids["unpaid_only"]].last_touch == dt.date(2020, 1, 1)
+
+
+def _sql_classes(s, day, **kwargs) -> dict[int, tuple]:
+    q = classes_query(s, day, **kwargs)
+    rows = s.execute(sa.select(q.c.customer_id, q.c.last_touch, q.c.active, q.c.lapsed, q.c.insured,
+                               q.c.latest_vehicle_id)).all()
+    return {r[0]: (r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5]) for r in rows}
+
+
+def test_the_sql_twin_classifies_exactly_as_python(people):
+    """classes_query (what win-back and custom campaigns select with) equals classify_customers at
+    every boundary above, at dates either side of them, per store and with other default cycles."""
+    db, ids = people
+    days = [dt.date(2025, 8, 30), dt.date(2025, 8, 31), dt.date(2026, 2, 27), dt.date(2026, 2, 28), D,
+            dt.date(2026, 9, 2), dt.date(2027, 3, 1)]
+    with db.session() as s:
+        latest = dict(s.execute(sa.select(Vehicle.customer_id, sa.func.max(Vehicle.id))
+                                .group_by(Vehicle.customer_id)).all())
+        for day in days:
+            for kwargs in ({}, {"default_cycle_mid": 6}, {"default_cycle_premium": 2}):
+                python = {cid: (st.last_touch, st.active, st.lapsed, st.insured, latest.get(cid))
+                          for cid, st in classify_customers(s, day, **kwargs).items()}
+                sql = _sql_classes(s, day, **kwargs)
+                assert sql == {cid: v for cid, v in python.items() if cid in sql}, (day, kwargs)
+                # Only prospects (no car, no paid visit: in no class) have no row.
+                assert set(python) - set(sql) == {ids["prospect"]}
+        got = _sql_classes(s, D)
+        assert {name: got[i][1:4] for name, i in ids.items() if i in got} == {
+            name: v for name, v in EXPECTED.items() if name != "prospect"}
+        s2 = s.scalar(sa.select(Store.id).where(Store.code == "S2"))
+        assert set(_sql_classes(s, D, store_id=s2)) == {ids["s2_custom_cycle"]}
 
 
 def test_totals_and_breakdowns(people):
