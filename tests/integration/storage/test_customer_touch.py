@@ -133,3 +133,40 @@ def test_the_migration_backfills_existing_rows(people):
     check(db)
     with db.session() as s:
         assert set(stored(s)) == {a, b, c}
+
+
+def test_the_importer_keeps_it(stores, tmp_path):
+    """The real writer: a DMS import (new cars, a sold car moving owner, visits)."""
+    from callcenter.dms.importer import import_customers, import_visits
+
+    def write(name, lines):
+        path = tmp_path / name
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return path
+
+    header = "客户编号,姓名,手机号,VIN,档次,购车日期,保险到期日,本店投保,门店"
+    import_customers(stores, write("a.csv", [header, "C1,张伟,13812345678,LVGBE40K8KG123456,中端,2024-05-01,2027-01-01,是,S1",
+                                             "C1,张伟,13812345678,LVGBE40K8KG123457,高端,2025-01-01,,否,S1",
+                                             "C2,李娜,13900001111,,,,,,S1"]))
+    check(stores)
+    import_customers(stores, write("b.csv", [header, "C2,李娜,13900001111,LVGBE40K8KG123457,高端,2025-01-01,,否,S1"]))
+    check(stores)  # the second car moved from C1 to C2
+    with stores.session() as s:
+        visits = [f"{cid},{vin},2026-0{m}-10,保养,{paid},S1"
+                  for cid, vin in (("C1", "LVGBE40K8KG123456"), ("C2", "LVGBE40K8KG123457"))
+                  for m, paid in ((3, "是"), (8, "否"))]
+        assert s.scalar(sa.select(sa.func.count()).select_from(CustomerTouch)) == 2
+    import_visits(stores, write("v.csv", ["客户编号,VIN,进厂日期,类型,是否有偿,门店", *visits]))
+    check(stores)
+    with stores.session() as s:
+        assert sorted(row[0] for row in stored(s).values()) == [D(2026, 3, 10)] * 2  # the paid ones
+
+
+
+def test_the_demo_group_keeps_it(db):
+    from callcenter.demo import load_demo
+
+    load_demo(db, as_of=D(2026, 11, 20), n_customers=300, seed=5)
+    check(db)
+    with db.session() as s:
+        assert len(stored(s)) > 250
