@@ -137,6 +137,8 @@ def worker_command(processes: int, job_spec: str | None, job_args: tuple[str, ..
             hint = ("; to run workers without the dialer, name a job, e.g. "
                     "--job callcenter.telephony.jobs:soak --job-arg target=<number>")
         _fail(f"{exc}{hint}")
+    if spec == DEFAULT_JOB:
+        _check_schema(settings)
     supervisor = Supervisor(settings, sip, processes=processes, job=spec, job_args=args)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -145,6 +147,27 @@ def worker_command(processes: int, job_spec: str | None, job_args: tuple[str, ..
     supervisor.run(stop)
     failed = [s for s in supervisor.status() if s["last_exit"] not in (0, None)]
     sys.exit(1 if failed and not stop.is_set() else 0)
+
+
+def _check_schema(settings) -> None:
+    """The dialer writes calls, utterances and tags: a database at another schema revision (an
+    upgrade whose `callcenter init` has not run yet, or an older worker) fails here, once. An
+    unreachable database is left to the workers, which wait for it and retry."""
+    import sqlalchemy as sa
+
+    from callcenter.storage import Database
+    from callcenter.storage.db import current_revision, head_revision
+
+    db = Database(settings.database_url)
+    try:
+        have, want = current_revision(db), head_revision()
+    except sa.exc.OperationalError:
+        return
+    finally:
+        db.dispose()
+    if have != want:
+        _fail(f"the database schema is at revision {have or 'none (not initialised)'}, this worker needs "
+              f"{want}: run `callcenter init` (it migrates) before starting the dialer")
 
 
 def _fail(message: str) -> None:

@@ -67,3 +67,9 @@ def test_nothing_here_imports_pjsua2_until_a_phone_is_opened():
             "print('pjsua2' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_the_dialer_does_not_start_on_a_database_at_another_schema_revision(cli, tmp_path):
+    r = cli("worker", "--processes", "1", CALLCENTER_DATABASE_URL=f"sqlite:///{tmp_path / 'fresh.db'}")
+    assert r.exit_code == 1
+    assert "revision none (not initialised)" in r.output and "run `callcenter init`" in r.output
