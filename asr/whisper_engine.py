@@ -3,8 +3,9 @@
 Whisper is not a streaming model, so each call stream runs the Silero VAD segmenter
 (:mod:`asr.vad`) and every finished utterance is decoded as one piece. The engine owns the model (one
 per process, loaded by explicit directory), the decoding options, and the guards against Whisper's
-known failure modes on short telephone clips. Decoding is serialised by a lock: one decode at a time
-already uses all ``cpu_threads`` cores, so a second concurrent decode would only contend for them.
+known failure modes on short telephone clips. Decoding is serialised: one decode at a time already
+uses all ``cpu_threads`` cores, so a second concurrent decode would only contend for them; the
+utterances that wait meanwhile are decoded together in the next batch.
 :meth:`WhisperEngine.decode` runs on whichever thread feeds a recognizer (a decoding thread of
 :mod:`asr.service`, or the CLI's main thread); never call it from a media thread or an event loop.
 
@@ -95,7 +96,7 @@ class Decoded:
     no_speech_prob: float
     raw_text: str = ""
     rejected: str | None = None
-    seconds: float = 0.0  # wall time of the decode
+    seconds: float = 0.0  # wall time of the model run that decoded it (shared by a batch)
 
 
 def compression_ratio(text: str) -> float:
@@ -131,6 +132,19 @@ def hallucination_reason(text: str, avg_logprob: float, no_speech_prob: float, o
     return None
 
 
+MAX_BATCH = 4  # a worker process holds at most 4 calls
+
+
+@dataclass(eq=False)
+class _Request:
+    """An utterance waiting for the model, and what became of it."""
+
+    samples: np.ndarray
+    hotwords: str | None
+    result: Decoded | None = None
+    error: BaseException | None = None
+
+
 class WhisperEngine:
     """Whisper model loaded once per process; thread-safe; hands out one recognizer per stream."""
 
@@ -156,7 +170,13 @@ class WhisperEngine:
             raise WhisperModelError(f"cannot load the Whisper model in {self.model_dir}: {exc}") from exc
         self._tokenizer = Tokenizer(self._model.hf_tokenizer, self._model.model.is_multilingual,
                                     task="transcribe", language=self.options.language)
-        self._lock = threading.Lock()
+        # One decode at a time (it already uses every cpu_threads core); utterances that arrive
+        # meanwhile wait in _waiting and go together in the next batch.
+        self._cond = threading.Condition()
+        self._busy = False
+        self._waiting: list[_Request] = []
+        self.batches = 0  # model runs, and the utterances they decoded (> batches: batching helped)
+        self.batched_utterances = 0
         self._lexicon = None
         self._lm = None
         if self.options.lm_weight > 0:
@@ -197,46 +217,109 @@ class WhisperEngine:
         return self._model.get_prompt(self._tokenizer, previous, without_timestamps=True, hotwords=hotwords)
 
     def decode(self, samples: np.ndarray, *, extra_hotwords: Sequence[str] | None = None) -> Decoded:
-        """Transcribe one utterance (float32 mono 16 kHz, at most 30 s)."""
-        return self.decode_batch([samples], extra_hotwords=extra_hotwords)[0]
+        """Transcribe one utterance (float32 mono 16 kHz, at most 30 s).
+
+        Any thread may call it. Utterances of other streams that wait while a decode runs are
+        decoded together in the next batch (up to :data:`MAX_BATCH`): when several customers stop
+        talking at once, all get their text after one batched decode instead of one after another.
+        """
+        samples, rejected = self._screen(samples)
+        if rejected is not None:
+            return rejected
+        req = _Request(samples, self._hotwords(extra_hotwords))
+        with self._cond:
+            self._waiting.append(req)
+            while req.result is None and req.error is None and self._busy:
+                self._cond.wait()
+            if req.result is None and req.error is None:
+                self._busy = True  # this thread decodes its own and the others' waiting utterances
+                batch = [req] + [r for r in self._waiting if r is not req][: MAX_BATCH - 1]
+                for r in batch:
+                    self._waiting.remove(r)
+            else:
+                batch = []
+        if batch:
+            try:
+                decoded: list[Decoded] | BaseException = self._decode_now([r.samples for r in batch],
+                                                                          [r.hotwords for r in batch])
+            except BaseException as exc:  # every waiter of the batch gets the error, then it propagates
+                decoded = exc
+            with self._cond:
+                for k, r in enumerate(batch):
+                    if isinstance(decoded, BaseException):
+                        r.error = decoded
+                    else:
+                        r.result = decoded[k]
+                self._busy = False
+                self._cond.notify_all()
+        if req.error is not None:
+            raise req.error
+        assert req.result is not None
+        return req.result
 
     def decode_batch(self, utterances: Sequence[np.ndarray], *,
                      extra_hotwords: Sequence[str] | None = None) -> list[Decoded]:
         """Transcribe several utterances in one encoder/decoder batch (they are padded to the longest).
 
-        Offline use (evaluation of many files); live streams call :meth:`decode` one utterance at a
-        time under the engine's lock.
+        Offline use (evaluation of many files); live streams call :meth:`decode`, which batches the
+        utterances that wait for the model by itself.
         """
-        o = self.options
         results: list[Decoded | None] = [None] * len(utterances)
         todo = []
         for i, samples in enumerate(utterances):
-            samples = np.asarray(samples, dtype=np.float32)
-            rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
-            if samples.size < RATE // 10 or 20 * math.log10(max(rms, 1e-10)) < o.silence_dbfs:
-                results[i] = Decoded("", 0.0, -10.0, 1.0, rejected="silence")
+            samples, rejected = self._screen(samples)
+            if rejected is not None:
+                results[i] = rejected
             else:
-                todo.append((i, samples[: FULL_CONTEXT * 160]))
+                todo.append((i, samples))
         if not todo:
             return results  # type: ignore[return-value]
-        hotwords = o.hotwords
-        if extra_hotwords:
-            hotwords = " ".join([*extra_hotwords, hotwords or ""]).strip()
-        with self._lock:
-            started = time.perf_counter()
-            decoded = self._run([s for _, s in todo], o.prompt, hotwords)
-            retry = [k for k, d in enumerate(decoded) if d.rejected == "prompt echo"]
-            if retry and o.prompt:
-                # The prompt came back as the transcript: decode those again with no prompt at all.
-                again = self._run([todo[k][1] for k in retry], None, None)
-                for k, d in zip(retry, again):
-                    decoded[k] = d
-            elapsed = time.perf_counter() - started
+        hotwords = self._hotwords(extra_hotwords)
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            self._busy = True
+        try:
+            decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo))
+        finally:
+            with self._cond:
+                self._busy = False
+                self._cond.notify_all()
         for (i, _), d in zip(todo, decoded):
-            results[i] = replace(d, seconds=elapsed / len(todo))
+            results[i] = d
         return results  # type: ignore[return-value]
 
-    def _run(self, batch: list[np.ndarray], prompt: str | None, hotwords: str | None) -> list[Decoded]:
+    def _screen(self, samples: np.ndarray) -> tuple[np.ndarray, Decoded | None]:
+        """The samples to decode (at most 30 s), or the rejection of a clip too short or too quiet."""
+        samples = np.asarray(samples, dtype=np.float32)
+        rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64)))) if samples.size else 0.0
+        if samples.size < RATE // 10 or 20 * math.log10(max(rms, 1e-10)) < self.options.silence_dbfs:
+            return samples, Decoded("", 0.0, -10.0, 1.0, rejected="silence")
+        return samples[: FULL_CONTEXT * 160], None
+
+    def _hotwords(self, extra: Sequence[str] | None) -> str | None:
+        hotwords = self.options.hotwords
+        if extra:
+            hotwords = " ".join([*extra, hotwords or ""]).strip()
+        return hotwords
+
+    def _decode_now(self, batch: list[np.ndarray], hotwords: list[str | None]) -> list[Decoded]:
+        """One batch through the model (the caller holds the engine: ``_busy``)."""
+        o = self.options
+        started = time.perf_counter()
+        decoded = self._run(batch, o.prompt, hotwords)
+        retry = [k for k, d in enumerate(decoded) if d.rejected == "prompt echo"]
+        if retry and o.prompt:
+            # The prompt came back as the transcript: decode those again with no prompt at all.
+            again = self._run([batch[k] for k in retry], None, [None] * len(retry))
+            for k, d in zip(retry, again):
+                decoded[k] = d
+        elapsed = time.perf_counter() - started
+        self.batches += 1
+        self.batched_utterances += len(batch)
+        return [replace(d, seconds=elapsed) for d in decoded]
+
+    def _run(self, batch: list[np.ndarray], prompt: str | None, hotwords: list[str | None]) -> list[Decoded]:
         import ctranslate2
 
         o = self.options
@@ -246,10 +329,10 @@ class WhisperEngine:
         for k, f in enumerate(feats):
             stacked[k, :, : f.shape[-1]] = f
         encoder_output = self._model.model.encode(ctranslate2.StorageView.from_array(stacked), to_cpu=False)
-        tokens_prompt = self._prompt_tokens(prompt, hotwords)
+        prompts = {h: self._prompt_tokens(prompt, h) for h in set(hotwords)}
         n_best = o.beam_size if self._lm is not None else 1
         results = self._model.model.generate(
-            encoder_output, [tokens_prompt] * len(batch), beam_size=o.beam_size, patience=1.0,
+            encoder_output, [prompts[h] for h in hotwords], beam_size=o.beam_size, patience=1.0,
             num_hypotheses=n_best, length_penalty=1.0, max_length=self._model.max_length, return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )

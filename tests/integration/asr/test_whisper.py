@@ -137,3 +137,29 @@ def test_two_calls_share_one_model_through_the_service(whisper, eval_rows):
         assert starts[call_id] == 1
         assert len(finals[call_id]) == 1
         assert char_errors(eval_rows[clip]["text"], finals[call_id][0])[0] <= 3
+
+
+def test_utterances_that_end_together_are_decoded_in_one_batch_with_the_same_text(whisper, eval_rows):
+    """Four streams' utterances reach the model at once: the first runs alone, the three that
+    waited go in one batch, and each text is what a decode on its own gives."""
+    import threading
+
+    clips = [load_mono(EVAL / eval_rows[name]["file"], 16000)[0] for name in SAMPLE[:4]]
+    alone = [whisper.decode(c).text for c in clips]
+    runs_before = whisper.batches
+    barrier, texts, errors = threading.Barrier(4), [None] * 4, []
+
+    def decode(k: int) -> None:
+        try:
+            barrier.wait()
+            texts[k] = whisper.decode(clips[k]).text
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=decode, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors and texts == alone
+    assert whisper.batches - runs_before < 4  # some waited and went together
