@@ -225,7 +225,7 @@ def classes_query(
     """The customers' classes as of ``as_of`` in SQL: the twin of :func:`classify_customers`.
 
     One row per customer who has a car or a paid visit (optionally one store's; prospects, in no
-    class but the base, have no row): ``customer_id``, ``store_id``, ``last_touch``,
+    class but the base, have no row): ``customer_id``, ``last_touch``,
     ``latest_vehicle_id`` (the highest vehicle id, NULL without one) and the booleans ``active``,
     ``lapsed`` and ``insured``. Works on SQLite and PostgreSQL.
 
@@ -254,36 +254,37 @@ def classes_query(
         .where(Vehicle.customer_id == t.customer_id, Vehicle.purchase_date <= as_of)
         .correlate(t).scalar_subquery(),
     )
-    inner = (
-        sa.select(Customer.id.label("customer_id"), Customer.store_id.label("store_id"), paid.label("paid"),
-                  bought.label("bought"), t.latest_vehicle_id, t.cars_mid, t.cars_premium, t.insured_until)
-        .select_from(t)
-        .join(Customer, Customer.id == t.customer_id)
-    )
-    if store_id is not None:
-        inner = inner.where(Customer.store_id == store_id)
-    inner = inner.subquery("touch")
-    # The later of the two dates; either may be NULL (SQLite's two-argument max() is NULL then).
-    last_touch = sa.case((inner.c.paid.is_(None), inner.c.bought), (inner.c.bought.is_(None), inner.c.paid),
-                         (inner.c.paid > inner.c.bought, inner.c.paid), else_=inner.c.bought)
-
     stores = session.execute(sa.select(Store.id, Store.cycle_months_mid, Store.cycle_months_premium)).all()
     by_threshold: dict[tuple[dt.date, dt.date], list[int]] = defaultdict(list)
     for sid, mid, prem in stores:
         if store_id is None or sid == store_id:
             by_threshold[(add_months(as_of, -2 * (mid or default_cycle_mid)),
                           add_months(as_of, -2 * (prem or default_cycle_premium)))].append(sid)
+    # Customers are joined only for a store condition: when every store has the same cycles (the
+    # usual case) the classes need customer_touch alone, and PostgreSQL looked up 200,000 win-back
+    # customers by primary key for nothing (0.3 s).
+    by_store = store_id is not None or len(by_threshold) > 1
+    inner = sa.select(t.customer_id, paid.label("paid"), bought.label("bought"), t.latest_vehicle_id, t.cars_mid,
+                      t.cars_premium, t.insured_until)
+    if by_store:
+        inner = inner.add_columns(Customer.store_id).join(Customer, Customer.id == t.customer_id)
+    if store_id is not None:
+        inner = inner.where(Customer.store_id == store_id)
+    inner = inner.subquery("touch")
+    # The later of the two dates; either may be NULL (SQLite's two-argument max() is NULL then).
+    last_touch = sa.case((inner.c.paid.is_(None), inner.c.bought), (inner.c.bought.is_(None), inner.c.paid),
+                         (inner.c.paid > inner.c.bought, inner.c.paid), else_=inner.c.bought)
     owns_mid = sa.or_(inner.c.cars_mid > 0, inner.c.cars_premium == 0)  # no car on file: the mid-tier cycle
     owns_premium = inner.c.cars_premium > 0
     lapsed_in = [
-        sa.and_(inner.c.store_id.in_(sids) if len(by_threshold) > 1 else sa.true(),  # one group: every store
+        sa.and_(inner.c.store_id.in_(sids) if len(by_threshold) > 1 else sa.true(),
                 sa.or_(sa.and_(owns_mid, last_touch < mid_threshold),
                        sa.and_(owns_premium, last_touch < premium_threshold)))
         for (mid_threshold, premium_threshold), sids in sorted(by_threshold.items())
     ]
     lapsed = sa.and_(last_touch.is_not(None), sa.or_(*lapsed_in) if lapsed_in else sa.false())
     return sa.select(
-        inner.c.customer_id, inner.c.store_id, last_touch.label("last_touch"), inner.c.latest_vehicle_id,
+        inner.c.customer_id, last_touch.label("last_touch"), inner.c.latest_vehicle_id,
         sa.and_(last_touch.is_not(None), ~lapsed).label("active"), lapsed.label("lapsed"),
         sa.and_(inner.c.insured_until.is_not(None), inner.c.insured_until >= as_of).label("insured"),
     ).subquery("classes")

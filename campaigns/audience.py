@@ -483,7 +483,8 @@ def _winback(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
         since = q.now - dt.timedelta(days=p["recontact_days"])
         conds.append(~_task_exists(CampaignType.WINBACK, CallTask.customer_id == classes.c.customer_id,
                                    CallTask.created_at >= since))
-    return sa.select(*_row(classes.c.customer_id, classes.c.store_id, classes.c.latest_vehicle_id)).where(*conds)
+    # The store is the customer's, joined by _source.
+    return sa.select(*_row(classes.c.customer_id, None, classes.c.latest_vehicle_id)).where(*conds)
 
 
 def _nps(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:

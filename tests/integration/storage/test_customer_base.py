@@ -137,8 +137,18 @@ def test_the_sql_twin_classifies_exactly_as_python(people):
         got = _sql_classes(s, D)
         assert {name: got[i][1:4] for name, i in ids.items() if i in got} == {
             name: v for name, v in EXPECTED.items() if name != "prospect"}
-        s2 = s.scalar(sa.select(Store.id).where(Store.code == "S2"))
-        assert set(_sql_classes(s, D, store_id=s2)) == {ids["s2_custom_cycle"]}
+        s2 = s.scalar(sa.select(Store).where(Store.code == "S2"))
+        assert set(_sql_classes(s, D, store_id=s2.id)) == {ids["s2_custom_cycle"]}
+        # Every store on the same cycles: the query needs no store condition (nor customers).
+        s2.cycle_months_mid = s2.cycle_months_premium = None
+        s.flush()
+        for day in days:
+            python = {cid: (st.last_touch, st.active, st.lapsed, st.insured, latest.get(cid))
+                      for cid, st in classify_customers(s, day).items()}
+            sql = _sql_classes(s, day)
+            assert sql == {cid: v for cid, v in python.items() if cid in sql}, day
+            assert set(python) - set(sql) == {ids["prospect"]}
+        assert _sql_classes(s, D)[ids["s2_custom_cycle"]][2]  # lapsed now: 7 months > two 3-month cycles
 
 
 def test_totals_and_breakdowns(people):
