@@ -233,7 +233,10 @@ class WhisperEngine:
                 self._cond.wait()
             if req.result is None and req.error is None:
                 self._busy = True  # this thread decodes its own and the others' waiting utterances
-                batch = [req] + [r for r in self._waiting if r is not req][: MAX_BATCH - 1]
+                # Same hotwords only: CTranslate2 needs <|startoftranscript|> at the same position in
+                # every prompt of a batch, and the hotwords differ in length from step to step.
+                batch = [req] + [r for r in self._waiting
+                                 if r is not req and r.hotwords == req.hotwords][: MAX_BATCH - 1]
                 for r in batch:
                     self._waiting.remove(r)
             else:
@@ -329,6 +332,8 @@ class WhisperEngine:
         for k, f in enumerate(feats):
             stacked[k, :, : f.shape[-1]] = f
         encoder_output = self._model.model.encode(ctranslate2.StorageView.from_array(stacked), to_cpu=False)
+        if len(set(hotwords)) > 1:
+            raise ValueError("one batch, one set of hotwords (the prompts must be of equal length)")
         prompts = {h: self._prompt_tokens(prompt, h) for h in set(hotwords)}
         n_best = o.beam_size if self._lm is not None else 1
         results = self._model.model.generate(
@@ -378,6 +383,7 @@ class WhisperRecognizer:
         self._speculative: tuple[tuple, Decoded] | None = None
         self.speculative_hits = 0  # utterances whose decode was already done at the pause
         self.speculative_misses = 0  # pause decodes thrown away because the speaker went on
+        self.decode_errors = 0
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         """Whisper has no grammar: the phrases become hotwords for the following utterances."""
@@ -405,6 +411,15 @@ class WhisperRecognizer:
         self._finished = True
         return self._handle(self._segmenter.flush())
 
+    def _decode(self, ev) -> Decoded:
+        """One utterance's decode; a failing decode loses that utterance (logged), not the stream."""
+        try:
+            return self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+        except Exception as exc:  # noqa: BLE001 - the call goes on; the dialog hears nothing and asks again
+            logger.exception("utterance %.2f-%.2f s could not be decoded", ev.start, ev.end)
+            self.decode_errors += 1
+            return Decoded("", 0.0, -10.0, 1.0, rejected=f"decode error: {exc}"[:200])
+
     def _handle(self, vad_events) -> list[TranscriptEvent]:
         events = []
         for ev in vad_events:
@@ -417,7 +432,10 @@ class WhisperRecognizer:
             if isinstance(ev, SpeechPause):
                 if self._speculative is not None:
                     self.speculative_misses += 1
-                self._speculative = (key, self.engine.decode(ev.samples, extra_hotwords=self._grammar))
+                decoded = self._decode(ev)
+                # A failed decode is not kept: the utterance's end tries again.
+                self._speculative = None if decoded.rejected and decoded.rejected.startswith("decode error") \
+                    else (key, decoded)
                 continue
             if self._speculative is not None and self._speculative[0] == key:
                 decoded = self._speculative[1]
@@ -425,7 +443,7 @@ class WhisperRecognizer:
             else:
                 if self._speculative is not None:
                     self.speculative_misses += 1
-                decoded = self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+                decoded = self._decode(ev)
             self._speculative = None
             self.last_decode = decoded
             if decoded.rejected:

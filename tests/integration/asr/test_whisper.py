@@ -149,17 +149,47 @@ def test_utterances_that_end_together_are_decoded_in_one_batch_with_the_same_tex
     runs_before = whisper.batches
     barrier, texts, errors = threading.Barrier(4), [None] * 4, []
 
-    def decode(k: int) -> None:
+    def decode(k: int, hotwords=None) -> None:
         try:
             barrier.wait()
-            texts[k] = whisper.decode(clips[k]).text
+            texts[k] = whisper.decode(clips[k], extra_hotwords=hotwords).text
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=decode, args=(k,)) for k in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    def run_all(hotwords) -> None:
+        threads = [threading.Thread(target=decode, args=(k, hotwords[k])) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+
+    run_all([None] * 4)
     assert not errors and texts == alone
     assert whisper.batches - runs_before < 4  # some waited and went together
+    # Streams at different dialog steps have different hotwords (their prompts differ in length):
+    # those never share a batch, and all are decoded.
+    texts = [None] * 4
+    run_all([None, ["满意", "不满意"], ["是的"], None])
+    assert not errors and all(t is not None for t in texts)
+
+
+def test_a_decode_that_fails_loses_that_utterance_not_the_stream(whisper, eval_rows, monkeypatch):
+    samples, _ = load_mono(EVAL / eval_rows["callback-02"]["file"], 8000)
+    samples = np.concatenate([samples, np.zeros(8000, np.float32)])
+    rec = whisper.recognizer()
+    real = whisper.decode
+    calls = []
+
+    def flaky(x, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("model fault")
+        return real(x, **kw)
+
+    monkeypatch.setattr(whisper, "decode", flaky)
+    events = []
+    for _ in range(2):  # the same answer twice: the first decode fails, the second works
+        for i in range(0, samples.size, 160):
+            events.extend(rec.accept(AudioFrame(float_to_pcm16(samples[i:i + 160]), 8000)))
+    finals = [e for e in events if e.is_final]
+    assert rec.decode_errors == 1 and len(finals) == 2 and all(f.text for f in finals)  # retried at the end
