@@ -239,6 +239,7 @@ class Client:
 def _load(port: int, paths: list[tuple[str, str]], seconds: float, clients: int = CLIENTS) -> dict:
     """``clients`` sessions requesting random (kind, path) pairs for ``seconds``."""
     results: list[tuple[str, float, int]] = []
+    failed: list[str] = []  # "status path" of each error response
     lock = threading.Lock()
     sessions = []
     for _ in range(clients):
@@ -255,6 +256,9 @@ def _load(port: int, paths: list[tuple[str, str]], seconds: float, clients: int 
             kind, path = rng.choice(paths)
             status, _, elapsed = client.request("GET", path)
             local.append((kind, elapsed, status))
+            if status >= 400:
+                with lock:
+                    failed.append(f"{status} {path}")
         with lock:
             results.extend(local)
 
@@ -267,7 +271,7 @@ def _load(port: int, paths: list[tuple[str, str]], seconds: float, clients: int 
     kinds = sorted({k for k, _, _ in results})
     return {
         "clients": clients, "seconds": seconds, "requests": len(results),
-        "throughput_rps": round(len(results) / seconds, 1), "errors": len(errors),
+        "throughput_rps": round(len(results) / seconds, 1), "errors": len(errors), "error_samples": failed[:10],
         "all": _summary([e for _, e, _ in results]),
         "by_page": {k: _summary([e for kk, e, _ in results if kk == k]) for k in kinds},
         "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in os.getloadavg()],
