@@ -92,9 +92,11 @@ def _sha(paths: list[Path]) -> str:
 
 def build_stamp(corrections: Path | None, base_model: Path | None, options: dict) -> dict:
     code = Path(__file__).resolve().parent
+    # Everything that decides what gets trained and which model ships: data loading and splits
+    # (datasets.py) and the dev evaluation that picks the default (classifier/evaluate.py) too.
     sources = [code / "classifier" / n for n in ("training.py", "transformer.py", "ngram.py", "keywords.py",
-                                                 "ensemble.py")]
-    sources += [code / n for n in ("nlu.py", "linear.py", "phonetic.py", "text.py")]
+                                                 "ensemble.py", "evaluate.py")]
+    sources += [code / n for n in ("nlu.py", "linear.py", "phonetic.py", "text.py", "datasets.py")]
     return {
         "version": BUILD_VERSION,
         "data": _sha([FEEDBACK_FILE, INTENTS_FILE]),
