@@ -1,49 +1,18 @@
-"""What the process-level benchmarks share: free port ranges on 127.0.0.1 and CPU accounting
-from /proc (a process tree's CPU seconds, the whole machine's busy seconds)."""
+"""What the process-level benchmarks share: free port ranges on 127.0.0.1 (``PortPicker``, from
+:mod:`callcenter.ports`) and CPU accounting from /proc (a process tree's CPU seconds, the whole
+machine's busy seconds)."""
 
 from __future__ import annotations
 
 import os
-import random
-import socket
 import subprocess
 from pathlib import Path
 
+from callcenter.ports import PortPicker
+
+__all__ = ["PortPicker", "cpu_seconds", "machine_busy", "tree_cpu"]
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
-
-
-class PortPicker:
-    """Consecutive free UDP+TCP ports in [lo, hi), never handing out the same port twice
-    until :meth:`release` (call it when the processes that held them are gone)."""
-
-    def __init__(self, lo: int, hi: int, seed: int | None = None) -> None:
-        self.lo, self.hi = lo, hi
-        self._rng = random.Random(os.getpid() if seed is None else seed)
-        self._taken: set[int] = set()
-
-    def __call__(self, count: int) -> int:
-        for _ in range(500):
-            base = self._rng.randrange(self.lo, self.hi - count)
-            span = range(base, base + count)
-            if not self._taken.intersection(span) and all(_free(p) for p in span):
-                self._taken.update(span)
-                return base
-        raise RuntimeError(f"no {count} free consecutive ports in {self.lo}-{self.hi - 1}")
-
-    def release(self) -> None:
-        self._taken.clear()
 
 
 def cpu_seconds(pid: int) -> float | None:

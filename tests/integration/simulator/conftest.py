@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,34 +17,17 @@ from pathlib import Path
 
 import pytest
 
+from callcenter.ports import PortPicker
+
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
 LO, HI = 20000, 24999
-_rng = random.Random(os.getpid() * 7919)
-_taken: set[int] = set()
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
+_picker = PortPicker(LO, HI + 1, seed=os.getpid() * 7919)
 
 
 def free_ports(count: int) -> int:
     """The first of ``count`` consecutive ports in 20000-24999 free for UDP and TCP."""
-    for _ in range(300):
-        base = _rng.randrange(LO, HI - count)
-        span = range(base, base + count)
-        if not _taken.intersection(span) and all(_free(p) for p in span):
-            _taken.update(span)
-            return base
-    raise RuntimeError(f"no {count} free consecutive ports in {LO}-{HI}")
+    return _picker(count)
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from callcenter.ports import is_free
 from callcenter.telephony.config import SipConfig
 
 SIP_DATA = Path(__file__).resolve().parents[2] / "data" / "sip"
@@ -36,18 +37,6 @@ RTP_PORTS = 40  # per test phone: 4 calls x RTP+RTCP, with room for ports anothe
 _rng = random.Random(os.getpid())
 _handed_out: dict[int, float] = {}  # port -> when handed out; not handed out again for a minute
 _kept: set[int] = set()  # ports of long-lived phones (a module's shared phone): never handed out again
-
-
-def _free(port: int) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        s = socket.socket(socket.AF_INET, kind)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        finally:
-            s.close()
-    return True
 
 
 def free_ports(count: int = 1, lo: int = PORT_LO, hi: int = PORT_HI, keep: bool = False) -> int:
@@ -64,7 +53,7 @@ def free_ports(count: int = 1, lo: int = PORT_LO, hi: int = PORT_HI, keep: bool 
         span = range(base, base + count)
         if any(p in _handed_out or p in _kept for p in span):
             continue
-        if all(_free(p) for p in span):
+        if all(is_free(p) for p in span):
             _handed_out.update(dict.fromkeys(span, now))
             if keep:
                 _kept.update(span)
