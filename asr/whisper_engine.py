@@ -133,6 +133,7 @@ def hallucination_reason(text: str, avg_logprob: float, no_speech_prob: float, o
 
 
 MAX_BATCH = 4  # a worker process holds at most 4 calls
+_DECODE_FAILED = Decoded("", 0.0, -10.0, 1.0, rejected="decode error")
 
 
 @dataclass(eq=False)
@@ -245,7 +246,7 @@ class WhisperEngine:
             try:
                 decoded: list[Decoded] | BaseException = self._decode_now([r.samples for r in batch],
                                                                           [r.hotwords for r in batch])
-            except BaseException as exc:  # every waiter of the batch gets the error, then it propagates
+            except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it, then it propagates
                 decoded = exc
             with self._cond:
                 for k, r in enumerate(batch):
@@ -253,8 +254,7 @@ class WhisperEngine:
                         r.error = decoded
                     else:
                         r.result = decoded[k]
-                self._busy = False
-                self._cond.notify_all()
+                self._release()
         if req.error is not None:
             raise req.error
         assert req.result is not None
@@ -286,11 +286,15 @@ class WhisperEngine:
             decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo))
         finally:
             with self._cond:
-                self._busy = False
-                self._cond.notify_all()
+                self._release()
         for (i, _), d in zip(todo, decoded):
             results[i] = d
         return results  # type: ignore[return-value]
+
+    def _release(self) -> None:
+        """The model is free again: wake the waiters (hold ``_cond``)."""
+        self._busy = False
+        self._cond.notify_all()
 
     def _screen(self, samples: np.ndarray) -> tuple[np.ndarray, Decoded | None]:
         """The samples to decode (at most 30 s), or the rejection of a clip too short or too quiet."""
@@ -411,14 +415,15 @@ class WhisperRecognizer:
         self._finished = True
         return self._handle(self._segmenter.flush())
 
-    def _decode(self, ev) -> Decoded:
-        """One utterance's decode; a failing decode loses that utterance (logged), not the stream."""
+    def _decode(self, ev) -> Decoded | None:
+        """One utterance's decode, or None when it failed: that loses the utterance (logged), not
+        the stream."""
         try:
             return self.engine.decode(ev.samples, extra_hotwords=self._grammar)
-        except Exception as exc:  # noqa: BLE001 - the call goes on; the dialog hears nothing and asks again
+        except Exception:  # the call goes on; the dialog hears nothing and asks again
             logger.exception("utterance %.2f-%.2f s could not be decoded", ev.start, ev.end)
             self.decode_errors += 1
-            return Decoded("", 0.0, -10.0, 1.0, rejected=f"decode error: {exc}"[:200])
+            return None
 
     def _handle(self, vad_events) -> list[TranscriptEvent]:
         events = []
@@ -434,8 +439,7 @@ class WhisperRecognizer:
                     self.speculative_misses += 1
                 decoded = self._decode(ev)
                 # A failed decode is not kept: the utterance's end tries again.
-                self._speculative = None if decoded.rejected and decoded.rejected.startswith("decode error") \
-                    else (key, decoded)
+                self._speculative = (key, decoded) if decoded is not None else None
                 continue
             if self._speculative is not None and self._speculative[0] == key:
                 decoded = self._speculative[1]
@@ -443,7 +447,7 @@ class WhisperRecognizer:
             else:
                 if self._speculative is not None:
                     self.speculative_misses += 1
-                decoded = self._decode(ev)
+                decoded = self._decode(ev) or _DECODE_FAILED
             self._speculative = None
             self.last_decode = decoded
             if decoded.rejected:

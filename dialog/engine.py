@@ -326,15 +326,14 @@ class Conversation:
             if self._held:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
             return [self._timer("no_input", self._timeout())]
-        if self.step is not None and TURN_HOLD_SECONDS > 0 and (
-                self.step.expect in HELD_ANSWERS or len(text) <= 1 or self._held) \
-                and not (not self._held and self._complete_score(text)):
+        if self.step is not None and TURN_HOLD_SECONDS > 0 and (self._held or (
+                (self.step.expect in HELD_ANSWERS or len(text) <= 1) and not self._complete_score(text))):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
         return self._understand(text, ev.start, ev.end)
 
     def _complete_score(self, text: str) -> bool:
-        scale = UNHELD_SCORES.get(self.step.expect) if self.step is not None else None
+        scale = UNHELD_SCORES.get(self.step.expect)
         if scale is None:
             return False
         value = explicit_score(text, scale[0])
