@@ -1,7 +1,8 @@
 """Vosk engine: streaming Kaldi recognition with partials, word timestamps and per-step grammars.
 
-Owns one ``vosk.Model`` per process, loaded from an explicit model directory (never
-``Model(lang=...)``, which downloads at run time), and one ``KaldiRecognizer`` per call stream.
+Owns one ``vosk.Model`` per process, loaded from an explicit model directory only (Vosk's
+by-language lookup would fetch a model from the internet at run time, which a deployment here cannot
+do), and one ``KaldiRecognizer`` per call stream.
 Endpointing is Vosk's own (the model's ``conf/model.conf`` trailing-silence rules): ``AcceptWaveform``
 returning True ends an utterance. Vosk releases the GIL while decoding, so several decoding threads
 of :mod:`asr.service` run in parallel on several cores. Runs on a decoding thread, never a media
