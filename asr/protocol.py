@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from callcenter.domain import AudioFrame, TranscriptEvent
+from callcenter.domain import AnswerChoice, AudioFrame, TranscriptEvent
 
 
 @runtime_checkable
@@ -39,6 +39,14 @@ class Recognizer(Protocol):
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         """Expected phrases for the next utterance (a closed question), or None for free speech."""
+        ...
+
+    def set_choices(self, choices: Sequence[AnswerChoice] | None) -> None:
+        """The expected answers of a closed question for the following utterances, or None.
+
+        While set, each final event carries ``choices``: every answer's probability given the
+        utterance's audio, plus ``"other"`` (none fits), best first, summing to 1; empty where the
+        engine could not score (a failed or silent utterance)."""
         ...
 
 

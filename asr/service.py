@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from asr.protocol import Engine
-from callcenter.domain import AudioFrame, TranscriptEvent
+from callcenter.domain import AnswerChoice, AudioFrame, TranscriptEvent
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ _FINISH = object()
 @dataclass(frozen=True)
 class _Grammar:
     phrases: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class _Choices:
+    choices: tuple[AnswerChoice, ...] | None
 
 
 class Stream:
@@ -70,6 +75,11 @@ class Stream:
         """Expected phrases for the next customer turn (in order with the frames already pushed)."""
         self._queue.put(_Grammar(tuple(phrases) if phrases else None))
 
+    def set_choices(self, choices: Sequence[AnswerChoice] | None) -> None:
+        """Expected answers of a closed question for the next customer turn, or None (in order with
+        the frames already pushed): the finals then carry their acoustic ``choices``."""
+        self._queue.put(_Choices(tuple(choices) if choices else None))
+
     def finish(self) -> None:
         """Hang-up: the utterance in progress is decoded, then the thread ends."""
         if not self._closed:
@@ -101,7 +111,10 @@ class Stream:
                         if item is _FINISH:
                             self._emit(self._recognizer.finish())
                             return
-                        self._recognizer.set_grammar(item.phrases)
+                        if isinstance(item, _Choices):
+                            self._recognizer.set_choices(item.choices)
+                        else:
+                            self._recognizer.set_grammar(item.phrases)
                     try:
                         item = self._queue.get_nowait()
                     except queue.Empty:

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from asr.audio import StreamResampler, float_to_pcm16, pcm16_to_float
-from callcenter.domain import AudioFrame, TranscriptEvent, Word
+from callcenter.domain import OTHER_CHOICE, AnswerChoice, AudioFrame, ChoiceScore, TranscriptEvent, Word
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ class VoskRecognizer:
         self.engine = engine
         self.partials = partials
         self._grammar = tuple(grammar) if grammar else None
+        self._base_grammar = self._grammar  # set_grammar's phrases; the choices' phrases are added
+        self._choices: tuple[AnswerChoice, ...] | None = None
+        self._choices_live: tuple[AnswerChoice, ...] | None = None  # those of the recognizer in use
         self._rec = engine.kaldi_recognizer(self._grammar)
         self._pending_grammar: tuple[str, ...] | None | bool = False  # False: no change pending
         self._resampler: StreamResampler | None = None
@@ -129,7 +132,19 @@ class VoskRecognizer:
         self._finished = False
 
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
-        grammar = tuple(phrases) if phrases else None
+        self._base_grammar = tuple(phrases) if phrases else None
+        self._apply()
+
+    def set_choices(self, choices: Sequence[AnswerChoice] | None) -> None:
+        """Closed-question answers: their phrases join the grammar, and a final that is one of them
+        scores its label with the decoder's word confidence (the rest goes to "other")."""
+        self._choices = tuple(choices) if choices else None
+        self._apply()
+
+    def _apply(self) -> None:
+        grammar = self._base_grammar
+        if self._choices:
+            grammar = tuple(dict.fromkeys([*(grammar or ()), *(p for c in self._choices for p in c.phrases)]))
         if grammar is not None:
             self.engine.grammar_json(grammar)  # validate now, fail where the caller can see it
         if self._partial:
@@ -139,6 +154,7 @@ class VoskRecognizer:
 
     def _switch(self, grammar: tuple[str, ...] | None) -> None:
         self._grammar = grammar
+        self._choices_live = self._choices
         self._rec = self.engine.kaldi_recognizer(grammar)
         self._offset = self._fed / self.engine.sample_rate
         self._pending_grammar = False
@@ -178,6 +194,19 @@ class VoskRecognizer:
         self._finished = True
         return self._final(json.loads(self._rec.FinalResult()))
 
+    def _score_choices(self, text: str, confidence: float) -> tuple[ChoiceScore, ...]:
+        """The grammar decoder's answer as choice probabilities: the label of the phrase it found
+        gets the word confidence, "other" the rest (all of it for [unk] or a non-answer phrase)."""
+        if not self._choices_live:
+            return ()
+        said = "".join(text.split())
+        label = next((c.label for c in self._choices_live if any("".join(p.split()) == said for p in c.phrases)),
+                     None) if said else None
+        p = min(1.0, max(0.0, confidence)) if label is not None else 0.0
+        out = [ChoiceScore(c.label, round(p, 4) if c.label == label else 0.0) for c in self._choices_live]
+        out.append(ChoiceScore(OTHER_CHOICE, round(1.0 - p, 4)))
+        return tuple(sorted(out, key=lambda c: -c.probability))
+
     @staticmethod
     def _clean(text: str) -> str:
         return " ".join(w for w in text.split() if w != UNK)
@@ -196,11 +225,13 @@ class VoskRecognizer:
             text = " ".join(w.text for w in words)
             confidence = round(float(np.mean([w.confidence for w in words])), 3)
             events.append(TranscriptEvent(text=text, is_final=True, start=words[0].start, end=words[-1].end,
-                                          confidence=confidence, words=words))
+                                          confidence=confidence, words=words,
+                                          choices=self._score_choices(text, confidence)))
         elif unk_only or had_speech:
             # Speech that matched nothing (out of grammar): tell the dialog to re-prompt.
             now = round(self._fed / self.engine.sample_rate, 3)
-            events.append(TranscriptEvent(text="", is_final=True, start=self._offset, end=now, confidence=0.0))
+            events.append(TranscriptEvent(text="", is_final=True, start=self._offset, end=now, confidence=0.0,
+                                          choices=self._score_choices("", 0.0)))
         if self._pending_grammar is not False:
             self._switch(self._pending_grammar)  # type: ignore[arg-type]
         return events

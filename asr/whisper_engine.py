@@ -32,7 +32,7 @@ from asr import bandext, vocabulary
 from asr.audio import StreamResampler, pcm16_to_float
 from asr.textnorm import normalize_for_scoring, tidy_chinese, to_simplified
 from asr.vad import RATE, Segmenter, SileroDetector, SpeechPause, SpeechStart, VadConfig
-from callcenter.domain import AudioFrame, TranscriptEvent
+from callcenter.domain import AnswerChoice, AudioFrame, TranscriptEvent
 
 logger = logging.getLogger(__name__)
 
@@ -380,6 +380,7 @@ class WhisperRecognizer:
         self._segmenter = Segmenter(SileroDetector(), engine.options.vad)
         self._resampler: StreamResampler | None = None
         self._grammar: tuple[str, ...] | None = tuple(grammar) if grammar else None
+        self._choices: tuple[AnswerChoice, ...] | None = None
         self._finished = False
         self.last_decode: Decoded | None = None
         # The decode started at a pause, kept for the utterance if the silence lasts:
@@ -392,6 +393,10 @@ class WhisperRecognizer:
     def set_grammar(self, phrases: Sequence[str] | None) -> None:
         """Whisper has no grammar: the phrases become hotwords for the following utterances."""
         self._grammar = tuple(p for p in phrases if p.strip()) if phrases else None
+
+    def set_choices(self, choices: Sequence[AnswerChoice] | None) -> None:
+        """A closed question's answers: each following utterance scores them with the model."""
+        self._choices = tuple(choices) if choices else None
 
     def accept(self, frame: AudioFrame) -> list[TranscriptEvent]:
         if self._finished:

@@ -408,6 +408,8 @@ class _Call:
             elif isinstance(action, Listen):
                 if self.stream is not None:
                     self.stream.set_grammar(list(action.grammar) if action.grammar else None)
+                    # A closed question's answers: the recognizer scores them against the audio.
+                    self.stream.set_choices(action.choices)
             elif isinstance(action, StopSpeaking):
                 self._stop_speaking()
             elif isinstance(action, StartTimer):

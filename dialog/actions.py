@@ -38,7 +38,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from callcenter.domain import DtmfEvent, Speaker, TranscriptEvent, Word
+from callcenter.domain import AnswerChoice, ChoiceScore, DtmfEvent, Speaker, TranscriptEvent, Word
 from callcenter.domain.calls import (
     ACTION_TYPES,
     AddToDnc,
@@ -104,12 +104,14 @@ class Say:
 class Listen:
     """Expect an answer for ``step``: ``context`` is the NLU context (id, sat, nps, yn, open, book,
     reason), ``grammar`` an optional closed phrase list for grammar-mode recognizers, ``dtmf``
-    whether key presses answer too."""
+    whether key presses answer too, ``choices`` the expected answers of a closed question
+    (:func:`dialog.answers.choices_for`), which the recognizer scores against the audio."""
 
     step: str
     context: str | None
     grammar: tuple[str, ...] | None = None
     dtmf: bool = True
+    choices: tuple[AnswerChoice, ...] | None = None
     kind: str = field(default="listen", init=False)
 
 
@@ -261,6 +263,10 @@ def _revive(cls: type, key: str, value: Any) -> Any:
         return Speaker(value)
     if cls is TranscriptEvent and key == "words":
         return tuple(Word(**w) for w in value)
+    if cls is TranscriptEvent and key == "choices":
+        return tuple(ChoiceScore(**c) for c in value)
+    if cls is Listen and key == "choices":
+        return tuple(AnswerChoice(c["label"], tuple(c["phrases"])) for c in value)
     if (cls, key) in ((Say, "fragments"), (Listen, "grammar"), (Finish, "turns"), (Finish, "findings")):
         return tuple(value)
     return value

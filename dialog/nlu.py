@@ -87,7 +87,7 @@ _SCORE5_WEAK = {"挺好", "还不错", "不错", "还可以", "还行", "凑合"
 _SCORE_INDEX = PhoneticIndex([(w, str(s)) for w, s in SCORE5_WORDS])
 _NUMBER = r"([0-9]{1,3}|[零〇一二两三四五六七八九十百]{1,3})"
 _SCORED = re.compile(rf"{_NUMBER}(?:(?:到|至|或|、|-|~)?{_NUMBER})?(?:分(?!钟)|份|颗星|星)(半)?")
-_ADVERB_SHIFEN = re.compile(r"十分(满意|好|不错|满|感谢|专业|热情|周到|差|不满|糟糕)")
+_ADVERB_SHIFEN = re.compile(r"十分的?(满意|好|不错|满|感谢|专业|热情|周到|差|不满|糟糕)")
 _BARE_NUMBER = re.compile(rf"^(?:嗯|呃|那|就|我|给|打|个|吧|啊|呀|,|\.|…|\s)*{_NUMBER}(?:吧|啊|呀|嘛|,|\.|…|\s)*$")
 
 
@@ -119,15 +119,29 @@ def _numbers_before_fen(text: str) -> list[tuple[int, int]]:
     return found
 
 
+# "十分的满意", "非常的满意": the adverb's 的 does not change the scale word.
+_ADVERB_DE = re.compile(r"(十分|非常|特别|相当|比较|挺|蛮|很|还算|基本)的(满意|不满意)")
+# The ends of the scale said as such ("挺满意的，给满分"): they beat a longer scale word.
+_SCALE_ENDS = {"满分": 5, "最高分": 5, "最低分": 1}
+
+
 def extract_score5(text: str, asked: bool) -> int | None:
     """The 1-5 satisfaction score in a turn. ``asked``: the robot just asked for it, so bare digits
-    and the weak scale words (还行, 不错) count too."""
+    and the weak scale words (还行, 不错) count too. On this scale 十分满意 is 5 (十分 is "very"), 满分
+    is 5, and a 十分 given when asked is the top of a ten-point scale: 5."""
+    text = _ADVERB_DE.sub(r"\1\2", text)
     nums = [v for v, _ in _numbers_before_fen(text)]
     for v in nums:
         if 1 <= v <= 5:
             return v
+        if asked and v == 10:  # 打十分: the customer's own 1-10 scale, its top
+            return 5
         if asked and v in (50, 60, 70, 80, 90, 100):  # 打个九十分: a percentage
             return max(1, min(5, round(v / 20)))
+    for word, value in _SCALE_ENDS.items():
+        at = text.find(word)
+        if at >= 0 and not text[max(0, at - 2):at].endswith(("不", "不是", "没", "没有", "离")):
+            return value
     if asked:
         bare = _BARE_NUMBER.match(text)
         if bare:

@@ -154,9 +154,39 @@ class Word:
     confidence: float = 1.0
 
 
+OTHER_CHOICE = "other"  # the label of "none of the expected answers fits"
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerChoice:
+    """One expected answer of a closed question: its ``label`` ("5", "yes", ...) and the short
+    phrases people say for it ("五分", "非常满意", ...), which the recognizer scores against the audio."""
+
+    label: str
+    phrases: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.label or self.label == OTHER_CHOICE:
+            raise ValueError(f"answer label {self.label!r}: must be non-empty and not {OTHER_CHOICE!r}")
+        if not self.phrases or not all(p.strip() for p in self.phrases):
+            raise ValueError(f"answer {self.label!r}: needs at least one non-empty phrase")
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceScore:
+    """How likely the utterance was the answer ``label`` (or :data:`OTHER_CHOICE`), in [0, 1]."""
+
+    label: str
+    probability: float
+
+
 @dataclass(frozen=True, slots=True)
 class TranscriptEvent:
-    """A partial or final recognition result for one side of a call."""
+    """A partial or final recognition result for one side of a call.
+
+    ``choices``: for a final heard while a closed question was open (``set_choices``), the expected
+    answers' labels best first with probabilities calibrated over them plus :data:`OTHER_CHOICE`
+    (summing to 1); empty when no closed question was set or the engine could not score."""
 
     text: str
     is_final: bool
@@ -165,6 +195,7 @@ class TranscriptEvent:
     confidence: float = 1.0
     speaker: Speaker = Speaker.CUSTOMER
     words: tuple[Word, ...] = field(default_factory=tuple)
+    choices: tuple[ChoiceScore, ...] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)

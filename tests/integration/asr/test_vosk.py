@@ -79,3 +79,23 @@ def test_grammar_switches_per_dialog_step(vosk_ko):
 
 def test_out_of_vocabulary_grammar_words_are_reported(vosk_ko):
     assert vosk_ko.unknown_words(["네 맞습니다", "아니요"]) == ["맞습니다"]
+
+
+def test_closed_question_choices_score_the_answer_said(vosk_ko):
+    """set_choices: the answers' phrases join the grammar; the final carries the label it matched."""
+    from callcenter.domain import OTHER_CHOICE, AnswerChoice
+
+    rec = vosk_ko.recognizer()
+    rec.set_choices([AnswerChoice("yes", ("네",)), AnswerChoice("no", ("아니요",))])
+    samples, _ = load_mono(KO / "aniyo.wav", 16000)
+    events = rec.accept(AudioFrame(float_to_pcm16(samples), 16000)) + rec.finish()
+    [final] = [e for e in events if e.is_final and e.text]
+    assert final.text == "아니요"
+    assert final.choices[0].label == "no" and final.choices[0].probability > 0.5
+    assert {c.label for c in final.choices} == {"yes", "no", OTHER_CHOICE}
+    assert abs(sum(c.probability for c in final.choices) - 1.0) < 1e-3
+
+
+def test_without_choices_finals_carry_none(vosk_ko):
+    result_events = stream(vosk_ko.recognizer(grammar=GRAMMAR), KO / "ne.wav")
+    assert all(e.choices == () for e in result_events)

@@ -34,6 +34,9 @@ class FakeRecognizer:
     def set_grammar(self, phrases):
         self.grammar = phrases
 
+    def set_choices(self, choices):
+        self.grammar = ("choices", choices)
+
 
 class FakeEngine:
     name = "fake"
@@ -101,6 +104,21 @@ def test_grammar_changes_apply_in_order_with_the_audio():
     stream.join(5)
     assert events[0][1] == "320|['是', '不是']"
     assert events[1][1] == "160|None"
+
+
+def test_choices_reach_the_recognizer_in_order_with_the_audio():
+    from callcenter.domain import AnswerChoice
+
+    events, on_event = collect()
+    service = TranscriptionService(FakeEngine(delay=0.01))
+    stream = service.open_stream("c", on_event)
+    stream.push(frame())
+    stream.set_choices([AnswerChoice("yes", ("是",))])
+    stream.push(frame(160))
+    stream.finish()
+    stream.join(5)
+    assert events[0][1] == "320|None"
+    assert events[1][1] == "160|('choices', (AnswerChoice(label='yes', phrases=('是',)),))"
 
 
 def test_push_never_blocks_and_drops_past_the_backlog_limit():

@@ -37,6 +37,7 @@ class ScriptedEngine:
     def __init__(self, texts: Sequence[str]) -> None:
         self.texts = list(texts)
         self.grammars: list = []
+        self.choices: list = []
 
     def recognizer(self, *, grammar=None, partials: bool = True):
         return _ScriptedRecognizer(self)
@@ -52,6 +53,9 @@ class _ScriptedRecognizer:
 
     def set_grammar(self, phrases) -> None:
         self.engine.grammars.append(phrases)
+
+    def set_choices(self, choices) -> None:
+        self.engine.choices.append(choices)
 
     def accept(self, frame: AudioFrame) -> list[TranscriptEvent]:
         out = []

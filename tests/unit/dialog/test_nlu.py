@@ -49,6 +49,21 @@ def test_shifen_as_an_adverb_or_minutes_is_not_a_score():
     assert extract_nps("十分钟以后再打", asked=True) is None
 
 
+@pytest.mark.parametrize("text, score", [
+    ("十分的满意", 5), ("非常的满意", 5), ("挺满意的,给满分", 5), ("满分吧", 5), ("最低分", 1), ("打十分", 5),
+    ("十分", 5), ("十分不满意", 1),
+])
+def test_score_phrasings_on_the_five_point_scale(text, score):
+    """十分满意 is "very satisfied" (5, never 10), 满分 is the top of the 1-5 scale, a 十分 given to
+    the 1-5 question is the top of the customer's own ten-point scale."""
+    assert extract_score5(canonicalize(text), asked=True) == score
+
+
+def test_shifen_de_manyi_is_not_an_nps_of_ten(nlu):
+    assert nlu.parse("十分的满意").nps is None
+    assert nlu.parse("十分的满意", "sat").score5 == 5
+
+
 @pytest.mark.parametrize("text, intent", [
     ("别再给我打电话了", "opt_out"), ("把我号码删了", "opt_out"), ("再打我就投诉你们骚扰", "opt_out"),
     ("你打错了吧", "wrong_number"), ("达错了", "wrong_number"), ("我不姓王", "wrong_number"),
