@@ -180,6 +180,9 @@ class User(Base):
     active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_login_at: Mapped[dt.datetime | None] = mapped_column()
+    # Raised by logout: every console session carries
+    # the generation it was opened with, and one of an older generation is refused.
+    session_generation: Mapped[int] = mapped_column(default=0, server_default="0")
 
     store: Mapped[Store | None] = relationship()
 
