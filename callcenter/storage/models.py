@@ -66,6 +66,9 @@ class Store(Base):
     timezone: Mapped[str] = mapped_column(sa.String(50), default="Asia/Shanghai")
     cycle_months_mid: Mapped[int | None] = mapped_column()
     cycle_months_premium: Mapped[int | None] = mapped_column()
+    # The store's own calling windows ("09:00-12:00,14:00-20:00"); NULL: the dialer's default.
+    # A campaign's own ``windows`` parameter still wins (migration console0001).
+    calling_windows: Mapped[str | None] = mapped_column(sa.String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -272,6 +275,27 @@ class CallbackStatus(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+class ScriptVersion(Base):
+    """One saved version of a dialog script (话术), as YAML text.
+
+    The console's script editor writes a new version on every save (and the installed file);
+    a campaign records the version it was created with (``campaigns.script_version_id``) and
+    its calls use that text, so editing a script never changes a running campaign.
+    """
+
+    __tablename__ = "script_versions"
+    __table_args__ = (sa.UniqueConstraint("script_id", "version", name="uq_script_versions_script_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    script_id: Mapped[str] = mapped_column(sa.String(64))
+    version: Mapped[int] = mapped_column()
+    text: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    note: Mapped[str | None] = mapped_column(sa.String(200))
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Campaign(Base):
     __tablename__ = "campaigns"
 
@@ -279,6 +303,10 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(sa.String(100))
     type: Mapped[CampaignType] = mapped_column(str_enum(CampaignType))
     script: Mapped[str] = mapped_column(sa.String(64))  # dialog script id
+    # The script version (``script_versions``) the campaign was created with: the console's
+    # script editor saves new versions, and a running campaign keeps calling with this one.
+    # NULL: the installed file (campaigns created before console0001, or from the CLI).
+    script_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("script_versions.id"))
     store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)  # NULL: all stores
     status: Mapped[CampaignStatus] = mapped_column(str_enum(CampaignStatus), default=CampaignStatus.DRAFT)
     as_of: Mapped[dt.date] = mapped_column()

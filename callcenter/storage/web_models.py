@@ -1,5 +1,5 @@
 """Tables the console (``web/``) owns: audit log, API tokens, login attempts, improvement
-plans, QA forms and reviews, tag corrections.
+plans, QA forms and reviews, tag corrections, background jobs (imports, audio rendering).
 
 Imported at the end of :mod:`callcenter.storage.models` so that ``Base.metadata`` (and with it
 Alembic) sees them; migrations ``web0001_console`` and later create them. Nothing here runs on
@@ -169,3 +169,42 @@ class TagCorrection(Base):
     model_confidence: Mapped[float | None] = mapped_column()
     corrected_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+
+
+class JobStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class ConsoleJob(Base):
+    """Work the console runs in the background: a DMS import (dry run or real) or rendering prompt
+    audio. Progress is written here, so any console worker process can show it; the import
+    history is the list of import jobs with who ran them.
+    """
+
+    __tablename__ = "console_jobs"
+    __table_args__ = (sa.Index("ix_console_jobs_kind_created", "kind", "created_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(32))  # import_customers | import_visits | render_audio
+    status: Mapped[JobStatus] = mapped_column(str_enum(JobStatus, 16), default=JobStatus.QUEUED)
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    created_by: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
+    username: Mapped[str | None] = mapped_column(sa.String(64))
+    filename: Mapped[str | None] = mapped_column(sa.String(255))  # as uploaded (shown, never a path)
+    stored_name: Mapped[str | None] = mapped_column(sa.String(64))  # random name in <data dir>/imports
+    target: Mapped[str | None] = mapped_column(sa.String(200))  # what a render job renders (a store, a script)
+    total: Mapped[int | None] = mapped_column()
+    done: Mapped[int] = mapped_column(default=0)
+    result: Mapped[dict | None] = mapped_column(sa.JSON)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column()
+    updated_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+    user: Mapped[User | None] = relationship(foreign_keys=[created_by])
+    store: Mapped[Store | None] = relationship()
