@@ -248,6 +248,8 @@ def derive_outcome(result: CallResult) -> CallOutcome:
         return CallOutcome.COMPLETED
     if end is CallEnd.CUSTOMER_HUNG_UP:
         return CallOutcome.HUNG_UP
+    if end is CallEnd.REFUSED:
+        return CallOutcome.REFUSED
     return CallOutcome.PARTIAL  # no input, maximum duration, or the runner did not say
 
 

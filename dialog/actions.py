@@ -73,10 +73,11 @@ class CallOutcome(str, enum.Enum):
     NO_RESPONSE = "no_response"  # a person answered but never said anything usable
 
 
-# CallEnd has no "refused": a declined survey is a finished conversation (the consent answer says no).
+# A declined survey ends as REFUSED, never COMPLETED: completion and feedback rates count only revisits
+# that were actually held.
 OUTCOME_END: dict[CallOutcome, CallEnd] = {
     CallOutcome.COMPLETED: CallEnd.COMPLETED,
-    CallOutcome.REFUSED: CallEnd.COMPLETED,
+    CallOutcome.REFUSED: CallEnd.REFUSED,
     CallOutcome.CALLBACK: CallEnd.CALLBACK,
     CallOutcome.WRONG_NUMBER: CallEnd.WRONG_NUMBER,
     CallOutcome.OPT_OUT: CallEnd.OPT_OUT,

@@ -28,10 +28,11 @@ import enum
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from callcenter.domain import (
-    CATEGORY_DEPARTMENT,
+    CATEGORY_ZH,
     Department,
     DtmfEvent,
     FeedbackCategory,
@@ -63,17 +64,13 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
+from dialog.conclusions import ProblemLedger, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
 
 logger = logging.getLogger(__name__)
 
-CATEGORY_ZH = {
-    "service_process": "服务流程", "service_attitude": "服务态度", "wait_time": "等待/交车时间",
-    "repair_quality": "维修质量", "car_wash": "洗车/清洁", "parts_wait": "等配件", "price": "价格/收费",
-    "facility": "环境设施", "sales_process": "销售/交车/手续", "insurance": "保险/理赔", "praise": "表扬",
-}
 # A speech-start partial with no text yet must last this long before it counts as the customer
 # talking over a prompt: a cough or a door in the background should not cut the robot off.
 BARGE_IN_MIN_SECONDS = 0.5
@@ -95,6 +92,33 @@ GREETING_SPEECH_WAIT_SECONDS = 8.0
 # much more time, so a slow recognition does not trigger "您还在听吗" over their answer.
 SPEECH_GRACE_SECONDS = 8.0
 GREETING = "__greeting__"
+# An answer the robot would act on irreversibly (end the revisit, opt out, wrong number, open a
+# complaint from a "no") is confirmed first when the understanding is less sure than this and no
+# high-precision phrase rule decided it.
+CONFIRM_BELOW = 0.85
+# An utterance at least this long that the recognizer could not turn into words was the customer
+# talking (a mumble, a word lost on the line): "not understood", never "are you still there?".
+UNUSABLE_SPEECH_SECONDS = 0.3
+# Closed questions whose answer can be skipped when it cannot be understood after the re-prompts:
+# the call goes on without the answer instead of ending (everything after it would be lost).
+SKIPPABLE = ("score5", "nps", "text", "reason")
+YES_NO_GRAMMAR = ("是", "是的", "对", "对的", "没错", "嗯", "不是", "不对", "不是的", "没有")
+# How a confirmation is answered, per label, tried in order (the first match decides). The restated
+# sentences are negative ("您现在不方便……,对吗?"), so agreeing may repeat the negative ("不方便",
+# "没洗") and "不是" may disagree or agree ("不是我" to "您不是车主本人吗"): each label has its own.
+_YES, _NO = True, False
+CONFIRM_ANSWERS: dict[str, tuple[tuple[re.Pattern, bool], ...]] = {
+    "declined": ((re.compile(r"不方便|没空|没时间|不用了|不要了|不需要|在忙|算了"), _YES),
+                 (re.compile(r"^(不是|不对)|方便|可以|你说|没事|问吧|说吧"), _NO),
+                 (re.compile(r"^(对|是|嗯|没错|确实)"), _YES)),
+    "wrong_number": ((re.compile(r"不是我|我不是|打错|不认识|没这个人|^(对|嗯|没错|是的)[啊呀的,.。!\s]*$"), _YES),
+                     (re.compile(r"是我|我就是|^我是|本人|^不对"), _NO)),
+    "opt_out": ((re.compile(r"^(不是|不对)|可以打|没关系|没说|不是这个意思"), _NO),
+                (re.compile(r"^(对|是|嗯|没错)|别.{0,2}打|不要.{0,3}打|不用.{0,3}打|别再|拉黑"), _YES)),
+    "no": ((re.compile(r"^(不是|不对)|洗了|洗过|准时|按时|讲了|讲过|有的|有啊|提前|都有"), _NO),
+           (re.compile(r"^(对|是|嗯|没错|确实)|^没(有)?|没洗|晚了|没讲|没有讲"), _YES)),
+}
+CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
 
@@ -117,6 +141,17 @@ class State(str, enum.Enum):
     LISTENING = "listening"
     TRANSFERRING = "transferring"
     DONE = "done"
+
+
+@dataclass
+class _Confirmation:
+    """An answer restated to the customer ("您是说……,对吗?") before the robot acts on it."""
+
+    label: str
+    step: Step
+    yes: Callable[[], list]
+    no: Callable[[], list]
+    tries: int = 0
 
 
 class Conversation:
@@ -150,8 +185,10 @@ class Conversation:
         self._greeting_speech = False  # speech heard since pick-up, its words not yet recognised  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
+        self._pending: _Confirmation | None = None
         self._known_time: dt.datetime | None = None
-        self._tickets: set[str] = set()
+        self._tickets: set[str] = set()  # categories reported (and "complaint": one nobody could place)
+        self._problems = ProblemLedger()
         self._low_score: int | None = None
         self._sentiments: list[str] = []
         self._ending_outcome: CallOutcome | None = None
@@ -325,12 +362,32 @@ class Conversation:
         if not text:
             if self._held:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
+            if ev.end - ev.start >= UNUSABLE_SPEECH_SECONDS and self.step is not None:
+                return self._unusable(ev)
             return [self._timer("no_input", self._timeout())]
         if self.step is not None and TURN_HOLD_SECONDS > 0 and (self._held or (
                 (self.step.expect in HELD_ANSWERS or len(text) <= 1) and not self._complete_score(text))):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
         return self._understand(text, ev.start, ev.end)
+
+    def _unusable(self, ev: TranscriptEvent) -> list:
+        """The customer spoke and the recognizer made nothing of it: "not understood", not silence."""
+        step = self.step
+        assert step is not None
+        self.turns.append({"step": step.id, "text": "", "intent": Intent.UNCLEAR.value, "confidence": 0.0,
+                           "start": ev.start, "end": ev.end, "unusable": True,
+                           **({"confirming": self._pending.label} if self._pending else {})})
+        logger.info("call %s step %s: %.1f s of speech not recognised", self.call_id, step.id, ev.end - ev.start)
+        out: list = [CancelTimer("no_input")]
+        if self._pending is not None:
+            p = self._pending
+            p.tries += 1
+            if p.tries < 2:
+                return out + self._say_confirmation()
+            self._pending = None
+            return out + p.no()
+        return out + self._no_match(None)
 
     def _complete_score(self, text: str) -> bool:
         scale = UNHELD_SCORES.get(self.step.expect)
@@ -377,6 +434,8 @@ class Conversation:
     def _understand(self, text: str, start: float, end: float, dtmf: bool = False) -> list:
         step = self.step
         assert step is not None
+        if self._pending is not None:
+            return self._on_confirmation(text, start, end, dtmf)
         result = self.nlu.parse(text, step.context, self.clock())
         self.turns.append({"step": step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
@@ -393,15 +452,19 @@ class Conversation:
         if intent in ("opt_out", "wrong_number", "ask_human", "busy_callback") and intent in self.script.handlers:
             if intent == "busy_callback" and step.expect == "time":
                 pass  # "明天上午" to "when shall we call you?" answers the question
+            elif intent in ("opt_out", "wrong_number") and result.rule is None \
+                    and result.confidence < CONFIRM_BELOW:
+                # The model's reading, no phrase said it plainly: ask before acting on it.
+                return out + self._confirm(intent, step, yes=lambda: self._route_global(intent, text),
+                                           no=lambda: self._reask(step))
             else:
-                if intent == "wrong_number":
-                    out += self._record_raw("wrong_number", True, text)
-                return out + self._route_intent(intent, text)
+                return out + self._route_global(intent, text)
         if intent == Intent.UNCLEAR.value and step.expect in ("text", "reason") and result.rule not in (
                 "unclear", "empty") and len(text.strip()) >= 2:
             intent = Intent.AFFIRM.value  # "一般" to an open question is an answer, however short
         elif intent == Intent.UNCLEAR.value:
-            return out + self._no_match(result, repeat=True)
+            # "什么?", "没听清" ask for the question again; a mumble or a filler gets the answer's form.
+            return out + self._no_match(result, repeat=result.rule == "unclear")
         if intent == Intent.QUESTION.value and step.expect not in ("text", "reason"):
             return out + self._no_match(result, repeat=True)
         handler = getattr(self, f"_answer_{step.expect}")
@@ -427,8 +490,25 @@ class Conversation:
             out, value, target = [], False, step.on.get("deny") or step.goto
         else:  # busy/question with no handler: not an answer
             return self._no_match(r)
-        out += self._record(step, value, r.text, r)
-        if value is False and step.problem:
+        if value is False and step.expect == "identity" and r.intent == Intent.DENY.value \
+                and (r.confidence < CONFIRM_BELOW or len(r.text.strip()) <= 2):
+            # A bare "不是" ends the revisit: make sure it was not a misheard "是的".
+            affirm = step.on.get("affirm") or step.goto
+            return self._confirm("declined", step, yes=lambda: self._yes_no_done(step, r, False, target),
+                                 no=lambda: self._yes_no_done(step, r, True, affirm))
+        if value is False and step.problem and store_not_at_fault(r.text):
+            # "没洗,我跟他们说不用洗的", "没有,提前就好了": a "no" that is no failure of the store.
+            self.turns[-1]["not_a_problem"] = True
+        elif value is False and step.problem and r.intent != Intent.COMPLAINT.value \
+                and r.rule is None and r.confidence < CONFIRM_BELOW:
+            return self._confirm("no", step, r, yes=lambda: self._yes_no_done(step, r, False, target, problem=True),
+                                 no=lambda: self._yes_no_done(step, r, True, step.on.get("affirm") or step.goto))
+        return out + self._yes_no_done(step, r, value, target, problem=value is False and bool(step.problem)
+                                       and not self.turns[-1].get("not_a_problem"))
+
+    def _yes_no_done(self, step: Step, r: NluResult, value: bool, target: str | None, problem: bool = False) -> list:
+        out = self._record(step, value, r.text, r)
+        if problem:
             out += self._problem(step, step.problem, r.text, r.intent == Intent.COMPLAINT.value)
         return out + (self._goto(target) if target else self._no_match(r))
 
@@ -451,7 +531,7 @@ class Conversation:
                 target = step.on.get("complaint") or step.goto or (step.branches[-1].goto if step.branches else None)
                 if target:
                     return out + self._goto(target)
-            return out + self._no_match(r, prompt=f"no_match_{scale}")
+            return out + self._no_match(r)
         if scale == "score5" and value <= 2:
             self._low_score = value
         out += self._record(step, value, r.text, r)
@@ -467,7 +547,7 @@ class Conversation:
             return out + self._goto(step.on.get("deny") or step.goto)
         out += self._record(step, r.text, r.text, r)
         if r.intent == Intent.COMPLAINT.value or step.ticket:
-            out += self._classify(step, r, open_tickets=step.ticket or r.intent == Intent.COMPLAINT.value)
+            self._classify(step, r, open_tickets=step.ticket or r.intent == Intent.COMPLAINT.value)
         target = step.on.get(r.intent) or step.goto
         return out + (self._goto(target) if target else self._no_match(r))
 
@@ -498,29 +578,110 @@ class Conversation:
     def _route_intent(self, intent: str, text: str) -> list:
         return self._enter(self.script.handlers[intent])
 
+    def _route_global(self, intent: str, text: str) -> list:
+        out = self._record_raw("wrong_number", True, text) if intent == "wrong_number" else []
+        return out + self._route_intent(intent, text)
+
+    # -- confirmations ---------------------------------------------------------------------------
+    def _confirm(self, label: str, step: Step, yes: Callable[[], list], no: Callable[[], list]) -> list:
+        """Restate ``label`` ("跟您确认一下,……,对吗?") and act on the customer's yes or no."""
+        if self.turns:
+            self.turns[-1]["confirming"] = label
+        self._pending = _Confirmation(label, step, yes, no)
+        return self._say_confirmation()
+
+    def _say_confirmation(self) -> list:
+        p = self._pending
+        assert p is not None
+        template = self.script.confirm_prompts(p.step)[p.label]
+        self._after = "listen"
+        return [self._say(f"{self.script.id}.{p.step.id}.confirm.{p.label}", template, p.step.id, True),
+                Listen(p.step.id, "yn", tuple(dict.fromkeys(YES_NO_GRAMMAR + GLOBAL_GRAMMAR)), dtmf=True)]
+
+    def _on_confirmation(self, text: str, start: float, end: float, dtmf: bool) -> list:
+        p = self._pending
+        assert p is not None
+        result = self.nlu.parse(text, "yn", self.clock())
+        verdict = self._confirmation_verdict(p, text, result)
+        self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
+                           "confidence": round(result.confidence, 4), "start": start, "end": end,
+                           "confirming": p.label, "confirmed": verdict, **({"dtmf": True} if dtmf else {})})
+        out: list = [CancelTimer("no_input")]
+        if verdict is None and result.rule in ("opt_out", "ask_human", "busy_callback", "wrong_number") \
+                and result.intent in self.script.handlers:
+            self._pending = None  # "别问了,转人工": a plain request of its own
+            return out + self._route_global(result.intent, text)
+        if verdict is None:
+            p.tries += 1
+            if p.tries < 2:
+                return out + self._say_confirmation()
+            verdict = False  # still not sure: do not act on it (the safe path)
+        self._pending = None
+        return out + (p.yes() if verdict else p.no())
+
+    @staticmethod
+    def _confirmation_verdict(p: _Confirmation, text: str, result: NluResult) -> bool | None:
+        canon = text.strip()
+        for pattern, verdict in CONFIRM_ANSWERS.get(p.label, CONFIRM_SCORE):
+            if pattern.search(canon):
+                return verdict
+        if result.intent == Intent.AFFIRM.value or (result.intent == Intent.COMPLAINT.value and p.label == "no"):
+            return True
+        if result.intent == Intent.DENY.value and p.label not in CONFIRM_ANSWERS:
+            return False
+        return None
+
+    def _reask(self, step: Step) -> list:
+        """The robot misheard: say so, and ask the question again."""
+        self._after = "listen"
+        barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
+        return [self._say(f"{self.script.id}.{step.id}.reask", self.script.prompt("confirm_misheard"), step.id,
+                          barge, then=step.say), self._listen(step)]
+
     # -- re-prompts ------------------------------------------------------------------------------
-    def _no_match(self, r: NluResult | None = None, prompt: str | None = None, repeat: bool = False) -> list:
+    def _no_match(self, r: NluResult | None = None, repeat: bool = False) -> list:
+        """An answer that was heard but not understood (or a request to repeat, ``repeat``)."""
         step = self.step
         assert step is not None
         self._no_match_count += 1
         limit = step.no_match.retries if step.no_match else self.script.settings.no_match_retries
         if self._no_match_count > limit:
-            goto = step.no_match.goto if step.no_match else None
+            goto = (step.no_match.goto if step.no_match else None) or self._skip_target(step)
             if goto:
+                # Still there but not understood: go on without this answer rather than lose the call.
+                if self.turns:
+                    self.turns[-1]["skipped"] = True
+                logger.info("call %s step %s: no usable answer after %d tries, going on", self.call_id, step.id,
+                            self._no_match_count)
                 return self._enter(goto)
             outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
             return self._end_politely("goodbye_no_input", outcome, "no_match")
         custom = step.no_match.say if step.no_match and step.no_match.say else None
+        first = self._no_match_count == 1
         then = None
         if custom:
             template = custom
-        elif prompt is not None:
-            template = self.script.prompt(prompt)
+        elif repeat:
+            template, then = self.script.prompt("repeat"), step.say
+        elif step.expect in ("score5", "nps", "yes_no", "identity"):
+            template = self.script.prompt(f"no_match_{step.expect}" + ("" if first else "_again"))
+            then = step.say if first and step.expect == "yes_no" else None
         else:
-            template, then = self.script.prompt("repeat" if repeat else "no_match"), step.say
+            template, then = self.script.prompt("no_match" if first else "no_match_again"), step.say
         barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
         self._after = "listen"
         return [self._say(f"{self.script.id}.{step.id}.no_match", template, step.id, barge, then), self._listen(step)]
+
+    @staticmethod
+    def _skip_target(step: Step) -> str | None:
+        """Where to go on when ``step``'s answer cannot be had (None: the answer decides the call)."""
+        if step.expect in SKIPPABLE:
+            return step.on.get("skip") or step.goto or step.on.get("deny") or (
+                step.branches[0].goto if step.branches else None)
+        if step.expect == "yes_no":
+            affirm, deny = step.on.get("affirm") or step.goto, step.on.get("deny") or step.goto
+            return affirm if affirm == deny else None
+        return None
 
     def _on_timer(self, ev: TimerFired) -> list:
         if self._tokens.get(ev.name) != ev.token:
@@ -540,6 +701,13 @@ class Conversation:
             outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
             return [StopSpeaking("max_duration")] * (self.state is State.SPEAKING) + \
                 self._end_politely("goodbye_timeout", outcome, "max_duration")
+        if ev.name == "no_input" and self.state is State.LISTENING and self._pending is not None:
+            p = self._pending
+            p.tries += 1
+            if p.tries < 2:
+                return self._say_confirmation()
+            self._pending = None
+            return p.no()
         if ev.name == "no_input" and self.state is State.LISTENING and self.step is not None:
             step = self.step
             self._no_input_count += 1
@@ -550,7 +718,8 @@ class Conversation:
                 outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
                 return self._end_politely("goodbye_no_input", outcome, "no_input")
             custom = step.no_input.say if step.no_input and step.no_input.say else None
-            template, then = (custom, None) if custom else (self.script.prompt("no_input"), step.say)
+            name = "no_input" if self._no_input_count == 1 else "no_input_again"
+            template, then = (custom, None) if custom else (self.script.prompt(name), step.say)
             barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
             self._after = "listen"
             return [self._say(f"{self.script.id}.{step.id}.no_input", template, step.id, barge, then),
@@ -585,34 +754,34 @@ class Conversation:
             finding["evidence"] += [{"turn": turn, "text": s.text, "start": s.start, "end": s.end}
                                     for s in result.evidence.get(code, ())]
             if open_tickets and code != "praise":
-                out += self._ticket(code, r.text, r.intent == Intent.COMPLAINT.value)
+                self._ticket(step, code, r.text, r.intent == Intent.COMPLAINT.value)
+                out.append(code)
         return out
 
-    def _ticket(self, code: str, text: str, high: bool) -> list:
-        if code in self._tickets:
-            return []
+    def _ticket(self, step: Step, code: str, text: str, high: bool) -> None:
+        """A problem for the call's tickets: one per department, opened when the call ends."""
         self._tickets.add(code)
-        high = high or self._low_score is not None  # an unhappy customer's every problem is urgent
-        category = FeedbackCategory(code)
-        return [OpenTicket(title=f"{CATEGORY_ZH[code]}: {text[:30]}", category=category,
-                           department=CATEGORY_DEPARTMENT[category], description=text,
-                           priority="high" if high else "normal", ticket_kind="complaint")]
+        self._problems.add(FeedbackCategory(code), self._question_text(step), text,
+                           high=high or self._low_score is not None)
+
+    def _question_text(self, step: Step) -> str:
+        return render(step.say, self.values, self.script.variables, None)[0]
 
     def _problem(self, step: Step, code: str, text: str, high: bool) -> list:
         finding = self.findings.setdefault(code, {"category": code, "confidence": 1.0, "evidence": []})
         turn = len(self.turns) - 1
         finding["evidence"].append({"turn": turn, "text": text, "start": 0, "end": len(text)})
-        return self._ticket(code, f"{step.say[:20]}……答:{text}", high)
+        self._ticket(step, code, text, high)
+        return []
 
     def _complaint(self, step: Step, r: NluResult) -> list:
         """A complaint heard at a step that asked something else: record it, classify, ticket."""
         out = self._record_raw(f"complaint_{step.id}", r.text, r.text)
         classified = self._classify(step, r, open_tickets=True)
-        if not classified and not self._tickets:
-            out.append(OpenTicket(title=f"客户投诉: {r.text[:30]}", department=Department.CRM, description=r.text,
-                                  priority="high", ticket_kind="complaint"))
+        if not classified and not (self._tickets - {"praise"}):
+            self._problems.add(None, self._question_text(step), r.text, high=True)
             self._tickets.add("complaint")
-        return out + classified
+        return out
 
     def _last_text(self) -> str:
         return self.turns[-1]["text"] if self.turns else ""
@@ -649,17 +818,21 @@ class Conversation:
         self.state = State.DONE
         self.outcome = outcome
         out: list = []
+        score5 = next((t["score5"] for t in self.turns if t.get("score5") is not None
+                       and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "score5"), None)
         if self._low_score is not None and not (self._tickets - {"praise"}):
-            out.append(OpenTicket(title=f"总体满意度{self._low_score}分", department=Department.CRM,
-                                  description=self._last_text() or None, priority="high", ticket_kind="follow_up"))
+            score_turn = next((t for t in self.turns if t.get("score5") == self._low_score), None)
+            step = self.script.steps.get(score_turn["step"]) if score_turn else None
+            self._problems.add(None, self._question_text(step) if step else "",
+                               score_turn["text"] if score_turn else "", high=True, kind="follow_up",
+                               department=Department.CRM)
+        out += self._problems.tickets(score5)
         end = OUTCOME_END[outcome]
         if reason == "customer_hung_up" and outcome in (CallOutcome.PARTIAL, CallOutcome.NO_RESPONSE):
             end = CallEnd.CUSTOMER_HUNG_UP  # "我在开车，挂了啊" and gone: hung up, not silent
         elif outcome is CallOutcome.PARTIAL:
             end = {"no_input": CallEnd.NO_INPUT, "no_match": CallEnd.NO_INPUT,
                    "max_duration": CallEnd.MAX_DURATION}.get(reason, CallEnd.CUSTOMER_HUNG_UP)
-        score5 = next((t["score5"] for t in self.turns if t.get("score5") is not None
-                       and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "score5"), None)
         nps = next((t["nps"] for t in self.turns if t.get("nps") is not None
                     and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "nps"), None)
         out.append(Finish(end=end.value, outcome=outcome.value, reason=reason, answers=dict(self.answers),

@@ -46,16 +46,34 @@ EXPECT_CONTEXT: dict[str, str | None] = {
 }
 ACTIONS = ("callback", "do_not_call", "transfer", "hangup")
 VARIABLE_KINDS = ("text", "date", "digits")
+ZH_NUMBERS = ("零", "一", "二", "三", "四", "五", "六", "七", "八", "九", "十")
 # Variables the engine derives from others (the campaign passes surname + title).
 DERIVED = {"customer": ("surname", "title")}
 
 # Prompts every script has; a script may override any of them under ``prompts``.
+# Re-prompts differ from the question and from each other, as a person asking again would: silence
+# gets "are you still there?", then "can you hear me?"; an answer that was heard but not understood
+# gets the answer's form ("您直接说一到五分就可以"), then the keypad as a way out.
 DEFAULT_PROMPTS: dict[str, str] = {
     "no_input": "您好,您还在听吗?",
+    "no_input_again": "喂,您好,请问能听到我说话吗?",
     "no_match": "不好意思,我没有听清楚,麻烦您再说一遍。",
-    "no_match_score5": "不好意思,请您直接说一个一到五之间的分数,五分是非常满意。",
-    "no_match_nps": "不好意思,请您直接说一个零到十之间的分数,十分是非常愿意推荐。",
-    "no_match_yes_no": "不好意思,请您回答是或者不是。",
+    "no_match_again": "不好意思,还是没有听清楚,您简单说一下就可以。",
+    "no_match_score5": "不好意思,刚才没听清。您直接说一到五分就可以,五分是非常满意。",
+    "no_match_score5_again": "您也可以在手机键盘上按一到五,五分是非常满意。",
+    "no_match_nps": "不好意思,刚才没听清。您直接说零到十分就可以,十分是非常愿意推荐。",
+    "no_match_nps_again": "您也可以在手机键盘上按零到九,十分请按星号键。",
+    "no_match_yes_no": "不好意思,刚才没听清,您说是或者不是就可以。",
+    "no_match_yes_no_again": "您也可以按键回答,是请按一,不是请按二。",
+    "no_match_identity": "不好意思,刚才没听清。请问您现在方便接听吗?",
+    "no_match_identity_again": "方便的话请按一,不方便请按二。",
+    # Said before acting on an answer the robot is not sure of and that ends the call, opts out,
+    # denies or opens a complaint (prompt id "<script>.<step>.confirm.<label>", see confirm_prompts).
+    "confirm_declined": "跟您确认一下,您现在不方便做这个回访,对吗?",
+    "confirm_wrong_number": "跟您确认一下,您不是车主本人,对吗?",
+    "confirm_opt_out": "跟您确认一下,您是希望我们以后不再给您打电话,对吗?",
+    "confirm_no": "跟您确认一下,您的回答是没有,对吗?",
+    "confirm_misheard": "不好意思,是我听错了。",
     "goodbye_no_input": "可能信号不太好,我们稍后再联系您,再见。",
     "goodbye_timeout": "耽误您不少时间了,今天就先到这里,感谢您的支持,再见。",
     "complaint_ack": "非常抱歉给您带来不好的体验,您的意见我们已经记录,会尽快安排专人跟进处理。",
@@ -66,7 +84,7 @@ DEFAULT_PROMPTS: dict[str, str] = {
 _TOP = {"id", "name", "name_en", "version", "language", "description", "variables", "settings", "start",
         "handlers", "prompts", "steps"}
 _STEP = {"say", "expect", "record", "on", "branches", "goto", "grammar", "barge_in", "no_input", "no_match",
-         "timeout", "ticket", "action", "end", "note", "problem"}
+         "timeout", "ticket", "action", "end", "note", "problem", "confirm"}
 _SETTINGS = {"max_call_seconds", "no_input_seconds", "no_input_retries", "no_match_retries", "barge_in",
              "dtmf_human", "greeting_seconds", "on_machine", "callback_delay_minutes", "transfer_target"}
 _VARIABLE = {"required", "fallback", "kind", "description"}
@@ -179,6 +197,7 @@ class Step:
     action: str | None = None
     end: str | None = None
     problem: str | None = None  # yes/no steps: the category a "no" (or a complaint) reports
+    confirm: str | None = None  # problem steps: the sentence that restates a "no" before it opens a ticket
 
     @property
     def context(self) -> str | None:
@@ -238,6 +257,27 @@ class Script:
             for name, rp in (("no_input", step.no_input), ("no_match", step.no_match)):
                 if rp is not None and rp.say:
                     out[f"{self.id}.{step.id}.{name}"] = rp.say
+            for label, template in self.confirm_prompts(step).items():
+                out[f"{self.id}.{step.id}.confirm.{label}"] = template
+        return out
+
+    def confirm_prompts(self, step: Step) -> dict[str, str]:
+        """label -> the sentence that restates that answer to ``step`` before the robot acts on it."""
+        if step.expect in ("none", "time") or step.terminal:
+            return {}
+        out: dict[str, str] = {}
+        if step.expect == "score5":
+            out.update({str(n): f"跟您确认一下,您给的是{ZH_NUMBERS[n]}分,对吗?" for n in range(1, 6)})
+        elif step.expect == "nps":
+            out.update({str(n): f"跟您确认一下,您给的是{ZH_NUMBERS[n]}分,对吗?" for n in range(11)})
+        elif step.expect == "identity":
+            out["declined"] = self.prompt("confirm_declined")
+        elif step.expect == "yes_no" and step.problem:
+            out["no"] = step.confirm or self.prompt("confirm_no")
+        if "wrong_number" in self.handlers:
+            out["wrong_number"] = self.prompt("confirm_wrong_number")
+        if "opt_out" in self.handlers:
+            out["opt_out"] = self.prompt("confirm_opt_out")
         return out
 
 
@@ -446,6 +486,13 @@ class _Builder:
             retries = default_retries
         return Reprompt(retries, self._str(raw, "say", where), self._str(raw, "goto", where))
 
+    def _confirm_text(self, spec: _Map, where: str, problem: str | None) -> str | None:
+        text = self._str(spec, "confirm", where)
+        if text is not None and problem is None:
+            self.err(spec.line_of("confirm"), f"{where}: confirm restates a 'no' that reports a problem: "
+                                              "give the step a problem too")
+        return text
+
     def _steps(self, raw: Any, d: _Map) -> dict[str, Step]:
         if not isinstance(raw, _Map) or not raw:
             self.err(d.line_of("steps") if "steps" in d else d.line, "steps: expected a non-empty mapping")
@@ -539,7 +586,8 @@ class _Builder:
                                                 f"{where}: no_input", 2),
                         no_match=self._reprompt(spec.get("no_match"), spec.line_of("no_match"),
                                                 f"{where}: no_match", 2),
-                        timeout=timeout, ticket=ticket, action=action, end=end, problem=problem)
+                        timeout=timeout, ticket=ticket, action=action, end=end, problem=problem,
+                        confirm=self._confirm_text(spec, where, problem))
             self._step_shape(step, spec, where)
             out[sid] = step
         return out

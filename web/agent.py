@@ -55,7 +55,7 @@ RETRY_AFTER = {
 }
 # Outcomes an agent can record, in the order of the form.
 AGENT_OUTCOMES = (
-    CallOutcome.COMPLETED, CallOutcome.PARTIAL, CallOutcome.CALLBACK, CallOutcome.OPT_OUT,
+    CallOutcome.COMPLETED, CallOutcome.PARTIAL, CallOutcome.REFUSED, CallOutcome.CALLBACK, CallOutcome.OPT_OUT,
     CallOutcome.WRONG_NUMBER, CallOutcome.HUNG_UP, CallOutcome.NOT_REACHED,
 )
 AGENT_DISPOSITIONS = (

@@ -111,6 +111,7 @@ _PAIRS: list[tuple[enum.Enum, object]] = [
     (TaskState.CANCELLED, N_("Cancelled")),
     (CallOutcome.COMPLETED, N_("Completed")),
     (CallOutcome.PARTIAL, N_("Partly completed")),
+    (CallOutcome.REFUSED, N_("Declined the survey")),
     (CallOutcome.CALLBACK, N_("Call back later")),
     (CallOutcome.OPT_OUT, N_("Opted out")),
     (CallOutcome.WRONG_NUMBER, N_("Wrong number")),

@@ -131,6 +131,24 @@ CATEGORY_DEPARTMENT: dict[FeedbackCategory, Department] = {
     FeedbackCategory.PRAISE: Department.CRM,
 }
 
+# What staff read: the category's name, and the problem it stands for in a ticket's title.
+CATEGORY_ZH: dict[FeedbackCategory, str] = {
+    FeedbackCategory.SERVICE_PROCESS: "服务流程", FeedbackCategory.SERVICE_ATTITUDE: "服务态度",
+    FeedbackCategory.WAIT_TIME: "等待/交车时间", FeedbackCategory.REPAIR_QUALITY: "维修质量",
+    FeedbackCategory.CAR_WASH: "洗车/清洁", FeedbackCategory.PARTS_WAIT: "等配件",
+    FeedbackCategory.PRICE: "价格/收费", FeedbackCategory.FACILITY: "环境设施",
+    FeedbackCategory.SALES_PROCESS: "销售/交车手续", FeedbackCategory.INSURANCE: "保险/理赔",
+    FeedbackCategory.PRAISE: "表扬",
+}
+PROBLEM_ZH: dict[FeedbackCategory, str] = {
+    FeedbackCategory.SERVICE_PROCESS: "服务流程不顺", FeedbackCategory.SERVICE_ATTITUDE: "服务态度不满意",
+    FeedbackCategory.WAIT_TIME: "等待或交车时间过长", FeedbackCategory.REPAIR_QUALITY: "维修质量有问题",
+    FeedbackCategory.CAR_WASH: "车辆未清洗干净", FeedbackCategory.PARTS_WAIT: "等配件时间过长",
+    FeedbackCategory.PRICE: "收费或价格有异议", FeedbackCategory.FACILITY: "店内环境设施不满意",
+    FeedbackCategory.SALES_PROCESS: "销售或交车手续有问题", FeedbackCategory.INSURANCE: "保险或理赔有问题",
+    FeedbackCategory.PRAISE: "表扬",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class AudioFrame:

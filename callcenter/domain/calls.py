@@ -31,6 +31,7 @@ class CallEnd(str, enum.Enum):
     """How an answered call ended, from the conversation's point of view."""
 
     COMPLETED = "completed"  # the script reached its end
+    REFUSED = "refused"  # the customer declined the survey (拒访): a finished conversation, not a revisit
     CUSTOMER_HUNG_UP = "customer_hung_up"  # before the script's end
     WRONG_NUMBER = "wrong_number"
     ANSWERING_MACHINE = "answering_machine"  # voicemail or an IVR answered

@@ -304,6 +304,7 @@ class Campaign(Base):
     type: Mapped[CampaignType] = mapped_column(str_enum(CampaignType))
     script: Mapped[str] = mapped_column(sa.String(64))  # dialog script id
     # The script version (``script_versions``) the campaign was created with: the console's
+    REFUSED = "refused"  # 拒访: declined the survey; neither a completed revisit nor a failure to reach
     # script editor saves new versions, and a running campaign keeps calling with this one.
     # NULL: the installed file (campaigns created before console0001, or from the CLI).
     script_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("script_versions.id"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 
@@ -237,7 +238,8 @@ def test_a_complaint_is_recorded_with_transcript_tags_and_routed_tickets(db, wor
         assert [(t.department, t.category) for t in tickets] == [("insurance", "insurance"),
                                                                  ("after_sales", "wait_time")]
         assert all(t.priority == "high" for t in tickets)  # score 2
-        assert "等的时间太长了" in tickets[1].title and "保险理赔" in tickets[1].description
+        assert tickets[1].title == "客户反馈:等待/交车时间"  # plain Chinese, never raw recognizer text
+        assert "等的时间太长了" in tickets[1].description and "保险理赔" in tickets[1].description
         assert tickets[0].due_at == NOW + dt.timedelta(hours=48)
         events = s.scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id.in_([t.id for t in tickets]))).all()
         assert len(events) == 2 and all(e.action == "created" for e in events)
@@ -253,6 +255,35 @@ def test_a_complaint_is_recorded_with_transcript_tags_and_routed_tickets(db, wor
         assert s.scalar(sa.select(sa.func.count()).select_from(Utterance).where(Utterance.call_id == call_id)) == 4
         assert s.scalar(sa.select(sa.func.count()).select_from(Ticket)) == 2
         assert s.scalar(sa.select(sa.func.count()).select_from(CallTag)) == 3
+
+
+def test_one_call_opens_one_ticket_per_department(db, world, campaign_settings):
+    _, (task_id,) = post_service_campaign(db, world, campaign_settings)
+    call_id = dial(db, task_id)
+    result = dataclasses.replace(complaint_result(), actions=(
+        OpenTicket("等待或交车时间过长", category=FeedbackCategory.WAIT_TIME, department=Department.AFTER_SALES,
+                   description="问:车辆是在约定的时间交给您的吗? 答:“晚了两个小时”"),
+        OpenTicket("维修质量有问题", category=FeedbackCategory.REPAIR_QUALITY, priority="high",
+                   description="答:“异响没修好”")))
+    record(db, call_id, result)
+    with db.session() as s:
+        tickets = s.scalars(sa.select(Ticket).where(Ticket.call_id == call_id).order_by(Ticket.id)).all()
+        # after-sales once (its two problems merged), insurance for the classifier's finding
+        assert [(t.department, t.category) for t in tickets] == [("after_sales", "wait_time"),
+                                                                 ("insurance", "insurance")]
+        assert "晚了两个小时" in tickets[0].description and "异响没修好" in tickets[0].description
+        assert tickets[0].priority == "high"
+
+
+def test_a_refused_survey_is_not_a_completed_revisit(db, world, campaign_settings):
+    _, (task_id,) = post_service_campaign(db, world, campaign_settings)
+    call_id = dial(db, task_id)
+    result = CallResult(disposition=CallDisposition.ANSWERED, answered_at=at(0), ended_at=at(0.5),
+                        end=CallEnd.REFUSED, actions=(RecordAnswer("consent", False, "不方便,不用了"),))
+    done = record(db, call_id, result)
+    assert done.outcome is CallOutcome.REFUSED and done.task_state is TaskState.COMPLETED
+    with db.session() as s:
+        assert s.get(Call, call_id).outcome is CallOutcome.REFUSED
 
 
 def test_a_happy_customer_gets_no_ticket(db, world, campaign_settings):

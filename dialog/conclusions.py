@@ -1,0 +1,96 @@
+"""What one call concludes: the problems the customer reported, and one ticket per department.
+
+A conversation reports a problem each time an answer shows one (a "no" to a yes/no question that
+names a failure, a classified complaint, a low score without a reason). :class:`ProblemLedger`
+collects them for the whole call and, when the call ends, turns them into at most one ticket per
+department, titled in plain Chinese (what went wrong, the score) with the customer's own words,
+question by question, as the evidence. A department that gets two problems from one call (waiting
+and a repair that did not hold) gets one ticket naming both, never two.
+
+:func:`store_not_at_fault` reads a "no" in the light of the question: "没洗,我跟他们说不用洗的" or
+"车是好了,是我自己来晚了" answer "no" without the store having failed.
+
+Pure functions and a small mutable ledger; the conversation's own thread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from callcenter.domain import CATEGORY_DEPARTMENT, PROBLEM_ZH, Department, FeedbackCategory
+from dialog.actions import OpenTicket
+
+# The customer's own choice or doing, said together with a "no" to a question about a failure.
+_CUSTOMER_CHOICE = re.compile(
+    r"(我|自己)(让|叫|跟.{0,6}说|说了|说过|交代|要求|告诉).{0,8}(不用|别|不要|不需要|甭)"
+    r"|(不用|不需要|没让|没叫|不让|没要)(他们|师傅|你们)?(帮我|给我)?(洗|清洗|冲)"
+    r"|(我|自己)(没让|没叫|不让|没要|不要|不想)(洗|清洗|他们洗)"
+    r"|赶时间.{0,8}(没洗|不洗|不用洗|就没|先走)"
+    r"|(是我|我自己|我).{0,4}(来|到|去|取车|提车)?(晚|迟)(了|到|来)"
+    r"|我(自己)?(临时|有事|改了|推迟|晚点|后来).{0,6}(才|没)?(去|来|到|取|提)"
+    r"|不(怪|赖)(他们|你们|店里|师傅|人家)|(他们|你们|店里)(没问题|没毛病)")
+# Better than asked: the car was ready early.
+_BETTER = re.compile(r"提前|早(了|就|点|些)?(交|好|弄好|修好|完|给)|比.{0,8}(早|快)|还早|没(有)?(拖|延误|晚)")
+
+
+def store_not_at_fault(text: str) -> bool:
+    """True when a "no" to a question about a store failure says the store did not fail."""
+    return bool(_CUSTOMER_CHOICE.search(text) or _BETTER.search(text))
+
+
+@dataclass
+class _Department:
+    categories: list[FeedbackCategory | None] = field(default_factory=list)
+    evidence: list[tuple[str, str]] = field(default_factory=list)  # (question, the customer's words)
+    high: bool = False
+    kind: str = "follow_up"
+
+
+@dataclass
+class ProblemLedger:
+    """Problems reported during one call, by department."""
+
+    _by_department: dict[Department, _Department] = field(default_factory=dict)
+
+    def add(self, category: FeedbackCategory | None, question: str, words: str, *, high: bool = False,
+            kind: str = "complaint", department: Department | None = None) -> None:
+        """A problem (``category`` None: a complaint nobody could place, or a low score unexplained)."""
+        dept = department or (CATEGORY_DEPARTMENT[category] if category is not None else Department.CRM)
+        entry = self._by_department.setdefault(dept, _Department())
+        if category not in entry.categories:
+            entry.categories.append(category)
+        words = words.strip()
+        if words and (question, words) not in entry.evidence:
+            entry.evidence.append((question, words))
+        entry.high = entry.high or high
+        if kind == "complaint":
+            entry.kind = "complaint"
+
+    @property
+    def categories(self) -> set[FeedbackCategory]:
+        return {c for d in self._by_department.values() for c in d.categories if c is not None}
+
+    def __bool__(self) -> bool:
+        return bool(self._by_department)
+
+    def tickets(self, score5: int | None = None) -> list[OpenTicket]:
+        """One ticket per department, most urgent first in the order the problems came up."""
+        out = []
+        for dept, entry in self._by_department.items():
+            known = [c for c in entry.categories if c is not None]
+            if known:
+                what = "、".join(PROBLEM_ZH[c] for c in known)
+            elif entry.kind == "complaint":
+                what = "客户投诉(未能自动归类)"
+            else:
+                what = "客户满意度低,未说明原因"
+            title = what + (f"(满意度{score5}分)" if score5 is not None else "")
+            lines = [f"问:{q} 答:“{w}”" if q else f"客户说:“{w}”" for q, w in entry.evidence]
+            if score5 is not None:
+                lines.append(f"总体满意度:{score5}分")
+            high = entry.high or (score5 is not None and score5 <= 2)
+            out.append(OpenTicket(title=title[:200], category=known[0] if known else None, department=dept,
+                                  description="\n".join(lines) or None, priority="high" if high else "normal",
+                                  ticket_kind=entry.kind))
+        return out
