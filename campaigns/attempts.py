@@ -17,11 +17,20 @@ import enum
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
-from callcenter.storage.models import Call, CallTask, Campaign, CampaignStatus, DoNotCall, Store, TaskState
+from callcenter.storage.models import (
+    Call,
+    CallTask,
+    Campaign,
+    CampaignStatus,
+    DoNotCall,
+    ScriptVersion,
+    Store,
+    TaskState,
+)
 from campaigns.queue import Message
-from campaigns.rules import DialPolicy, HolidayCalendar, dial_policy, store_callable
+from campaigns.rules import DialPolicy, HolidayCalendar, dial_policy, store_callable, store_policy
 from campaigns.runner import CallRequest
 
 # A customer already on a call with another campaign is tried again this much later.
@@ -75,14 +84,14 @@ def claim_attempt(session: Session, msg: Message, *, now: dt.datetime, worker: s
             won); the caller rolls back and treats the entry as stale.
     """
     row = session.execute(
-        sa.select(CallTask, Campaign, Store.timezone)
+        sa.select(CallTask, Campaign, Store.timezone, Store.calling_windows)
         .join(Campaign, Campaign.id == CallTask.campaign_id)
         .join(Store, Store.id == CallTask.store_id)
         .where(CallTask.id == msg.task_id)
     ).first()
     if row is None:
         return Claim(ClaimKind.MISSING, f"task {msg.task_id} does not exist")
-    task, campaign, timezone = row
+    task, campaign, timezone, store_windows = row
     previous = msg.attempt - 1
     if task.state is TaskState.DIALING and task.attempts == msg.attempt:
         own = session.execute(
@@ -108,7 +117,7 @@ def claim_attempt(session: Session, msg: Message, *, now: dt.datetime, worker: s
         return Claim(ClaimKind.CANCELLED, "number on the do-not-call list")
     policy = dial_policy(defaults, campaign.params, max_channels=campaign.max_channels,
                          max_attempts=campaign.max_attempts)
-    ok, why = store_callable(now, timezone, policy, calendar)
+    ok, why = store_callable(now, timezone, store_policy(policy, campaign.params, store_windows), calendar)
     if not ok:
         _back_to_pending(session, task.id, previous, now)
         return Claim(ClaimKind.DEFERRED, why or "not callable now")
@@ -136,8 +145,12 @@ def claim_attempt(session: Session, msg: Message, *, now: dt.datetime, worker: s
 
 
 def _request(call_id: int, task: CallTask, campaign: Campaign, msg: Message, timezone: str) -> CallRequest:
+    script_text = None
+    if campaign.script_version_id is not None:
+        session = object_session(campaign)
+        script_text = session.scalar(sa.select(ScriptVersion.text).where(ScriptVersion.id == campaign.script_version_id))
     return CallRequest(
         call_id=call_id, task_id=task.id, attempt=msg.attempt, campaign_id=campaign.id,
         customer_id=task.customer_id, store_id=task.store_id, phone=task.phone, script=campaign.script,
-        context=dict(task.context or {}), store_timezone=timezone,
+        context=dict(task.context or {}), store_timezone=timezone, script_text=script_text,
     )

@@ -736,9 +736,11 @@ def count_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any]
     return _counts(session, _source(session, q, p, _rule(session, q, p)))
 
 
-def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any]) -> Audience:
+def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any], *,
+                    limit: int | None = None) -> Audience:
     """The audience with its members and their script variables (for previews and tests; campaigns
-    use :func:`create_tasks`, which writes the same rows straight into ``call_tasks``).
+    use :func:`create_tasks`, which writes the same rows straight into ``call_tasks``). ``limit``
+    loads only the first members (the console's preview); the counts are always whole.
 
     Raises:
         AudienceError: malformed parameters.
@@ -753,7 +755,7 @@ def select_audience(session: Session, q: AudienceQuery, params: Mapping[str, Any
         context = sa.cast(context, sa.Text)
     rows = session.execute(
         sa.select(src.c.customer_id, src.c.store_id, src.c.phone, src.c.vehicle_id, src.c.visit_id, context)
-        .where(src.c.category == OK).order_by(src.c.customer_id)
+        .where(src.c.category == OK).order_by(src.c.customer_id).limit(limit)
     )
     audience.members = [Member(cid, store, phone, car, visit, json.loads(ctx))
                         for cid, store, phone, car, visit, ctx in rows]

@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from callcenter.domain import (
+    CATEGORY_ZH,
     CallDisposition,
     Department,
     FeedbackCategory,
@@ -61,14 +62,7 @@ logger = logging.getLogger(__name__)
 TICKET_DUE_HOURS = 48  # complaint follow-up SLA: the department answers within two working days
 MAX_TURN_CHARS = 4000
 MAX_TURNS = 2000
-CATEGORY_LABELS = {
-    FeedbackCategory.SERVICE_PROCESS: "服务流程", FeedbackCategory.SERVICE_ATTITUDE: "服务态度",
-    FeedbackCategory.WAIT_TIME: "等待/交车时间", FeedbackCategory.REPAIR_QUALITY: "维修质量",
-    FeedbackCategory.CAR_WASH: "洗车/清洁", FeedbackCategory.PARTS_WAIT: "等配件",
-    FeedbackCategory.PRICE: "价格/收费", FeedbackCategory.FACILITY: "环境设施",
-    FeedbackCategory.SALES_PROCESS: "销售/交车手续", FeedbackCategory.INSURANCE: "保险/理赔",
-    FeedbackCategory.PRAISE: "表扬",
-}
+CATEGORY_LABELS = CATEGORY_ZH
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,18 +297,37 @@ def _customer_words(result: CallResult, limit: int = 2000) -> str:
     return text[:limit]
 
 
+def _department(action: OpenTicket) -> Department:
+    return action.department or (action.category.department if action.category else Department.CRM)
+
+
 def _tickets(session: Session, call: Call, result: CallResult, now: dt.datetime, problems: list[str]) -> None:
-    wanted: list[OpenTicket] = [a for a in result.actions if isinstance(a, OpenTicket)]
-    covered = {a.category for a in wanted if a.category is not None}
+    # One ticket per department per call: the robot already merges its problems so; a runner that
+    # asked twice for one department (or an agent's call) gets the first, the rest's words appended.
+    wanted: dict[Department, OpenTicket] = {}
+    for action in (a for a in result.actions if isinstance(a, OpenTicket)):
+        dept = _department(action)
+        if dept in wanted:
+            first = wanted[dept]
+            more = "\n".join(x for x in (first.description, action.title, action.description) if x)
+            wanted[dept] = replace(first, description=more or None,
+                                               priority="high" if "high" in (first.priority, action.priority)
+                                               else first.priority)
+        else:
+            wanted[dept] = action
     went_badly = result.sentiment is Sentiment.NEGATIVE or (result.score5 is not None and result.score5 <= 3)
     if went_badly:
+        # Problems the classifier found that no ticket covers (a runner without the robot's ledger):
+        # one ticket for each department left out, naming its categories.
+        extra: dict[Department, list] = {}
         for f in result.findings:
             if (isinstance(f.category, FeedbackCategory) and f.category is not FeedbackCategory.PRAISE
-                    and f.category not in covered):
-                covered.add(f.category)
-                quote = next((e.text for e in f.evidence if e.text), "")
-                title = f"客户反馈：{CATEGORY_LABELS[f.category]}" + (f"（{quote[:60]}）" if quote else "")
-                wanted.append(OpenTicket(title=title, category=f.category))
+                    and f.category.department not in wanted):
+                extra.setdefault(f.category.department, []).append(f)
+        for dept, findings in extra.items():
+            labels = dict.fromkeys(CATEGORY_LABELS[f.category] for f in findings)
+            wanted[dept] = OpenTicket(title="客户反馈:" + "、".join(labels), category=findings[0].category,
+                                      department=dept)  # the description: the customer's words
     if not wanted:
         return
     if call.customer_id is None or call.store_id is None:
@@ -322,8 +335,7 @@ def _tickets(session: Session, call: Call, result: CallResult, now: dt.datetime,
         return
     high = result.score5 is not None and result.score5 <= 2
     description = _customer_words(result) or None
-    for action in wanted:
-        department = action.department or (action.category.department if action.category else Department.CRM)
+    for department, action in wanted.items():
         ticket = Ticket(
             call_id=call.id, customer_id=call.customer_id, store_id=call.store_id,
             department=department.value, category=action.category.value if action.category else None,

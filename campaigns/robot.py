@@ -29,6 +29,7 @@ as ``CallResult.error``; the call record is always returned.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import logging
 import queue
@@ -111,7 +112,7 @@ class RobotModels:
         from campaigns.scripts import script_dirs
         from dialog.classifier import ModelError
         from dialog.models import open_feedback_classifier, open_nlu
-        from dialog.prompts import PromptLibrary
+        from dialog.prompts import deployment_library
         from dialog.script import load_scripts
 
         try:
@@ -123,12 +124,24 @@ class RobotModels:
         scripts = load_scripts([d for d in script_dirs(settings.data_dir) if d.is_dir()])
         if engine is None:
             engine = engine_from_settings(settings)
-        return cls(engine, nlu, classifier, scripts, PromptLibrary())
+        return cls(engine, nlu, classifier, scripts, deployment_library(settings.data_dir))
 
     def close(self) -> None:
         close = getattr(self.engine, "close", None)
         if close is not None:
             close()
+
+
+@functools.lru_cache(maxsize=32)
+def _versioned_script(script_id: str, text: str):
+    """A campaign's script version, parsed once per process (parsing costs ~10 ms a call otherwise).
+
+    Raises:
+        ScriptError: the stored text does not parse (it did when the console saved it).
+    """
+    from dialog.script import parse_script
+
+    return parse_script(text, f"{script_id}.yaml")
 
 
 class _LockedClassifier:
@@ -277,9 +290,20 @@ class _Call:
 
         req = self.request
         runner = self.runner
-        script = runner.models.scripts.get(req.script)
+        if req.script_text is not None:
+            from dialog.script import ScriptError
+
+            try:
+                script = _versioned_script(req.script, req.script_text)
+            except ScriptError as exc:
+                return self._failed_before_dial(f"the campaign's version of script {req.script!r} is invalid: {exc}")
+        else:
+            script = runner.models.scripts.get(req.script)
         if script is None:
             return self._failed_before_dial(f"script {req.script!r} is not installed")
+        refresh = getattr(runner.models.library, "refresh", None)
+        if refresh is not None:
+            refresh()  # a store name the console rendered since the worker started
         self.conversation = Conversation(script, dict(req.context), runner.models.nlu,
                                          classifier=runner._classifier, library=runner.models.library,
                                          clock=lambda: dt.datetime.now(self.tz), call_id=req.call_id)

@@ -20,7 +20,7 @@ import datetime as dt
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -372,6 +372,19 @@ def validate_dial_params(params: Mapping[str, Any]) -> dict[str, Any]:
                 raise ValueError(f"{key}: expected a whole number between {bounds[0]} and {bounds[1]}")
             out[key] = value
     return out
+
+
+def store_policy(policy: DialPolicy, params: Mapping[str, Any] | None, store_windows: str | None) -> DialPolicy:
+    """``policy`` with a store's own calling windows (``stores.calling_windows``) in place of the
+    default ones, unless the campaign set its own ``windows``; a malformed stored value is ignored
+    (the stores page validates it, so only a hand-edited row can hold one)."""
+    if not store_windows or (params or {}).get("windows"):
+        return policy
+    try:
+        windows = parse_windows(store_windows)
+    except ValueError:
+        return policy
+    return replace(policy, windows=windows)
 
 
 def store_callable(now: dt.datetime, timezone: str, policy: DialPolicy,

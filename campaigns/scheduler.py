@@ -54,6 +54,7 @@ from campaigns.rules import (
     HolidayCalendar,
     dial_policy,
     store_callable,
+    store_policy,
     trunk_backoff,
 )
 
@@ -220,7 +221,7 @@ class Scheduler:
                 .where(CallTask.state.in_([TaskState.QUEUED, TaskState.DIALING]))
                 .group_by(CallTask.campaign_id)
             ).all())
-            stores = s.execute(sa.select(Store.id, Store.timezone)).all()
+            stores = s.execute(sa.select(Store.id, Store.timezone, Store.calling_windows)).all()
         open_cache: dict[tuple, list[int]] = {}
         for c in campaigns:
             policy = self._policy(c)
@@ -235,9 +236,10 @@ class Scheduler:
                 report.held[c.id] = (f"trunk failing ({health.consecutive_failures} attempts in a row, last "
                                      f"{health.last_code} {health.last_reason or ''}): held until {health.hold_until}Z")
                 continue
-            key = (policy.windows, policy.holidays)
+            key = (policy.windows, policy.holidays, bool((c.params or {}).get("windows")))
             if key not in open_cache:
-                open_cache[key] = [sid for sid, tz in stores if store_callable(now, tz, policy, self.calendar)[0]]
+                open_cache[key] = [sid for sid, tz, windows in stores
+                                   if store_callable(now, tz, store_policy(policy, c.params, windows), self.calendar)[0]]
             open_stores = open_cache[key]
             if not open_stores:
                 report.held[c.id] = "no store is inside its calling window now"
