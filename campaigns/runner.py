@@ -35,6 +35,9 @@ class CallRequest:
     script: str  # dialog script id
     context: Mapping[str, Any] = field(default_factory=dict)  # the script's variables
     store_timezone: str = "Asia/Shanghai"  # for times the customer says ("明天上午")
+    # The YAML of the script version the campaign was created with (``script_versions``), so an
+    # edit in the console never changes a running campaign; None: the installed script file.
+    script_text: str | None = None
 
 
 @runtime_checkable

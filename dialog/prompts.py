@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import json
 import string
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from dialog.script import DERIVED, Script, Variable
 
 AUDIO_DIR = Path(__file__).resolve().parent / "audio"
 MANIFEST = "manifest.json"
+# The deployment's own rendered fragments (store names, edited scripts): <data dir>/audio.
+OVERLAY_DIR = "audio"
 # The voice the shipped prompts are rendered with (tools/tts/render.py): one voice for the robot.
 VOICE = "fastspeech2"
 # Silence inserted where a variable fragment meets fixed text: TTS fragments end abruptly, and
@@ -157,22 +160,59 @@ def fragment_id(text: str) -> str:
     return "f" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
-class PromptLibrary:
-    """The rendered fragments: text -> WAV file, and PCM assembly."""
+def _read_manifest(path: Path) -> dict:
+    if not path.is_file():
+        return {"fragments": {}}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise MissingAudio(f"{path}: unreadable prompt manifest: {exc}") from None
 
-    def __init__(self, folder: Path | str = AUDIO_DIR) -> None:
+
+class PromptLibrary:
+    """The rendered fragments: text -> WAV file, and PCM assembly.
+
+    ``overlay`` is a second folder with its own manifest (``<data dir>/audio``): fragments the
+    deployment rendered itself, such as a store's name added in the console. The shipped folder
+    wins where both have a text. :meth:`refresh` picks up an overlay rendered after loading.
+    """
+
+    def __init__(self, folder: Path | str = AUDIO_DIR, *, overlay: Path | str | None = None) -> None:
         self.folder = Path(folder)
-        path = self.folder / MANIFEST
-        if path.is_file():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise MissingAudio(f"{path}: unreadable prompt manifest: {exc}") from None
-        else:
-            data = {"fragments": {}}
+        data = _read_manifest(self.folder / MANIFEST)
         self.sample_rate = int(data.get("sample_rate", 8000))
         self.format = data.get("format", "phone8k-ulaw")
         self.fragments: dict[str, str] = dict(data.get("fragments", {}))
+        self.overlay = Path(overlay) if overlay is not None else None
+        self._in_overlay: frozenset[str] = frozenset()
+        self._overlay_stamp: tuple[int, int] | None = None
+        self._refresh_lock = threading.Lock()
+        self.refresh()
+
+    def refresh(self) -> bool:
+        """Re-read the overlay's manifest if it changed since the last look (one stat); True if
+        it did. Readers on other threads see the old or the new mapping, never a mix."""
+        if self.overlay is None:
+            return False
+        with self._refresh_lock:
+            return self._refresh()
+
+    def _refresh(self) -> bool:
+        path = self.overlay / MANIFEST
+        try:
+            st = path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            stamp = None
+        if stamp == self._overlay_stamp:
+            return False
+        extra = {t: n for t, n in _read_manifest(path).get("fragments", {}).items()
+                 if t not in self.fragments or t in self._in_overlay} if stamp else {}
+        shipped = {t: n for t, n in self.fragments.items() if t not in self._in_overlay}
+        self._in_overlay = frozenset(set(extra) - set(shipped))
+        self.fragments = {**shipped, **{t: n for t, n in extra.items() if t in self._in_overlay}}
+        self._overlay_stamp = stamp
+        return True
 
     def has(self, text: str) -> bool:
         return text in self.fragments
@@ -184,9 +224,10 @@ class PromptLibrary:
         name = self.fragments.get(text)
         if name is None:
             raise MissingAudio(f"no audio for prompt fragment {text!r}: run `callcenter dialog prompts render`")
-        path = (self.folder / name).resolve()
-        if self.folder.resolve() not in path.parents:  # manifest entries are bare file names
-            raise MissingAudio(f"manifest entry {name!r} points outside {self.folder}")
+        folder = self.overlay if text in self._in_overlay and self.overlay is not None else self.folder
+        path = (folder / name).resolve()
+        if folder.resolve() not in path.parents:  # manifest entries are bare file names
+            raise MissingAudio(f"manifest entry {name!r} points outside {folder}")
         return path
 
     def files(self, fragments: Sequence[str]) -> list[Path]:
@@ -204,9 +245,15 @@ class PromptLibrary:
 
     def save_manifest(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        own = {t: n for t, n in self.fragments.items() if t not in self._in_overlay}
         data = {"format": self.format, "sample_rate": self.sample_rate, "voice": VOICE,
-                "fragments": dict(sorted(self.fragments.items()))}
+                "fragments": dict(sorted(own.items()))}
         (self.folder / MANIFEST).write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def deployment_library(data_dir: Path | str) -> PromptLibrary:
+    """The shipped fragments plus the deployment's own (``<data dir>/audio``)."""
+    return PromptLibrary(overlay=Path(data_dir) / OVERLAY_DIR)
 
 
 _ULAW = None

@@ -139,3 +139,27 @@ def test_a_simulated_call_can_play_every_prompt_it_says():
             assert "从未渲染的店" not in say.text  # no audio for it: the fallback is said instead
             pcm = library.pcm(say.fragments, 8000)
             assert len(pcm) > 0.5 * 8000 * 2, say.text
+
+
+def test_a_deployment_overlay_adds_fragments_and_is_picked_up_when_rendered_later(tmp_path):
+    """Store names rendered by the console live in <data dir>/audio, beside the shipped prompts."""
+    shipped = tmp_path / "shipped"
+    overlay = tmp_path / "overlay"
+    lib = PromptLibrary(shipped)
+    lib.fragments = {"您好": "a.wav"}
+    lib.save_manifest()
+    _write_wav(shipped / "a.wav", np.full(800, 1000, dtype=np.int16), 8000)
+    both = PromptLibrary(shipped, overlay=overlay)
+    assert both.has("您好") and not both.has("锦华丰田河西店") and not both.refresh()
+    own = PromptLibrary(overlay)
+    own.fragments = {"锦华丰田河西店": "b.wav", "您好": "evil.wav"}
+    own.save_manifest()
+    _write_wav(overlay / "b.wav", np.full(1600, 500, dtype=np.int16), 8000)
+    assert both.refresh()
+    assert both.has("锦华丰田河西店") and both.path("锦华丰田河西店") == (overlay / "b.wav").resolve()
+    assert both.path("您好") == (shipped / "a.wav").resolve()  # the shipped audio wins
+    assert len(both.pcm(("您好", "锦华丰田河西店"))) == 2 * (800 + 320 + 1600)
+    text, _frags = render("我是{store}的客服。", {"store": "锦华丰田河西店"}, VARS, both)
+    assert text == "我是锦华丰田河西店的客服。"
+    both.save_manifest()  # saving the shipped library never copies the overlay into it
+    assert "锦华丰田河西店" not in PromptLibrary(shipped).fragments
