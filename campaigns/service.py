@@ -36,6 +36,7 @@ from campaigns.rules import (
     default_policy,
     dial_policy,
     store_callable,
+    store_policy,
     validate_dial_params,
 )
 from campaigns.scheduler import trunk_health
@@ -74,6 +75,9 @@ class CampaignSpec:
     max_channels: int = 4
     max_attempts: int | None = None  # default: the settings' dialer_max_attempts
     created_by: int | None = None
+    # A saved version of the script (``script_versions``, the console's editor): the campaign's
+    # calls use that text. None: the installed file.
+    script_version_id: int | None = None
 
 
 def parse_type(value: str) -> CampaignType:
@@ -142,7 +146,7 @@ def create_campaign(db: Database, spec: CampaignSpec, settings: Settings, *, kno
             campaign = Campaign(
                 name=name[:100], type=ctype, script=script, store_id=store_id, status=CampaignStatus.DRAFT,
                 as_of=as_of, params=params, max_channels=spec.max_channels, max_attempts=max_attempts,
-                created_by=spec.created_by, created_at=now,
+                created_by=spec.created_by, created_at=now, script_version_id=spec.script_version_id,
             )
             s.add(campaign)
             s.flush()
@@ -277,13 +281,13 @@ def campaign_status(db: Database, campaign_id: int, settings: Settings, *, now: 
         policy = dial_policy(default_policy(settings), c.params, max_channels=c.max_channels,
                              max_attempts=c.max_attempts)
         health = trunk_health(s, c.id, policy)
-        store_q = sa.select(Store.code, Store.timezone)
+        store_q = sa.select(Store.code, Store.timezone, Store.calling_windows)
         if c.store_id is not None:
             store_q = store_q.where(Store.id == c.store_id)
         cal = calendar or ChineseHolidays()
         closed = {}
-        for code, tz in s.execute(store_q):
-            ok, why = store_callable(now, tz, policy, cal)
+        for code, tz, windows in s.execute(store_q):
+            ok, why = store_callable(now, tz, store_policy(policy, c.params, windows), cal)
             if not ok:
                 closed[code] = why
         store_code = s.scalar(sa.select(Store.code).where(Store.id == c.store_id)) if c.store_id else None
