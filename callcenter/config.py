@@ -120,8 +120,11 @@ class Settings:
     web_workers: int = 2
     web_threads: int = 16
     cookie_secure: bool | None = None
-    # Reverse proxies in front of the console whose X-Forwarded-For/-Proto are trusted (0: none).
+    # Reverse proxies in front of the console whose X-Forwarded-For/-Proto are trusted (0: none),
+    # and the addresses they connect from: X-Forwarded-* from any other peer is ignored, so a
+    # client that reaches the console directly cannot choose its own address (login limits, audit).
     trusted_proxies: int = 0
+    trusted_proxy_addresses: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     # Telephony (callcenter.telephony; docs/telephony.md). Trunk and registrar are host[:port]; with
     # a registrar the workers register using username/password (digest). Worker i of N listens on
     # sip_port + i (0: any free port) and takes RTP ports rtp_port + 200*i onwards.
@@ -272,6 +275,19 @@ def _ip_address(name: str, raw: str) -> str:
         raise ConfigError(f"{name}={raw!r}: expected an IP address such as 0.0.0.0 or 192.168.1.10") from None
 
 
+def _networks(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (``10.0.0.5, 10.1.0.0/16``), each checked."""
+    import ipaddress
+
+    items = [part.strip() for part in raw.split(",")]
+    try:
+        networks = tuple(str(ipaddress.ip_network(item, strict=True)) for item in items)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected comma-separated IP addresses or networks "
+                          "such as 127.0.0.1, 10.0.0.0/24 (a network without host bits)") from None
+    return networks
+
+
 def _dial_prefix(name: str, raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"[0-9*#]{0,8}", value):
@@ -303,6 +319,7 @@ _VARIABLES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
     "CALLCENTER_WEB_THREADS": ("web_threads", lambda n, r: parse_int(n, r, 1, 256)),
     "CALLCENTER_COOKIE_SECURE": ("cookie_secure", parse_bool),
     "CALLCENTER_TRUSTED_PROXIES": ("trusted_proxies", lambda n, r: parse_int(n, r, 0, 5)),
+    "CALLCENTER_TRUSTED_PROXY_ADDRESSES": ("trusted_proxy_addresses", _networks),
     "CALLCENTER_SIP_TRUNK": ("sip_trunk", parse_hostport),
     "CALLCENTER_SIP_TRANSPORT": ("sip_transport", lambda n, r: parse_choice(n, r, ("udp", "tcp"))),
     "CALLCENTER_SIP_USERNAME": ("sip_username", _sip_user),

@@ -65,10 +65,8 @@ def create_app(settings: Settings, *, database=None, redis_client=None) -> Flask
         app.register_blueprint(module.bp)
     security.check_every_view_has_a_rule(app)
     if settings.trusted_proxies:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        n = settings.trusted_proxies
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)
+        app.wsgi_app = security.TrustedProxies(app.wsgi_app, settings.trusted_proxies,
+                                               settings.trusted_proxy_addresses)
     return app
 
 

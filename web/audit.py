@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 # The actions the log knows, for the filter on the audit page.
 ACTIONS = (
     "login.locked", "user.create", "user.update", "user.role_change", "user.password_change",
-    "token.create", "token.revoke", "export", "recording.play", "phone.reveal",
+    "token.create", "token.revoke", "export", "recording.play", "phone.reveal", "phone.search",
     "dnc.add", "dnc.remove", "script.upload", "tag.correct", "qa.review", "campaign.create",
     "campaign.state", "plan.create", "plan.close", "ticket.update", "api.write",
 )

@@ -6,6 +6,7 @@ Runs on the request's worker thread.
 from __future__ import annotations
 
 import logging
+import math
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
@@ -17,13 +18,15 @@ from callcenter.storage.models import User, utcnow
 from web import audit
 from web.i18n import LANGUAGES
 from web.security import (
+    MAX_FAILURES_PER_USER,
     check_password,
     client_ip,
     current_user,
+    end_sessions,
     has_role,
     log_in,
     log_out,
-    login_blocked,
+    login_lock,
     public,
     record_login_attempt,
     require,
@@ -67,14 +70,21 @@ def login():
     if not username or not password:
         flash(_("Enter your user name and password."), "error")
         return render_template("auth/login.html", username=username), 400
-    if login_blocked(username, ip):
-        logger.warning("login throttled for user %s from %s", username, ip)
-        flash(_("Too many failed logins. Please wait 15 minutes and try again."), "error")
+    lock = login_lock(username, ip)
+    if lock is not None:
+        logger.warning("login throttled for user %s from %s (%ds left)", username, ip, lock.total_seconds())
+        flash(_("Too many failed logins. Please try again in %(n)d minutes.",
+                n=max(1, math.ceil(lock.total_seconds() / 60))), "error")
         return render_template("auth/login.html", username=username), 429
     user = db().scalar(sa.select(User).where(User.username == username))
     ok = check_password(user, password)
     record_login_attempt(username, ip, ok)
     if not ok:
+        logger.warning("login failed for user %s from %s", username, ip)
+        db().flush()
+        if user is not None and login_lock(username, ip) is not None:
+            audit.record("login.locked", "user", user.id, store_id=user.store_id, username=username,
+                         failures_at_least=MAX_FAILURES_PER_USER)
         db().commit()
         flash(_("Wrong user name or password."), "error")
         return render_template("auth/login.html", username=username), 401
@@ -92,6 +102,13 @@ def login():
 @bp.post("/logout")
 @public
 def logout():
+    """Ends the session on the server too: the user's session generation moves on, so a copy
+    of the cookie kept from before is refused (and so are the user's other sessions)."""
+    user = current_user()
+    if user is not None:
+        end_sessions(user)
+        db().commit()
+        logger.info("user %s logged out", user.username)
     log_out()
     return redirect(url_for("auth.login"))
 
@@ -109,16 +126,17 @@ def language():
 @bp.route("/account", methods=["GET", "POST"])
 @require(Role.AGENT)
 def account():
-    from callcenter.accounts import MIN_PASSWORD_LENGTH, hash_password, verify_password
+    from callcenter.accounts import hash_password, verify_password
 
     user = current_user()
     if request.method == "POST":
         current = request.form.get("current_password") or ""
         new = request.form.get("new_password") or ""
+        problem = password_policy_error(new, user.username)
         if not verify_password(user, current):
             flash(_("The current password is wrong."), "error")
-        elif len(new) < MIN_PASSWORD_LENGTH:
-            flash(_("The new password needs at least %(n)d characters.", n=MIN_PASSWORD_LENGTH), "error")
+        elif problem:
+            flash(problem, "error")
         elif new != request.form.get("confirm_password"):
             flash(_("The two new passwords differ."), "error")
         else:
@@ -129,6 +147,20 @@ def account():
             flash(_("Password changed."), "success")
             return redirect(url_for("auth.account"))
     return render_template("auth/account.html", user=user)
+
+
+def password_policy_error(password: str, username: str) -> str | None:
+    """The password policy (:func:`callcenter.accounts.password_problem`) in the user's language."""
+    from callcenter.accounts import MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH, password_problem
+
+    problem = password_problem(password, username)
+    messages = {
+        "short": lambda: _("The password needs at least %(n)d characters.", n=MIN_PASSWORD_LENGTH),
+        "long": lambda: _("The password may have at most %(n)d characters.", n=MAX_PASSWORD_LENGTH),
+        "common": lambda: _("This password is too common: it is among the first that attackers try."),
+        "username": lambda: _("The password must not contain the user name."),
+    }
+    return None if problem is None else messages[problem]()
 
 
 @bp.get("/healthz")

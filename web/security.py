@@ -16,16 +16,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import ipaddress
 import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import sqlalchemy as sa
 from flask import Flask, abort, current_app, g, jsonify, redirect, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
 from callcenter.domain import Role
+from callcenter.domain.phone import mask_phone
 from callcenter.storage.models import User, utcnow
 from callcenter.storage.web_models import ApiToken, LoginAttempt
 from web.services import db
@@ -38,11 +41,17 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 TOKEN_PREFIX = "cc_"
 
-# Login throttling: 5 failed passwords for one user name, or 30 from one address, within 15
-# minutes lock further tries until the window passes. Enough for typos, far too few for guessing.
-LOGIN_WINDOW = dt.timedelta(minutes=15)
+# Login throttling, per account with backoff: 5 failed passwords in a row (since the last
+# success, within a day) lock the account for 1 minute, and each further failure doubles the
+# lock up to an hour, so a guesser gets about 30 tries a day while a typist waits a minute.
+# Per address only far above what one office behind one NAT produces (an office of 100 agents
+# each mistyping 3 times at the start of a shift is 300): it stops a spray over many accounts.
+LOGIN_MEMORY = dt.timedelta(days=1)
 MAX_FAILURES_PER_USER = 5
-MAX_FAILURES_PER_IP = 30
+FIRST_LOCK = dt.timedelta(minutes=1)
+LONGEST_LOCK = dt.timedelta(hours=1)
+IP_WINDOW = dt.timedelta(minutes=15)
+MAX_FAILURES_PER_IP = 300
 
 # Content-Security-Policy: scripts only from our own origin (no inline script anywhere: page
 # data travels in <script type="application/json"> blocks). Inline styles are allowed because
@@ -116,6 +125,20 @@ def store_clause(column) -> sa.ColumnElement[bool]:
     return sa.true() if store_id is None else column == store_id
 
 
+def sees_full_phones() -> bool:
+    """The one masking rule, for every path (pages, exports, the API): supervisors and
+    administrators see whole numbers; agents see them masked (the whole number only while
+    dialing, audited as ``phone.reveal``), and may find a customer by a whole number only."""
+    return has_role(Role.SUPERVISOR)
+
+
+def shown_phone(phone: str | None) -> str:
+    """``phone`` as the current user (or API token's user) may see it (:func:`sees_full_phones`)."""
+    if not phone:
+        return ""
+    return phone if sees_full_phones() else mask_phone(phone)
+
+
 def in_scope(store_id: int | None) -> bool:
     scope = scoped_store_id()
     return scope is None or store_id == scope
@@ -128,9 +151,17 @@ def ensure_in_scope(store_id: int | None) -> None:
 
 
 def session_stamp(user: User) -> str:
-    """Changes whenever the password, role, store or active flag change: old sessions end."""
-    raw = f"{user.id}|{user.password_hash}|{user.role.value}|{user.store_id}|{user.active}"
+    """Changes whenever the password, role, store, active flag or session generation change:
+    every session opened before then ends on its next request."""
+    raw = (f"{user.id}|{user.password_hash}|{user.role.value}|{user.store_id}|{user.active}"
+           f"|{user.session_generation or 0}")
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def end_sessions(user: User) -> None:
+    """End every console session of ``user`` (logout): a kept cookie is refused from now on.
+    The caller commits."""
+    user.session_generation = (user.session_generation or 0) + 1
 
 
 def log_in(user: User) -> None:
@@ -181,16 +212,16 @@ def _api_user(rule: Rule) -> User:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip().startswith(TOKEN_PREFIX):
-        abort(401, description="missing or malformed 'Authorization: Bearer <token>' header")
+        refuse(401, "missing or malformed 'Authorization: Bearer <token>' header")
     now = utcnow()
     row = db().scalar(sa.select(ApiToken).where(ApiToken.token_hash == hash_token(token.strip())))
     if row is None or row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        abort(401, description="invalid, revoked or expired token")
+        refuse(401, "invalid, revoked or expired token")
     user = db().get(User, row.user_id)
     if user is None or not user.active:
-        abort(401, description="the token's user is disabled")
+        refuse(401, "the token's user is disabled")
     if rule.write and not row.can_write:
-        abort(403, description="this token is read-only")
+        refuse(403, "this token is read-only")
     # Write the last-use time at most once a minute per token: API clients poll often.
     if row.last_used_at is None or now - row.last_used_at > dt.timedelta(minutes=1):
         row.last_used_at = now
@@ -203,23 +234,62 @@ def _api_user(rule: Rule) -> User:
 
 
 def client_ip() -> str:
+    """The client's address: the peer's, or what a trusted proxy said (:class:`TrustedProxies`)."""
     return (request.remote_addr or "unknown")[:45]
 
 
-def login_blocked(username: str, ip: str) -> bool:
-    """Too many recent failures for this user name (since its last success) or this address."""
-    since = utcnow() - LOGIN_WINDOW
+class TrustedProxies:
+    """WSGI middleware: ``X-Forwarded-For/-Proto/-Host`` are believed only when the request comes
+    from one of ``CALLCENTER_TRUSTED_PROXY_ADDRESSES``, through ``hops`` proxies; from any other
+    peer they are ignored (a client reaching the console directly cannot pick its address)."""
+
+    def __init__(self, app, hops: int, networks: tuple[str, ...]) -> None:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        self.direct = app
+        self.proxied = ProxyFix(app, x_for=hops, x_proto=hops, x_host=hops)
+        self.networks = [ipaddress.ip_network(n) for n in networks]
+
+    def trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+    def __call__(self, environ, start_response):
+        app = self.proxied if self.trusted(environ.get("REMOTE_ADDR", "")) else self.direct
+        return app(environ, start_response)
+
+
+def login_lock(username: str, ip: str) -> dt.timedelta | None:
+    """How long logins for ``username`` from ``ip`` stay refused, or None when they may try.
+
+    The account: :data:`MAX_FAILURES_PER_USER` failures since its last success lock it for
+    :data:`FIRST_LOCK` from the last failure, doubled for each failure beyond, at most
+    :data:`LONGEST_LOCK`. The address: :data:`MAX_FAILURES_PER_IP` failures within
+    :data:`IP_WINDOW`, whoever they were for.
+    """
+    now = utcnow()
     s = db()
+    since = now - LOGIN_MEMORY
     last_ok = s.scalar(sa.select(sa.func.max(LoginAttempt.at)).where(
         LoginAttempt.username == username, LoginAttempt.success.is_(True), LoginAttempt.at >= since))
-    user_failures = s.scalar(sa.select(sa.func.count()).where(
+    failures, last_failure = s.execute(sa.select(sa.func.count(), sa.func.max(LoginAttempt.at)).where(
         LoginAttempt.username == username, LoginAttempt.success.is_(False),
-        LoginAttempt.at >= (last_ok or since)))
-    if user_failures >= MAX_FAILURES_PER_USER:
-        return True
+        LoginAttempt.at >= (last_ok or since))).one()
+    if failures >= MAX_FAILURES_PER_USER:
+        lock = min(FIRST_LOCK * 2 ** (failures - MAX_FAILURES_PER_USER), LONGEST_LOCK)
+        if last_failure + lock > now:
+            return last_failure + lock - now
     ip_failures = s.scalar(sa.select(sa.func.count()).where(
-        LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at >= since))
-    return ip_failures >= MAX_FAILURES_PER_IP
+        LoginAttempt.ip == ip, LoginAttempt.success.is_(False), LoginAttempt.at >= now - IP_WINDOW))
+    return IP_WINDOW if ip_failures >= MAX_FAILURES_PER_IP else None
+
+
+def login_blocked(username: str, ip: str) -> bool:
+    """Too many recent failures for this account or this address (see :func:`login_lock`)."""
+    return login_lock(username, ip) is not None
 
 
 def record_login_attempt(username: str, ip: str, success: bool) -> None:
@@ -261,22 +331,39 @@ def _before_request():
     view = current_app.view_functions.get(request.endpoint)
     rule = getattr(view, "_access", None)
     if not isinstance(rule, Rule):
-        abort(403)
+        refuse(403, "no access rule")
     if rule.api:
         g.user = _api_user(rule)
     else:
         g.user = _session_user()
         if request.method in UNSAFE_METHODS and not _csrf_ok():
-            abort(400, description="CSRF token missing or wrong: reload the page and try again")
+            refuse(400, "CSRF token missing or wrong: reload the page and try again")
     if rule.public:
         return None
     if g.user is None:
         if wants_json():
-            abort(401)
+            refuse(401, None)
+        log_refusal(302, "not logged in")
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
     if ROLE_RANK[g.user.role] < ROLE_RANK[rule.min_role]:
-        abort(403)
+        refuse(403, None)
     return None
+
+
+def log_refusal(code: int, reason: str | None) -> None:
+    """One WARNING line per refused request: status, method, path, client address, user, why.
+    (The log filter escapes control characters and masks phone numbers in it.)"""
+    user = g.get("user")
+    logger.warning("refused %d %s %s from %s user=%s: %s", code, request.method, request.path, client_ip(),
+                   user.username if user is not None else "-", reason or ("role too low" if code == 403 else "-"))
+
+
+def refuse(code: int, description: str | None) -> NoReturn:
+    """Log the refusal (:func:`log_refusal`), then abort with ``code``."""
+    log_refusal(code, description or ("not logged in" if code == 401 else None))
+    if description is None:
+        abort(code)
+    abort(code, description=description)
 
 
 def _session_user() -> User | None:

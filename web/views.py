@@ -28,12 +28,11 @@ from callcenter.domain import (
     Sentiment,
     Speaker,
 )
-from callcenter.domain.phone import mask_phone
 from callcenter.storage.models import CallOutcome, utcnow
 from web import labels
 from web.i18n import N_
 from web.i18n import gettext as translate
-from web.security import current_user, has_role
+from web.security import current_user, has_role, shown_phone
 from web.services import settings
 
 logger = logging.getLogger("web.requests")
@@ -86,10 +85,9 @@ def fmt_duration(seconds: float | None) -> str:
 
 
 def show_phone(phone: str | None) -> str:
-    """Agents see masked numbers (the full one only while dialing); supervisors see them whole."""
-    if not phone:
-        return ""
-    return phone if has_role(Role.SUPERVISOR) else mask_phone(phone)
+    """Agents see masked numbers (the full one only while dialing); supervisors see them whole
+    (:func:`web.security.shown_phone`, the rule the API applies too)."""
+    return shown_phone(phone)
 
 
 def json_script(data: object, element_id: str) -> Markup:

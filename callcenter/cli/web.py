@@ -59,7 +59,8 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "callcenter-console",
-                "forwarded_allow_ips": "*" if settings.trusted_proxies else "127.0.0.1",
+                "forwarded_allow_ips": (",".join(settings.trusted_proxy_addresses) if settings.trusted_proxies
+                                        else "127.0.0.1"),
             }
             # One control socket per user would be shared by every console on the host (gunicorn >= 25).
             if "control_socket_disable" in self.cfg.settings:

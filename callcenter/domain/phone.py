@@ -13,7 +13,13 @@ _SEPARATORS = re.compile(r"[\s\-\u2010-\u2015\u2212()（）.]")
 
 
 class PhoneError(ValueError):
-    """A value that is not a dialable mainland mobile or landline number."""
+    """A value that is not a dialable mainland mobile or landline number; ``kind`` names the rule
+    it breaks (``empty``, ``country``, ``characters``, ``mobile``, ``landline``, ``no_area_code``)
+    so that a user interface can say it in its own language."""
+
+    def __init__(self, message: str, kind: str = "invalid"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def normalize_phone(raw: str | int) -> str:
@@ -27,7 +33,7 @@ def normalize_phone(raw: str | int) -> str:
     """
     text = str(raw).strip()
     if not text:
-        raise PhoneError("empty phone number")
+        raise PhoneError("empty phone number", "empty")
     text = text.translate(_FULLWIDTH)
     if text.endswith(".0") and text[:-2].isdigit():  # a number cell read as float
         text = text[:-2]
@@ -36,14 +42,14 @@ def normalize_phone(raw: str | int) -> str:
     if digits.startswith("+"):
         digits = digits[1:]
         if not digits.startswith("86"):
-            raise PhoneError("not a mainland China number (country code must be +86)")
+            raise PhoneError("not a mainland China number (country code must be +86)", "country")
         digits = digits[2:]
     elif digits.startswith("0086"):
         digits = digits[4:]
     elif digits.startswith("86") and len(digits) == 13 and _MOBILE.fullmatch(digits[2:]):
         digits = digits[2:]
     if not digits.isdigit():
-        raise PhoneError("contains characters other than digits")
+        raise PhoneError("contains characters other than digits", "characters")
     if _MOBILE.fullmatch(digits):
         return digits
     if international and not digits.startswith("0"):
@@ -53,10 +59,10 @@ def normalize_phone(raw: str | int) -> str:
         if m:
             return f"{m.group(1)}-{m.group(2)}"
     if digits.startswith("1"):
-        raise PhoneError("not a valid mainland mobile number (11 digits starting 13-19)")
+        raise PhoneError("not a valid mainland mobile number (11 digits starting 13-19)", "mobile")
     if digits.startswith("0"):
-        raise PhoneError("not a valid landline (area code + 7 or 8 digit number)")
-    raise PhoneError("not a mobile number and has no area code")
+        raise PhoneError("not a valid landline (area code + 7 or 8 digit number)", "landline")
+    raise PhoneError("not a mobile number and has no area code", "no_area_code")
 
 
 def dial_digits(phone: str) -> str:
@@ -76,9 +82,17 @@ def mask_phone(phone: str | None) -> str:
 
 _FULLWIDTH = str.maketrans("０１２３４５６７８９＋－　", "0123456789+- ")
 
-_PHONE_IN_TEXT = re.compile(r"(?<!\d)(?:\+?86[\s-]?)?(1[3-9]\d)\d{4}(\d{4})(?!\d)")
+# A mobile as people write it: 13812345678, 138-1234-5678, 138 1234 5678, +86 138..., 86-138...,
+# 0086138...; and a landline with its area code: 0731-84567890, (0731) 8456 7890, 010 8888 6666.
+_SEP = r"[\s\-.]?"
+_COUNTRY = r"(?:(?:\+|00)?86" + _SEP + ")?"
+_MOBILE_IN_TEXT = re.compile(rf"(?<![\d+])(?<!\d[\-.]){_COUNTRY}(1[3-9]\d){_SEP}\d{{4}}{_SEP}(\d{{4}})(?!\d)")
+_LANDLINE_IN_TEXT = re.compile(
+    rf"(?<![\d+])(?<!\d[\-.]){_COUNTRY}[(（]?(0(?:10|2\d|[3-9]\d{{2}}))[)）]?{_SEP}[2-9]\d{{2,3}}{_SEP}(\d{{4}})(?!\d)")
 
 
 def mask_phones_in_text(text: str) -> str:
-    """Mask every mobile number that appears inside free text (log lines, URIs)."""
-    return _PHONE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+    """Mask every phone number that appears inside free text (log lines, URIs), in any of the
+    formats above: ``138****5678`` and ``0731-****7890``."""
+    text = _MOBILE_IN_TEXT.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+    return _LANDLINE_IN_TEXT.sub(lambda m: f"{m.group(1)}-****{m.group(2)}", text)
