@@ -22,10 +22,12 @@ from callcenter.domain.phone import PhoneError, normalize_phone
 from callcenter.storage.models import Customer, DoNotCall, Store, User, utcnow
 from callcenter.storage.web_models import ApiToken, AuditLog, QaForm
 from web import audit, scripts
+from web.auth import password_policy_error
 from web.calls import qa_form
 from web.security import (
     current_user,
     new_api_token,
+    refuse,
     require,
     scoped_store_id,
 )
@@ -49,6 +51,12 @@ def user_or_404(user_id: int) -> User:
     if user is None or (scoped_store_id() is not None and user.store_id != scoped_store_id()):
         abort(404)
     return user
+
+
+def require_group_wide() -> None:
+    """403 for a store's administrator: the object applies to every store of the group."""
+    if scoped_store_id() is not None:
+        refuse(403, _("Only a group-wide administrator can change this: it applies to every store."))
 
 
 def _store_choice(raw: str | None) -> int | None:
@@ -101,6 +109,9 @@ def new_user():
             store = db().get(Store, store_id) if store_id else None
             if db().scalar(sa.select(User.id).where(User.username == form.get("username", "").strip())):
                 raise AccountError(_("This user name is taken."))
+            problem = password_policy_error(form.get("password", ""), form.get("username", "").strip())
+            if problem:
+                raise AccountError(problem)
             user, _created = upsert_user(db(), form.get("username", "").strip(), form.get("password", ""), role,
                                          store_code=store.code if store else None,
                                          display_name=form.get("display_name", "").strip() or None)
@@ -130,11 +141,9 @@ def edit_user(user_id: int):
             if user.id == current_user().id and (role is not user.role or store_id != user.store_id or not active):
                 raise AccountError(_("You cannot change your own role, store or access; ask another administrator."))
             password = form.get("password", "")
-            if password:
-                from callcenter.accounts import MIN_PASSWORD_LENGTH
-
-                if len(password) < MIN_PASSWORD_LENGTH:
-                    raise AccountError(_("The password needs at least %(n)d characters.", n=MIN_PASSWORD_LENGTH))
+            problem = password_policy_error(password, user.username) if password else None
+            if problem:
+                raise AccountError(problem)
         except ValueError as exc:
             flash(str(exc), "error")
             return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role),
@@ -233,6 +242,7 @@ def sip():
 def scripts_list():
     problems: list[str] = []
     if request.method == "POST":
+        require_group_wide()  # an uploaded script replaces the shipped one for every store
         upload = request.files.get("file")
         script_id = (request.form.get("script_id") or "").strip().lower()
         if upload is None or not upload.filename:
@@ -276,11 +286,26 @@ def script(script_id: str):
 # -- do-not-call list ------------------------------------------------------------------------
 
 
+# The do-not-call list is one list of numbers for the group (the dialer checks a number, whoever
+# it belongs to). A store's administrator manages the numbers of the store's own customers only:
+# they see, add and remove those; a number that is not one of their customers' is refused with
+# one message, whether it is listed, another store's customer's or nobody's, so that nothing
+# about other stores' numbers can be learnt from the answers.
+
+
+def _store_phones(store_id: int):
+    return sa.select(Customer.phone).where(Customer.store_id == store_id, Customer.phone.is_not(None))
+
+
 def _dnc_visible(entry: DoNotCall) -> bool:
     if scoped_store_id() is None:
         return True
-    customer = db().get(Customer, entry.customer_id) if entry.customer_id else None
-    return customer is not None and customer.store_id == scoped_store_id()
+    return db().scalar(_store_phones(scoped_store_id()).where(Customer.phone == entry.phone).limit(1)) is not None
+
+
+def _dnc_shared_with_other_stores(phone: str) -> bool:
+    return db().scalar(sa.select(Customer.id).where(Customer.phone == phone,
+                                                    Customer.store_id != scoped_store_id()).limit(1)) is not None
 
 
 @bp.route("/dnc", methods=["GET", "POST"])
@@ -292,10 +317,16 @@ def dnc():
         except PhoneError as exc:
             flash(_("Not a valid phone number: %(why)s", why=str(exc)), "error")
             return redirect(url_for("admin.dnc"))
+        customer_query = sa.select(Customer).where(Customer.phone == phone)
+        if scoped_store_id() is not None:
+            customer_query = customer_query.where(Customer.store_id == scoped_store_id())
+            if db().scalar(customer_query.limit(1)) is None:
+                flash(_("You can only list numbers of your store's customers."), "error")
+                return redirect(url_for("admin.dnc"))
         if db().scalar(sa.select(DoNotCall.id).where(DoNotCall.phone == phone)) is not None:
             flash(_("The number is already on the list."), "info")
             return redirect(url_for("admin.dnc"))
-        customer = db().scalar(sa.select(Customer).where(Customer.phone == phone).limit(1))
+        customer = db().scalar(customer_query.order_by(Customer.id).limit(1))
         entry = DoNotCall(phone=phone, customer_id=customer.id if customer else None, source="admin",
                           reason=(request.form.get("reason") or "").strip()[:200] or None, created_by=current_user().id)
         db().add(entry)
@@ -307,7 +338,7 @@ def dnc():
     page, per_page = page_number(50)
     query = sa.select(DoNotCall)
     if scoped_store_id() is not None:
-        query = query.join(Customer, Customer.id == DoNotCall.customer_id).where(Customer.store_id == scoped_store_id())
+        query = query.where(DoNotCall.phone.in_(_store_phones(scoped_store_id())))
     q = re.sub(r"\D", "", request.args.get("q", ""))
     if q:
         query = query.where(DoNotCall.phone.like(f"%{q}%"))
@@ -322,7 +353,11 @@ def dnc_delete(entry_id: int):
     entry = db().get(DoNotCall, entry_id)
     if entry is None or not _dnc_visible(entry):
         abort(404)
-    audit.record("dnc.remove", "dnc", entry.id, phone=entry.phone, reason=request.form.get("reason", "")[:200])
+    if scoped_store_id() is not None and _dnc_shared_with_other_stores(entry.phone):
+        # Removing it would let the dialer call another store's customer again.
+        refuse(403, _("This number is also another store's customer's: ask a group-wide administrator."))
+    audit.record("dnc.remove", "dnc", entry.id, store_id=scoped_store_id(), phone=entry.phone,
+                 reason=request.form.get("reason", "")[:200])
     db().delete(entry)
     db().commit()
     flash(_("Number removed from the do-not-call list."), "success")
@@ -337,6 +372,7 @@ def dnc_delete(entry_id: int):
 def qa_forms():
     qa_form()  # make sure the standard form exists
     if request.method == "POST":
+        require_group_wide()  # the active form scores every store's calls
         name = (request.form.get("name") or "").strip()[:100]
         items, problems = parse_qa_items(request.form.get("items", ""))
         if not name:
@@ -359,6 +395,7 @@ def qa_forms():
 @bp.post("/qa/<int:form_id>/activate")
 @require(Role.ADMIN)
 def qa_activate(form_id: int):
+    require_group_wide()
     form = db().get(QaForm, form_id)
     if form is None:
         abort(404)
