@@ -8,12 +8,22 @@ Pushed records go through the same importer as DMS files (:mod:`callcenter.dms.i
 the rules are the same: same field names, same validation, upsert by customer_id, VIN and
 repair order, a bad record rejected with its index, field, value and reason while the rest is
 stored. Runs on the request's worker thread.
+
+Store boundaries hold on writes as on reads: a store's token may change only its own store's
+customers, vehicles and visits; a record of another store is rejected (status 403 in its error,
+naming its index and field) and the rest of the batch is stored. Every field has a length limit
+and a body nested deeper than :data:`MAX_DEPTH` is cut at that depth, so oversized or malicious
+input is rejected row by row with a 400-class reason instead of failing the whole request.
+Phone numbers are masked for tokens of users who see masked numbers in the console
+(:func:`web.security.shown_phone`).
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
+import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -21,13 +31,13 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, g, jsonify, render_template, request
 from sqlalchemy.orm import selectinload
 
-from callcenter.dms.fields import CUSTOMER_FIELDS, VEHICLE_FIELDS
+from callcenter.dms.fields import CUSTOMER_FIELDS, VEHICLE_FIELDS, parse_customer_id, parse_vin
 from callcenter.dms.importer import ImportFailed, import_customers, import_visits
 from callcenter.domain import Role
-from callcenter.storage.models import Call, Campaign, Customer, ServiceVisit, Store
+from callcenter.storage.models import Call, Campaign, Customer, ServiceVisit, Store, Vehicle
 from web import audit, cache
 from web.openapi import spec
-from web.security import api_require, public, scoped_store_id
+from web.security import api_require, log_refusal, public, scoped_store_id, shown_phone
 from web.services import db, services
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -35,6 +45,36 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 MAX_BATCH = 1000
 MAX_PAGE = 500
 VISIT_FIELDS = ("customer_id", "vin", "visit_date", "type", "paid", "amount", "advisor", "store", "ro_number")
+
+# A pushed record is at most 4 levels deep ({"customers": [{"vehicles": [{...}]}]}); anything
+# nested deeper than this is replaced by TOO_DEEP before the batch is looked at, so a
+# 100,000-level array costs one rejected row, not the request (json.loads recurses per level).
+MAX_DEPTH = 16
+TOO_DEEP = "\x00nested too deeply"
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def _column_length(column, floor: int = 32) -> int:
+    """A field's length limit: its column's, but never below ``floor`` (a phone number or a
+    date arrives with separators that normalisation removes)."""
+    return max(column.type.length, floor)
+
+
+# Characters per field, checked before the importer sees the value (a 200,000-character cell
+# made the CSV reader fail the whole batch). Fields without a column of their own (dates,
+# flags, enums, amounts) get 32.
+FIELD_LIMITS = {
+    "customer_id": _column_length(Customer.__table__.c.external_id), "name": _column_length(Customer.__table__.c.name),
+    "phone": _column_length(Customer.__table__.c.phone), "city": _column_length(Customer.__table__.c.city),
+    "district": _column_length(Customer.__table__.c.district),
+    "occupation": _column_length(Customer.__table__.c.occupation),
+    "vin": _column_length(Vehicle.__table__.c.vin), "plate": _column_length(Vehicle.__table__.c.plate),
+    "brand": _column_length(Vehicle.__table__.c.brand), "model": _column_length(Vehicle.__table__.c.model),
+    "advisor": _column_length(ServiceVisit.__table__.c.advisor),
+    "ro_number": _column_length(ServiceVisit.__table__.c.ro_number),
+    "store": _column_length(Store.__table__.c.name),
+}
+DEFAULT_FIELD_LIMIT = 32
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -116,7 +156,7 @@ def stores():
 
 def customer_json(c: Customer, codes: dict[int, str]) -> dict:
     return {
-        "customer_id": c.external_id, "name": c.name, "phone": c.phone,
+        "customer_id": c.external_id, "name": c.name, "phone": shown_phone(c.phone) or None,
         "gender": c.gender.value if c.gender else None, "birthday": _iso(c.birthday), "city": c.city,
         "district": c.district, "occupation": c.occupation, "store": codes.get(c.store_id),
         "updated_at": _iso(c.updated_at),
@@ -154,8 +194,47 @@ def customer(customer_id: str):
     return jsonify(customer_json(c, _store_codes()))
 
 
+def _cut_deep(text: str, limit: int) -> str:
+    """``text`` (JSON) with every value nested deeper than ``limit`` replaced by :data:`TOO_DEEP`.
+
+    Strings are skipped whole by the token pattern, so brackets inside them do not count.
+    """
+    out, depth, start, last = [], 0, None, 0
+    for m in _JSON_TOKEN.finditer(text):
+        token = m.group()
+        if token in "[{":
+            depth += 1
+            if depth == limit + 1 and start is None:
+                start = m.start()
+        elif token in "]}":
+            depth -= 1
+            if depth == limit and start is not None:
+                out.append(text[last:start])
+                out.append(json.dumps(TOO_DEEP))
+                last, start = m.end(), None
+    out.append(text[last:])
+    return "".join(out)
+
+
+def _json_body():
+    """The request body as JSON; 400 naming the problem when it is not JSON at all."""
+    try:
+        text = request.get_data(cache=True).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        abort(400, description="the body is not UTF-8 JSON")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        try:
+            return json.loads(_cut_deep(text, MAX_DEPTH))
+        except (ValueError, RecursionError):
+            abort(400, description=f"the body is not valid JSON (and nested more than {MAX_DEPTH} levels deep)")
+    except ValueError as exc:
+        abort(400, description=f"the body is not valid JSON: {str(exc)[:120]}")
+
+
 def _batch(key: str) -> list:
-    body = request.get_json(silent=True)
+    body = _json_body()
     if not isinstance(body, dict) or not isinstance(body.get(key), list):
         abort(400, description=f'expected a JSON object {{"{key}": [ ... ]}}')
     items = body[key]
@@ -169,6 +248,9 @@ def _batch(key: str) -> list:
 def _cell(value) -> str:
     if value is None:
         return ""
+    if value == TOO_DEEP or (isinstance(value, (list, dict)) and _holds_too_deep(value)):
+        raise ValueError(f"must be a string, number, boolean or null, not a value nested more than "
+                         f"{MAX_DEPTH} levels deep")
     if isinstance(value, bool):
         return "1" if value else "0"
     if isinstance(value, (int, float, str)):
@@ -176,11 +258,32 @@ def _cell(value) -> str:
     raise ValueError("must be a string, number, boolean or null")
 
 
+def _holds_too_deep(value: list | dict) -> bool:
+    """Whether :func:`_cut_deep` cut something inside ``value`` (walked without recursion)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if item == TOO_DEEP:
+            return True
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    return False
+
+
 def _check_scalar(index: int, field: str, value, errors: list[dict]) -> bool:
     try:
         text = _cell(value)
     except ValueError as exc:
-        errors.append({"index": index, "field": field, "value": str(value)[:60], "reason": str(exc)})
+        # The type, never str(value): a list nested 900 levels deep would overflow repr().
+        shown = f"({type(value).__name__})"
+        errors.append({"index": index, "field": field, "value": shown, "reason": str(exc)})
+        return False
+    limit = FIELD_LIMITS.get(field, DEFAULT_FIELD_LIMIT)
+    if len(text) > limit:
+        errors.append({"index": index, "field": field, "value": text[:60],
+                       "reason": f"longer than {limit} characters ({len(text)})"})
         return False
     if any(ord(ch) < 32 for ch in text):
         errors.append({"index": index, "field": field, "value": text[:60], "reason": "contains control characters"})
@@ -190,10 +293,63 @@ def _check_scalar(index: int, field: str, value, errors: list[dict]) -> bool:
 
 def _scope_check(index: int, item: dict, scope_code: str | None, errors: list[dict]) -> bool:
     if scope_code is not None and item.get("store") not in (None, "", scope_code):
-        errors.append({"index": index, "field": "store", "value": str(item.get("store"))[:60],
-                       "reason": "this token may only write to its own store"})
+        _forbidden(index, "store", item.get("store"), "this token may only write to its own store", errors)
         return False
     return True
+
+
+def _forbidden(index: int, field: str, value, reason: str, errors: list[dict]) -> None:
+    """A record outside the token's store: rejected with status 403, and the refusal logged."""
+    errors.append({"index": index, "field": field, "value": str(value)[:60], "reason": reason, "status": 403})
+    log_refusal(403, f"record {index}: {field} outside the token's store")
+
+
+def _normalised(parse, value) -> str | None:
+    try:
+        return parse(_cell(value)) or None
+    except ValueError:
+        return None  # the importer rejects it with its reason
+
+
+def _other_stores_customers(ids: set[str]) -> set[str]:
+    """Of these customer numbers, those of customers outside the token's store."""
+    scope = scoped_store_id()
+    if scope is None or not ids:
+        return set()
+    return set(db().scalars(sa.select(Customer.external_id).where(
+        Customer.external_id.in_(sorted(ids)), Customer.store_id != scope)))
+
+
+def _other_stores_vins(vins: set[str]) -> set[str]:
+    """Of these VINs, those of vehicles whose owner is outside the token's store."""
+    scope = scoped_store_id()
+    if scope is None or not vins:
+        return set()
+    return set(db().scalars(sa.select(Vehicle.vin).join(Customer, Customer.id == Vehicle.customer_id).where(
+        Vehicle.vin.in_(sorted(vins)), Customer.store_id != scope)))
+
+
+def _outside_store(candidates: list[tuple[int, dict, list[dict]]], errors: list[dict]) -> set[int]:
+    """Indexes of the records that would change what the token's store does not own: a customer
+    it does not see (which would also let it claim that customer), or another store's vehicle
+    (which would move it to this store). Each is rejected with 403; a group-wide token passes."""
+    ids = {cid for _, item, _ in candidates if (cid := _normalised(parse_customer_id, item.get("customer_id")))}
+    vins = {vin for _, _, vehicles in candidates for v in vehicles if (vin := _normalised(parse_vin, v.get("vin")))}
+    foreign_ids, foreign_vins = _other_stores_customers(ids), _other_stores_vins(vins)
+    rejected = set()
+    for i, item, vehicles in candidates:
+        if _normalised(parse_customer_id, item.get("customer_id")) in foreign_ids:
+            _forbidden(i, "customer_id", item.get("customer_id"),
+                       "another store's customer: this token may only change its own store's customers", errors)
+            rejected.add(i)
+            continue
+        for v in vehicles:
+            if _normalised(parse_vin, v.get("vin")) in foreign_vins:
+                _forbidden(i, "vin", v.get("vin"),
+                           "another store's vehicle: this token may only change its own store's vehicles", errors)
+                rejected.add(i)
+                break
+    return rejected
 
 
 def _run_import(kind: str, header: list[str], rows: list[tuple[int, list[str]]], errors: list[dict]) -> dict:
@@ -228,6 +384,7 @@ def push_customers():
     header = ["customer_id", *CUSTOMER_FIELDS, *VEHICLE_FIELDS, "store"]
     rows: list[tuple[int, list[str]]] = []
     errors: list[dict] = []
+    candidates: list[tuple[int, dict, list[dict]]] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             errors.append({"index": i, "field": None, "value": None, "reason": "not a JSON object"})
@@ -239,6 +396,11 @@ def push_customers():
         person_ok = all(_check_scalar(i, f, item.get(f), errors) for f in ("customer_id", *CUSTOMER_FIELDS, "store"))
         vehicles_ok = all(_check_scalar(i, f, v.get(f), errors) for v in vehicles for f in VEHICLE_FIELDS)
         if not (person_ok and vehicles_ok and _scope_check(i, item, scope_code, errors)):
+            continue
+        candidates.append((i, item, vehicles))
+    outside = _outside_store(candidates, errors)
+    for i, item, vehicles in candidates:
+        if i in outside:
             continue
         for v in vehicles:
             rows.append((i, [_cell(item.get("customer_id")), *(_cell(item.get(f)) for f in CUSTOMER_FIELDS),
@@ -292,6 +454,7 @@ def push_visits():
     scope_code = _scope_store_code()
     rows: list[tuple[int, list[str]]] = []
     errors: list[dict] = []
+    candidates: list[tuple[int, dict, list[dict]]] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict):
             errors.append({"index": i, "field": None, "value": None, "reason": "not a JSON object"})
@@ -300,8 +463,13 @@ def push_visits():
             continue
         if not _scope_check(i, item, scope_code, errors):
             continue
-        rows.append((i, [_cell(item.get(f) if f != "store" else (item.get("store") or scope_code))
-                         for f in VISIT_FIELDS]))
+        # A visit may be of a car another store sold: only the customer must be this store's.
+        candidates.append((i, item, []))
+    outside = _outside_store(candidates, errors)
+    for i, item, _ in candidates:
+        if i not in outside:
+            rows.append((i, [_cell(item.get(f) if f != "store" else (item.get("store") or scope_code))
+                             for f in VISIT_FIELDS]))
     result = _run_import("visits", list(VISIT_FIELDS), rows, errors) if rows else _empty(errors)
     audit.record("api.write", "visits", None, store_id=scoped_store_id(), commit=True,
                  imported=result["imported"], updated=result["updated"], rejected=result["rejected"])
