@@ -28,11 +28,13 @@ import enum
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from types import SimpleNamespace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from callcenter.domain import (
     CATEGORY_ZH,
+    ChoiceScore,
     Department,
     DtmfEvent,
     FeedbackCategory,
@@ -64,6 +66,7 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
+from dialog.answers import CLOSED_EXPECTS, choices_for, decide
 from dialog.conclusions import ProblemLedger, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score
 from dialog.prompts import PromptLibrary, render
@@ -118,6 +121,7 @@ CONFIRM_ANSWERS: dict[str, tuple[tuple[re.Pattern, bool], ...]] = {
     "no": ((re.compile(r"^(不是|不对)|洗了|洗过|准时|按时|讲了|讲过|有的|有啊|提前|都有"), _NO),
            (re.compile(r"^(对|是|嗯|没错|确实)|^没(有)?|没洗|晚了|没讲|没有讲"), _YES)),
 }
+CONFIRM_CHOICES = choices_for(SimpleNamespace(expect="yes_no", grammar=None))
 CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
@@ -271,7 +275,8 @@ class Conversation:
         grammar = step.grammar or DEFAULT_GRAMMAR.get(step.expect)
         if grammar is not None:
             grammar = tuple(dict.fromkeys(grammar + GLOBAL_GRAMMAR))
-        return Listen(step.id, step.context, grammar, dtmf=step.expect in ("identity", "yes_no", "score5", "nps"))
+        return Listen(step.id, step.context, grammar, dtmf=step.expect in ("identity", "yes_no", "score5", "nps"),
+                      choices=choices_for(step))
 
     def _enter_terminal(self, step: Step) -> list:
         outcome = CallOutcome(step.end)
@@ -349,7 +354,7 @@ class Conversation:
             self.state = State.LISTENING
             out: list = [StopSpeaking("barge_in")]
             if ev.is_final:
-                return out + self._understand(text, ev.start, ev.end)
+                return out + self._understand(text, ev.start, ev.end, choices=ev.choices)
             return out
         if self.state is not State.LISTENING:
             return []
@@ -369,7 +374,7 @@ class Conversation:
                 (self.step.expect in HELD_ANSWERS or len(text) <= 1) and not self._complete_score(text))):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
-        return self._understand(text, ev.start, ev.end)
+        return self._understand(text, ev.start, ev.end, choices=ev.choices)
 
     def _unusable(self, ev: TranscriptEvent) -> list:
         """The customer spoke and the recognizer made nothing of it: "not understood", not silence."""
@@ -389,6 +394,31 @@ class Conversation:
             return out + p.no()
         return out + self._no_match(None)
 
+    @staticmethod
+    def _closed_answer(step: Step, result: NluResult, choices: Sequence[ChoiceScore]) -> tuple[NluResult, dict]:
+        """The answer to a closed question from the transcript's reading and the audio's own scores
+        of the expected answers (:func:`dialog.answers.decide`), as the reading the handlers act on."""
+        d = decide(step.expect, result, choices)
+        note = {"answer": d.label, "answer_confidence": d.confidence, "answer_source": d.source}
+        if d.source.startswith("intent:") or result.intent == Intent.COMPLAINT.value:
+            return result, note  # not an answer (opting out, a human, a question back) or a complaint
+        rule = result.rule if d.source in ("text", "both") else None
+        if d.label is None:
+            if result.intent in (Intent.AFFIRM.value, Intent.DENY.value) or result.score5 is not None \
+                    or result.nps is not None:
+                # The words said something the audio does not bear out: ask, do not guess.
+                return replace(result, intent=Intent.UNCLEAR.value, confidence=d.confidence, score5=None,
+                               nps=None, rule="not sure"), note
+            return result, note
+        if step.expect == "score5":
+            return replace(result, intent=Intent.AFFIRM.value, confidence=d.confidence, score5=int(d.label),
+                           rule=rule), note
+        if step.expect == "nps":
+            return replace(result, intent=Intent.AFFIRM.value, confidence=d.confidence, nps=int(d.label),
+                           rule=rule), note
+        intent = {"yes": Intent.AFFIRM.value, "no": Intent.DENY.value, "busy": Intent.BUSY_CALLBACK.value}[d.label]
+        return replace(result, intent=intent, confidence=d.confidence, rule=rule), note
+
     def _complete_score(self, text: str) -> bool:
         scale = UNHELD_SCORES.get(self.step.expect)
         if scale is None:
@@ -401,7 +431,9 @@ class Conversation:
         held, self._held = self._held, []
         if not held:
             return []
-        return self._understand(" ".join(e.text.strip() for e in held), held[0].start, held[-1].end)
+        scored = [e.choices for e in held if e.choices]
+        return self._understand(" ".join(e.text.strip() for e in held), held[0].start, held[-1].end,
+                                choices=scored[-1] if scored else ())
 
     def _machine(self, text: str, duration: float, verdict: str = "voicemail") -> list:
         self.turns.append({"step": GREETING, "text": text, "intent": None, "confidence": None, "start": 0.0,
@@ -431,17 +463,21 @@ class Conversation:
         return out + [self._timer("no_input", self._timeout())]
 
     # -- understanding ---------------------------------------------------------------------------
-    def _understand(self, text: str, start: float, end: float, dtmf: bool = False) -> list:
+    def _understand(self, text: str, start: float, end: float, dtmf: bool = False,
+                    choices: Sequence[ChoiceScore] = ()) -> list:
         step = self.step
         assert step is not None
         if self._pending is not None:
-            return self._on_confirmation(text, start, end, dtmf)
+            return self._on_confirmation(text, start, end, dtmf, choices)
         result = self.nlu.parse(text, step.context, self.clock())
+        decided: dict = {}
+        if step.expect in CLOSED_EXPECTS and not dtmf:
+            result, decided = self._closed_answer(step, result, choices)
         self.turns.append({"step": step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
                            "score5": result.score5, "nps": result.nps,
                            "callback_at": result.callback_at.isoformat() if result.callback_at else None,
-                           **({"dtmf": True} if dtmf else {})})
+                           **decided, **({"dtmf": True} if dtmf else {})})
         logger.debug("call %s step %s: intent %s (%.2f)", self.call_id, step.id, result.intent, result.confidence)
         if result.callback_at is not None:
             self._known_time = result.callback_at
@@ -499,9 +535,8 @@ class Conversation:
         if value is False and step.problem and store_not_at_fault(r.text):
             # "没洗,我跟他们说不用洗的", "没有,提前就好了": a "no" that is no failure of the store.
             self.turns[-1]["not_a_problem"] = True
-        elif value is False and step.problem and r.intent != Intent.COMPLAINT.value \
-                and r.rule is None and r.confidence < CONFIRM_BELOW:
-            return self._confirm("no", step, r, yes=lambda: self._yes_no_done(step, r, False, target, problem=True),
+        elif value is False and step.problem and r.intent != Intent.COMPLAINT.value and r.confidence < CONFIRM_BELOW:
+            return self._confirm("no", step, yes=lambda: self._yes_no_done(step, r, False, target, problem=True),
                                  no=lambda: self._yes_no_done(step, r, True, step.on.get("affirm") or step.goto))
         return out + self._yes_no_done(step, r, value, target, problem=value is False and bool(step.problem)
                                        and not self.turns[-1].get("not_a_problem"))
@@ -532,9 +567,19 @@ class Conversation:
                 if target:
                     return out + self._goto(target)
             return out + self._no_match(r)
+        heard = self.turns[-1] if self.turns else {}
+        low = value <= 2 if scale == "score5" else value <= 6
+        if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low):
+            # The audio alone says which score (the words did not): restate it before it decides the
+            # call's branch, or opens a follow-up for an unhappy customer who was not.
+            return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
+                                       no=lambda: self._reask(step))
+        return out + self._score_done(step, r, value, scale)
+
+    def _score_done(self, step: Step, r: NluResult, value: int, scale: str) -> list:
         if scale == "score5" and value <= 2:
             self._low_score = value
-        out += self._record(step, value, r.text, r)
+        out = self._record(step, value, r.text, r)
         for branch in step.branches:
             if branch.matches(value):
                 return out + self._goto(branch.goto)
@@ -596,13 +641,20 @@ class Conversation:
         template = self.script.confirm_prompts(p.step)[p.label]
         self._after = "listen"
         return [self._say(f"{self.script.id}.{p.step.id}.confirm.{p.label}", template, p.step.id, True),
-                Listen(p.step.id, "yn", tuple(dict.fromkeys(YES_NO_GRAMMAR + GLOBAL_GRAMMAR)), dtmf=True)]
+                Listen(p.step.id, "yn", tuple(dict.fromkeys(YES_NO_GRAMMAR + GLOBAL_GRAMMAR)), dtmf=True,
+                       choices=CONFIRM_CHOICES)]
 
-    def _on_confirmation(self, text: str, start: float, end: float, dtmf: bool) -> list:
+    def _on_confirmation(self, text: str, start: float, end: float, dtmf: bool,
+                         choices: Sequence[ChoiceScore] = ()) -> list:
         p = self._pending
         assert p is not None
         result = self.nlu.parse(text, "yn", self.clock())
         verdict = self._confirmation_verdict(p, text, result)
+        if verdict is None and choices:
+            # Words that fit no reading ("对" heard as "队"): a plain "yes" in the audio agrees. (An
+            # acoustic "no" is ambiguous against a restated negative, so it never decides.)
+            d = decide("yes_no", result, choices)
+            verdict = True if d.label == "yes" and d.confidence >= CONFIRM_BELOW else None
         self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
                            "confirming": p.label, "confirmed": verdict, **({"dtmf": True} if dtmf else {})})

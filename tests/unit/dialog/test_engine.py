@@ -95,7 +95,8 @@ def test_a_satisfied_customer_goes_through_the_whole_script(scripts):
 
 def test_complaints_open_one_ticket_per_department_naming_every_problem(scripts):
     c = conv(scripts)
-    log = run_text(c, ["是我", "两分", "等了三个小时,还那么贵", "一般", "没洗", "准时", "没有"])
+    # (the rules-only NLU of these tests is unsure of a bare "没洗": the robot confirms it, "对")
+    log = run_text(c, ["是我", "两分", "等了三个小时,还那么贵", "一般", "没洗", "对", "准时", "没有"])
     tickets = [a for a in log if isinstance(a, A.OpenTicket)]
     assert [(t.category.value, t.department.value, t.priority) for t in tickets] == [
         ("wait_time", "after_sales", "high")]
@@ -400,3 +401,109 @@ def test_a_good_score_said_as_a_number_is_answered_at_once_a_low_one_waits_for_i
     played(c, answered(c))
     played(c, heard(c, "是我"))
     assert kinds(heard(c, "三分")) == ["cancel_timer", "start_timer"]  # "……就是等太久了" may follow
+
+
+# -- issue 11: confirm and repair, closed answers from the audio, refusals ---------------------------------
+def scored(c: Conversation, text: str, *choices: tuple[str, float], start: float = 1.0, end: float = 2.0) -> list:
+    """A final transcript carrying the recognizer's scores of the expected answers."""
+    from callcenter.domain import ChoiceScore
+
+    out = c.handle(TranscriptEvent(text, True, start, end, choices=tuple(ChoiceScore(l, p) for l, p in choices)))
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    return c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+
+
+def test_a_bare_no_to_the_identity_question_is_confirmed_before_the_call_ends(scripts):
+    c = conv(scripts)
+    out = played(c, answered(c))
+    out = heard(c, "不是")
+    assert say_of(out).prompt_id == "post_service.identity.confirm.declined"
+    assert say_of(out).text == "跟您确认一下,您现在不方便做这个回访,对吗?"
+    out = played(c, heard(c, "没有没有,方便的,你说吧"))  # it was a misheard yes: the revisit goes on
+    assert c.step.id == "satisfaction" and c.answers["consent"] is True
+
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "不是"))
+    out = played(c, heard(c, "对,现在不方便"))
+    assert (out[-1].outcome, out[-1].end) == ("refused", "refused")  # 拒访, never "completed"
+
+
+def test_a_score_the_words_missed_is_taken_from_the_audio(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    # "五分。" came back as an unrelated word; the model itself scored 五分 far above the rest
+    out = scored(c, "舞蹈", ("5", 0.93), ("4", 0.03), ("other", 0.04))
+    assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
+    assert c.turns[-1]["answer_source"] == "audio" and c.turns[-1]["answer"] == "5"
+    assert not any(isinstance(a, A.Say) and ".confirm." in a.prompt_id for a in out)
+
+
+def test_an_unsure_low_score_is_confirmed_and_a_wrong_one_asked_again(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "思", ("2", 0.7), ("3", 0.2), ("other", 0.1))
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.2"
+    out = heard(c, "不对")
+    assert say_of(out).prompt_id == "post_service.satisfaction.reask"
+    assert say_of(out).text.startswith("不好意思,是我听错了。请问您对这次服务的总体满意度打几分")
+    assert "overall_score" not in c.answers
+    played(c, out)
+    answer(c, "五分")
+    assert c.answers["overall_score"] == 5
+
+
+def test_speech_that_was_not_recognised_is_a_no_match_and_the_question_is_skipped_not_the_call(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    prompts = []
+    for _ in range(3):
+        out = c.handle(TranscriptEvent("", True, 3.0, 4.1))  # a second of speech, no words
+        prompts.append(say_of(out).text)
+        played(c, out)
+    assert prompts[0] == "不好意思,刚才没听清。您直接说一到五分就可以,五分是非常满意。"
+    assert prompts[1] == "您也可以在手机键盘上按一到五,五分是非常满意。"
+    assert prompts[2].startswith("接待您的服务顾问")  # going on without the score, not "partial"
+    assert c.step.id == "advisor" and not c.done and c.turns[-1]["skipped"] is True
+
+
+def test_an_opt_out_guessed_by_the_model_is_confirmed_a_plain_one_is_not(scripts):
+    from dialog.nlu import NluResult
+
+    class Guessing(Nlu):
+        def parse(self, text, context=None, now=None):
+            if text == "那个电话以后就算了吧":
+                return NluResult(text, "opt_out", 0.66, None, None, None, {}, None, False)
+            return super().parse(text, context, now)
+
+    c = Conversation(scripts["post_service"], VALUES, Guessing(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    out = heard(c, "那个电话以后就算了吧")
+    assert say_of(out).prompt_id == "post_service.identity.confirm.opt_out"
+    out = played(c, heard(c, "对,别再打了"))
+    assert any(isinstance(a, A.AddToDnc) for a in out) or c._ending_outcome.value == "opt_out"
+
+    c = conv(scripts)
+    played(c, answered(c))
+    out = heard(c, "以后别再给我打电话了")
+    assert say_of(out).step == "end_opt_out" and any(isinstance(a, A.AddToDnc) for a in out)
+
+
+def test_an_unsure_no_to_a_problem_question_is_confirmed_before_it_opens_a_ticket(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "五分"))
+    played(c, answer(c, "挺好的"))
+    assert c.step.id == "car_wash"
+    out = scored(c, "没", ("no", 0.6), ("yes", 0.3), ("other", 0.1))
+    assert say_of(out).prompt_id == "post_service.car_wash.confirm.no"
+    out = played(c, heard(c, "不是,洗了的"))
+    assert c.answers["car_washed"] is True and c.step.id == "on_time"
+    log = out
+    for reply in ("准时的", "没有了"):
+        log = played(c, answer(c, reply))
+    assert not c._problems and log[-1].kind == "finish"
