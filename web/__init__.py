@@ -20,7 +20,7 @@ from callcenter.config import ConfigError, Settings
 
 BLUEPRINTS = (
     "auth", "agent", "customers", "calls", "tickets", "campaigns", "live", "reports", "improvement",
-    "admin", "api",
+    "admin", "api", "stores", "imports", "script_editor",
 )
 
 

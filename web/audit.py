@@ -25,6 +25,7 @@ ACTIONS = (
     "token.create", "token.revoke", "export", "recording.play", "phone.reveal", "phone.search",
     "dnc.add", "dnc.remove", "script.upload", "tag.correct", "qa.review", "campaign.create",
     "campaign.state", "plan.create", "plan.close", "ticket.update", "api.write",
+    "store.create", "store.update", "import.run", "script.edit",
 )
 
 

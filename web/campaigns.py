@@ -8,8 +8,8 @@ thread.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
 import time
 
@@ -227,22 +227,32 @@ def _known_scripts() -> dict:
 @bp.route("/new", methods=["GET", "POST"])
 @require(Role.SUPERVISOR)
 def new():
-    """Create a campaign from a type: a dry run shows the audience size and exclusions, creating
-    stores it as a draft with its tasks (the campaign page then lists the audience)."""
-    from campaigns.audience import AUDIENCE_PARAMS
+    """Create a campaign from a type (labelled fields, :mod:`web.campaign_form`): a dry run shows
+    the audience size, the exclusions and sample customers; creating stores it as a draft with its
+    tasks and the script version it will call with (the campaign page then lists the audience)."""
     from campaigns.scripts import DEFAULT_SCRIPT
     from campaigns.service import CampaignError, EmptyAudience, create_campaign
+    from web import campaign_form
+    from web.script_editor import version_for_campaign
 
     stores = list(db().scalars(sa.select(Store).where(store_clause(Store.id)).order_by(Store.code)))
     form = request.form if request.method == "POST" else request.args
-    report, problem = None, None
+    report, problem, errors, sample = None, None, {}, []
     if request.method == "POST":
+        spec, errors = campaign_form.spec_from_form(form, stores, scoped_store_id(), current_user().id)
+        dry_run = form.get("dry_run") == "1"
         try:
-            spec = _spec_from_form(form, stores)
-            report = create_campaign(services().database, spec, settings(), known_scripts=set(_known_scripts()),
-                                     dry_run=form.get("dry_run") == "1")
+            if spec is not None and not dry_run:
+                script = spec.script or DEFAULT_SCRIPT.get(CampaignType(spec.type), "")
+                spec = dataclasses.replace(spec, script_version_id=version_for_campaign(script))
+                db().commit()
+            if spec is not None:
+                report = create_campaign(services().database, spec, settings(), known_scripts=set(_known_scripts()),
+                                         dry_run=dry_run)
+                if dry_run:
+                    sample = campaign_form.sample_customers(spec, _store_id(spec.store, stores))
         except EmptyAudience as exc:
-            problem, report = str(exc), exc.report
+            problem, report = _("Nobody to call: no customer matches this campaign; nothing was created."), exc.report
         except (CampaignError, ValueError) as exc:
             problem = str(exc)
         if report and report.get("id") and not problem:
@@ -253,45 +263,17 @@ def new():
             return redirect(url_for("campaigns.show", campaign_id=report["id"]))
         if problem:
             flash(problem, "error")
+    scripts = campaign_form.script_names()
     return render_template(
-        "campaigns/new.html", stores=stores, types=list(CampaignType), scripts=sorted(_known_scripts()),
-        default_scripts={t.value: s for t, s in DEFAULT_SCRIPT.items()},
-        params_help={t.value: ", ".join(keys) for t, keys in AUDIENCE_PARAMS.items()},
-        values=form, report=report,
-    ), 400 if problem else 200
+        "campaigns/new.html", stores=stores, types=list(CampaignType), scripts=scripts,
+        default_scripts={t.value: scripts.get(s, s) for t, s in DEFAULT_SCRIPT.items()},
+        type_params=campaign_form.type_params(), field_name=campaign_form.field_name,
+        default_windows=settings().dialer_windows, values=form, report=report, errors=errors, sample=sample,
+    ), 400 if (problem or errors) else 200
 
 
 def _store_id(code: str | None, stores: list[Store]) -> int | None:
     return next((s.id for s in stores if s.code == code), None)
-
-
-def _spec_from_form(form, stores: list[Store]):
-    """The form as a CampaignSpec; a store-scoped supervisor always creates for their store.
-
-    Raises:
-        ValueError: malformed numbers, dates or parameters.
-    """
-    from campaigns.service import CampaignSpec
-
-    code = form.get("store") or None
-    if scoped_store_id() is not None:
-        code = stores[0].code if stores else None
-    elif code is not None and code not in {s.code for s in stores}:
-        raise ValueError(_("Unknown store."))
-    as_of = dt.date.fromisoformat(form["as_of"]) if form.get("as_of") else None
-    raw = (form.get("params") or "").strip()
-    try:
-        params = json.loads(raw) if raw else {}
-    except json.JSONDecodeError as exc:
-        raise ValueError(_("Parameters: not valid JSON (%(why)s).", why=exc.msg)) from None
-    if not isinstance(params, dict):
-        raise ValueError(_("Parameters: a JSON object, e.g. {\"window_days\": [1, 3]}."))
-    me = current_user()
-    return CampaignSpec(
-        type=form.get("type", ""), as_of=as_of, store=code, name=(form.get("name") or "").strip() or None,
-        script=form.get("script") or None, params=params, max_channels=int(form.get("max_channels") or 4),
-        max_attempts=int(form["max_attempts"]) if form.get("max_attempts") else None, created_by=me.id,
-    )
 
 
 @bp.post("/<int:campaign_id>/state")

@@ -47,6 +47,7 @@ NAVIGATION: tuple[tuple[str, object, str, Role], ...] = (
     ("campaigns.wallboard", N_("Wallboard"), "monitor", Role.SUPERVISOR),
     ("reports.index", N_("Reports"), "chart", Role.SUPERVISOR),
     ("improvement.index", N_("Improvement plans"), "target", Role.SUPERVISOR),
+    ("script_editor.index", N_("Scripts"), "file", Role.SUPERVISOR),
     ("admin.index", N_("Administration"), "settings", Role.ADMIN),
 )
 

@@ -1,0 +1,81 @@
+"""The campaign form without JSON: labelled fields per type, sample customers, bad input per field,
+and the script version the campaign keeps."""
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+from callcenter.domain import VisitType
+from callcenter.storage.models import Campaign, Customer, ScriptVersion, ServiceVisit
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def recent_visit(console, db):
+    _app, world = console
+    with db.session() as s:
+        new = Customer(external_id="C-NEW", store_id=world.stores["S1"], name="新客户", phone="13600000001")
+        s.add(new)
+        s.flush()
+        s.add(ServiceVisit(dedup_key="recent", customer_id=new.id, store_id=world.stores["S1"],
+                           visit_date=dt.date.today() - dt.timedelta(days=2), visit_type=VisitType.MAINTENANCE,
+                           paid=True))
+    return world
+
+
+def _form(csrf, **fields):
+    return {"csrf_token": csrf, "type": "post_service", "as_of": dt.date.today().isoformat(), "max_channels": "2",
+            "p_post_service_window_first": "1", "p_post_service_window_last": "3",
+            "windows": "09:00-12:00，14:00-19:30", "holidays_set": "1", "holidays": "1", **fields}
+
+
+def test_preview_lists_sample_customers_with_masked_phones_then_creates(console, recent_visit, client_for, csrf, db):
+    page = client_for("sup_s1").get("/campaigns/new").get_data(as_text=True)
+    assert "进店后第几天开始回访" in page and "售后服务回访" in page and "JSON" not in page
+    dry = client_for("admin_s1").post("/campaigns/new", data=_form(csrf, dry_run="1")).get_data(as_text=True)
+    assert 'data-testid="audience-sample"' in dry and "新客户" in dry and "13600000001" in dry
+    created = client_for("sup_s1").post("/campaigns/new", data=_form(csrf, name="表单创建的活动",
+                                                                       p_post_service_visit_types="maintenance"))
+    assert created.status_code == 302
+    with db.session() as s:
+        c = s.scalar(sa.select(Campaign).where(Campaign.name == "表单创建的活动"))
+        assert c.max_channels == 2 and c.params["window_days"] == [1, 3]
+        assert c.params["windows"] == "09:00-12:00,14:00-19:30" and c.params["holidays"] is True
+        assert c.params["visit_types"] == ["maintenance"]
+        version = s.get(ScriptVersion, c.script_version_id)
+        assert version.script_id == "post_service" and "steps:" in version.text
+
+
+def test_agents_cannot_open_the_form(console, client_for):
+    assert client_for("agent_s1").get("/campaigns/new").status_code == 403
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("p_post_service_window_first", "x", "0 到 30 之间的整数"),
+    ("p_post_service_window_last", "0", "结束天数不能早于开始天数"),
+    ("windows", "9点到12点", "09:00-12:00,14:00-20:00"),
+    ("max_channels", "0", "1 到 256"),
+    ("max_attempts", "11", "1 到 10"),
+    ("script", "no_such", "话术不存在"),
+    ("as_of", "2026-13-01", "日期格式不对"),
+])
+def test_bad_fields_are_named_and_nothing_is_created(console, recent_visit, client_for, csrf, db, field, value,
+                                                      message):
+    response = client_for("sup_s1").post("/campaigns/new", data=_form(csrf, **{field: value}))
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert f'data-testid="error-{field}"' in page and message in page
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 4  # the seeded ones
+
+
+def test_type_specific_fields(console, recent_visit, client_for, csrf, db):
+    form = {"csrf_token": csrf, "type": "insurance_renewal", "p_insurance_renewal_touch_days": "60，30, 60",
+            "p_insurance_renewal_insured": "here", "max_channels": "4", "dry_run": "1"}
+    page = client_for("sup_all").post("/campaigns/new", data=form).get_data(as_text=True)
+    assert 'data-testid="error-p_insurance_renewal_touch_days"' in page
+    form["p_insurance_renewal_touch_days"] = "60，30、7"
+    response = client_for("sup_all").post("/campaigns/new", data=form)
+    assert 'data-testid="error-' not in response.get_data(as_text=True)

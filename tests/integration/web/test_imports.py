@@ -1,0 +1,95 @@
+"""DMS import in the browser: upload, dry-run preview with the rejected rows, import with progress,
+the error list as CSV, the history with who imported what; bad input; store scope."""
+
+import re
+
+import pytest
+import sqlalchemy as sa
+
+from callcenter.storage.models import Customer, ImportRun
+from callcenter.storage.web_models import ConsoleJob, JobStatus
+from web import jobs
+
+pytestmark = pytest.mark.integration
+
+HEADER = "客户编号,姓名,手机号,VIN,车型,门店\n"
+GOOD = "D100,赵女士,13900001111,LVGBE40K38G000111,卡罗拉,S1\nD101,钱先生,139-0000-2222,,,S1\n"
+BAD = "D102,孙先生,12345,,,S1\n"
+
+
+def _upload(client, csrf, body: bytes, name="客户.csv", kind="customers", **extra):
+    from io import BytesIO
+
+    return client.post("/admin/imports/", data={"csrf_token": csrf, "kind": kind, "file": (BytesIO(body), name),
+                                                 **extra}, content_type="multipart/form-data")
+
+
+def _job_id(response) -> int:
+    return int(re.search(r"/admin/imports/(\d+)$", response.headers["Location"]).group(1))
+
+
+def test_preview_then_import_with_errors_csv_and_history(console, client_for, csrf, db, settings):
+    client = client_for("admin")
+    response = _upload(client, csrf, (HEADER + GOOD + BAD).encode("gb18030"))  # what Chinese Excel saves
+    assert response.status_code == 302
+    preview_id = _job_id(response)
+    job = jobs.wait(preview_id, db)
+    assert job.status is JobStatus.DONE and job.dry_run and job.username == "admin"
+    stored = list((settings.data_dir / "imports").iterdir())
+    assert len(stored) == 1 and re.fullmatch(r"[0-9a-f]{32}\.csv", stored[0].name)  # a random name
+    page = client.get(f"/admin/imports/{preview_id}").get_data(as_text=True)
+    assert "将被拒绝的行" in page and "手机号" in page and "12345" in page and 'data-testid="import-run"' in page
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Customer).where(Customer.external_id.like("D1%"))) == 0
+    progress = client.get(f"/admin/imports/{preview_id}.json").json
+    assert progress["status"] == "done"
+    csv = client.get(f"/admin/imports/{preview_id}/errors.csv")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    lines = csv.get_data(as_text=True).lstrip("\ufeff").splitlines()
+    assert lines[0] == "行号,列,取值,原因" and lines[1].startswith("4,手机号,12345,")
+    run = client.post(f"/admin/imports/{preview_id}/run", data={"csrf_token": csrf})
+    real_id = _job_id(run)
+    job = jobs.wait(real_id, db)
+    assert job.status is JobStatus.DONE and not job.dry_run, job.error
+    assert (job.result["imported"], job.result["rejected"]) == (2, 1)
+    with db.session() as s:
+        assert {c.external_id for c in s.scalars(sa.select(Customer).where(Customer.external_id.like("D1%")))} \
+            == {"D100", "D101"}
+        assert s.scalar(sa.select(ImportRun.rejected).order_by(ImportRun.id.desc())) == 1
+    history = client.get("/admin/imports/").get_data(as_text=True)
+    assert "客户.csv" in history and "admin" in history and "已导入" in history
+
+
+@pytest.mark.parametrize("name, body, kind, message", [
+    ("客户.csv", b"", "customers", "文件是空的"),
+    ("notes.pdf", b"%PDF-1.4", "customers", "不是 CSV 或 Excel 文件"),
+    ("客户.csv", b"a,b\n1,2\n", "parcels", "请选择文件内容"),
+])
+def test_bad_uploads_are_named_next_to_the_field(console, client_for, csrf, db, settings, name, body, kind,
+                                                  message):
+    response = _upload(client_for("admin"), csrf, body, name=name, kind=kind)
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
+    assert not (settings.data_dir / "imports").exists() or not list((settings.data_dir / "imports").iterdir())
+
+
+def test_an_unreadable_file_fails_whole_and_names_why(console, client_for, csrf, db):
+    client = client_for("admin")
+    job = jobs.wait(_job_id(_upload(client, csrf, "姓名,城市\n张三,长沙\n".encode())), db)
+    assert job.status is JobStatus.FAILED and "customer_id" in job.error
+    page = client.get(f"/admin/imports/{job.id}").get_data(as_text=True)
+    assert "文件无法导入" in page and 'data-testid="import-run"' not in page
+
+
+def test_store_admin_cannot_import_other_stores_rows_or_see_their_imports(console, client_for, csrf, db):
+    client = client_for("admin_s1")
+    job = jobs.wait(_job_id(_upload(client, csrf, (HEADER + "D200,周先生,13900003333,,,S2\n"
+                                                   "C-S2,王S2,13987654321,,,S1\n").encode())), db)
+    assert job.status is JobStatus.FAILED
+    page = client.get(f"/admin/imports/{job.id}").get_data(as_text=True)
+    assert "其他门店" in page and "第 2 行" in page and "第 3 行" in page
+    other = jobs.wait(_job_id(_upload(client_for("admin"), csrf, (HEADER + GOOD).encode())), db)
+    assert client.get(f"/admin/imports/{other.id}").status_code == 404
+    assert client_for("sup_all").get("/admin/imports/").status_code == 403
+    assert client.post("/admin/imports/", data={"kind": "customers"}).status_code == 400  # no CSRF token

@@ -1,0 +1,69 @@
+"""话术 editing in the browser: a step's words and routes, Chinese messages naming the step,
+audio status and listening, versions kept by campaigns."""
+
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from callcenter.storage.models import ScriptVersion
+from callcenter.storage.web_models import ConsoleJob
+from web import jobs
+
+pytestmark = pytest.mark.integration
+
+
+def test_supervisor_edits_a_step_and_a_version_is_kept(console, client_for, csrf, db, settings):
+    client = client_for("sup_s1")
+    assert "售后服务回访" in client.get("/scripts/").get_data(as_text=True)
+    page = client.get("/scripts/post_service/edit").get_data(as_text=True)
+    assert 'data-testid="step-identity"' in page and "第1步" in page and 'class="frag ok"' in page
+    audio = client.get("/scripts/post_service/steps/identity/audio.wav")
+    assert audio.status_code == 200 and audio.mimetype == "audio/wav" and audio.data[:4] == b"RIFF"
+    response = client.post("/scripts/post_service/edit", data={
+        "csrf_token": csrf, "note": "更亲切的开场",
+        "identity.say": "{customer}您好,我是{store}的客服小李,想耽误您一分钟做个回访,现在方便吗?"})
+    assert response.status_code == 302
+    saved = yaml.safe_load((settings.data_dir / "scripts" / "post_service.yaml").read_text(encoding="utf-8"))
+    assert saved["steps"]["identity"]["say"].startswith("{customer}您好,我是{store}的客服小李")
+    from dialog.script import load_script, shipped_scripts
+
+    edited, shipped = load_script(settings.data_dir / "scripts" / "post_service.yaml"), shipped_scripts()["post_service"]
+    assert edited.steps["satisfaction"].say == shipped.steps["satisfaction"].say  # the other steps are kept
+    assert dict(edited.steps["identity"].on) == dict(shipped.steps["identity"].on)
+    with db.session() as s:
+        versions = s.scalars(sa.select(ScriptVersion).where(ScriptVersion.script_id == "post_service")
+                             .order_by(ScriptVersion.version)).all()
+        assert [v.version for v in versions] == [1, 2] and versions[1].note == "更亲切的开场"
+        render = s.scalar(sa.select(ConsoleJob.id).where(ConsoleJob.target == "script:post_service"))
+    page = client.get("/scripts/post_service/edit").get_data(as_text=True)
+    assert "第 2 版" in page
+    if render is not None:  # the render tool is installed: the new sentence gets its audio
+        assert jobs.wait(render, db, timeout=120).error is None
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("identity.say", "", "请填写机器人要说的话"),
+    ("identity.say", "您好 OK 吗", "拉丁字母"),
+    ("identity.say", "{nobody}您好", "未知变量"),
+    ("identity.say", "您好{store", "花括号不成对"),
+    ("identity.on.affirm", "no_such_step", "不存在"),
+])
+def test_bad_edits_name_the_step_in_chinese_and_nothing_is_saved(console, client_for, csrf, db, settings, field,
+                                                                  value, message):
+    form = {"csrf_token": csrf, "identity.say": "{customer}您好,现在方便吗?", field: value}
+    response = client_for("sup_s1").post("/scripts/post_service/edit", data=form)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert message in page and "第1步" in page
+    assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+
+
+def test_roles_and_unknown_scripts(console, client_for, csrf):
+    assert client_for("agent_s1").get("/scripts/").status_code == 403
+    assert client_for("agent_s1").get("/scripts/post_service/steps/identity/audio.wav").status_code == 403
+    assert client_for(None).get("/scripts/post_service/steps/identity/audio.wav").status_code == 302
+    assert client_for("sup_s1").get("/scripts/..%2Fetc/edit").status_code == 404
+    assert client_for("sup_s1").get("/scripts/post_service/steps/nope/audio.wav").status_code == 404
+    assert client_for("sup_s1").post("/scripts/post_service/edit", data={"identity.say": "x"}).status_code == 400
