@@ -94,3 +94,37 @@ class ProblemLedger:
                                   description="\n".join(lines) or None, priority="high" if high else "normal",
                                   ticket_kind=entry.kind))
         return out
+
+
+# -- tags ------------------------------------------------------------------------------------------
+# Charges nobody announced: the money and the not-telling, in either order.
+_UNANNOUNCED_CHARGE = re.compile(
+    r"(没|也没|都没|没有)(人|谁)?(提前)?(跟我|给我|和我|向我)?(说|讲|告诉|通知|问过|问|商量|打招呼)"
+    r".{0,10}(钱|费|收|价)"
+    r"|(钱|费|收费|价|账单|结账).{0,12}(没|也没|都没|没有)(人|谁)?(提前)?(跟我|给我|和我|向我)?"
+    r"(说|讲|告诉|通知|问过|问|商量|打招呼)"
+    r"|(多|额外|另外)(收|出|加)了?.{0,6}(钱|费|块|元)")
+# A problem category found beside a strong one but itself weak: the classifier's echo of the strong
+# one's words (a waiting complaint also read as attitude), not something the customer said.
+ECHO_BELOW, STRONG_FROM = 0.5, 0.8
+
+
+def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment: str,
+                complaint: bool, text: str = "") -> tuple[str, ...]:
+    """The tags one answer supports, read with its sentiment.
+
+    * praised topics are praise, not problems: "续保提醒挺及时的" names insurance, and is no
+      insurance problem (the answer is positive and no complaint);
+    * a complaint is not praise, whatever pleasant word it uses ("热情地推销了半天");
+    * a weak problem beside a strong one is the strong one's echo;
+    * charges nobody announced are a price problem, however the classifier placed them.
+    """
+    problems = [c for c in categories if c != "praise"]
+    if sentiment == "positive" and not complaint:
+        return ("praise",) if categories else ()
+    cats = [c for c in categories if c != "praise"] if (sentiment == "negative" or complaint) else list(categories)
+    if any(scores.get(c, 0.0) >= STRONG_FROM for c in problems):
+        cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= ECHO_BELOW or scores.get(c, 0.0) >= STRONG_FROM]
+    if sentiment != "positive" and "price" not in cats and _UNANNOUNCED_CHARGE.search(text):
+        cats.append("price")
+    return tuple(dict.fromkeys(cats))

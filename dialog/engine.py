@@ -67,7 +67,7 @@ from dialog.actions import (
 )
 from dialog.amd import classify_greeting
 from dialog.answers import CLOSED_EXPECTS, choices_for, decide
-from dialog.conclusions import ProblemLedger, store_not_at_fault
+from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
@@ -800,11 +800,16 @@ class Conversation:
         self._sentiments.append(result.sentiment)
         turn = len(self.turns) - 1
         out: list = []
-        for code in result.categories:
+        categories = refine_tags(result.categories, result.scores, result.sentiment,
+                                 r.intent == Intent.COMPLAINT.value, r.text)
+        if categories != result.categories:
+            self.turns[-1]["tags_read"] = {"classifier": list(result.categories), "kept": list(categories)}
+        for code in categories:
             finding = self.findings.setdefault(code, {"category": code, "confidence": 0.0, "evidence": []})
             finding["confidence"] = max(finding["confidence"], round(result.scores.get(code, 1.0), 4))
-            finding["evidence"] += [{"turn": turn, "text": s.text, "start": s.start, "end": s.end}
-                                    for s in result.evidence.get(code, ())]
+            spans = result.evidence.get(code) or ()
+            finding["evidence"] += [{"turn": turn, "text": s.text, "start": s.start, "end": s.end} for s in spans] \
+                or [{"turn": turn, "text": r.text, "start": 0, "end": len(r.text)}]  # the answer as a whole
             if open_tickets and code != "praise":
                 self._ticket(step, code, r.text, r.intent == Intent.COMPLAINT.value)
                 out.append(code)

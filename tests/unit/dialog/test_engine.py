@@ -507,3 +507,21 @@ def test_an_unsure_no_to_a_problem_question_is_confirmed_before_it_opens_a_ticke
     for reply in ("准时的", "没有了"):
         log = played(c, answer(c, reply))
     assert not c._problems and log[-1].kind == "finish"
+
+
+def test_tags_are_read_with_the_answers_sentiment():
+    from dialog.conclusions import refine_tags
+
+    # a praised topic is praise, not a problem of that department
+    assert refine_tags(("insurance",), {"insurance": 0.89}, "positive", False, "续保提醒挺及时的") == ("praise",)
+    # a complaint is never praise
+    assert refine_tags(("service_attitude", "praise"), {"service_attitude": 0.81, "praise": 0.6}, "negative",
+                       True, "一直推销套餐") == ("service_attitude",)
+    # a weak echo beside a strong problem goes; two strong problems stay
+    assert refine_tags(("wait_time", "service_attitude"), {"wait_time": 0.97, "service_attitude": 0.41},
+                       "negative", True) == ("wait_time",)
+    assert refine_tags(("wait_time", "price"), {"wait_time": 0.97, "price": 0.9}, "negative", True) == \
+        ("wait_time", "price")
+    # charges nobody announced are a price problem
+    assert refine_tags(("service_process",), {"service_process": 0.7}, "negative", False,
+                       "结账的时候多了个检测费,之前都没人跟我说") == ("service_process", "price")
