@@ -1,6 +1,7 @@
 """The attacks of the security probe (issue 13) against the console and the API, each first
-carried out as the prober did and then shown to fail. Every test here is marked ``attack``
-(``pytest -m attack --collect-only -q`` counts them; docs/security.md lists them).
+carried out as the prober did and then shown to fail. Those are marked ``attack``
+(``pytest -m attack --collect-only -q`` counts them; docs/security.md lists them); the others
+show that the legitimate use next to an attack still works.
 """
 
 import datetime as dt
@@ -17,7 +18,8 @@ from callcenter.storage.web_models import AuditLog, LoginAttempt, QaForm
 from web import create_app
 from web.security import FIRST_LOCK, MAX_FAILURES_PER_USER
 
-pytestmark = [pytest.mark.integration, pytest.mark.attack]
+pytestmark = pytest.mark.integration
+attack = pytest.mark.attack
 
 PASSWORD = "test-password-1"
 VIN_S1 = "LVGBE40K18G000001"  # the seeded S1 customer's car (conftest.seed)
@@ -37,6 +39,7 @@ def _login(client, username, password, environ=None, headers=None):
 # -- store boundaries in the API ----------------------------------------------------------------
 
 
+@attack
 def test_attack_store_b_token_cannot_change_store_a_customer(console, api_token, db):
     app, world = console
     token = api_token("sup_s2", write=True)
@@ -56,6 +59,7 @@ def test_attack_store_b_token_cannot_change_store_a_customer(console, api_token,
         assert s.get(Customer, world.customers["S2"]).name == "王二店新名"
 
 
+@attack
 def test_attack_store_b_token_cannot_move_store_a_vehicle(console, api_token, db):
     app, world = console
     token = api_token("sup_s2", write=True)
@@ -78,6 +82,7 @@ def test_attack_store_b_token_cannot_move_store_a_vehicle(console, api_token, db
         assert s.scalar(sa.select(Customer.store_id).where(Customer.external_id == "N-S2-OK")) == world.stores["S2"]
 
 
+@attack
 def test_attack_store_b_token_cannot_add_visits_to_store_a_customers(console, api_token, db):
     app, world = console
     token = api_token("sup_s2", write=True)
@@ -110,6 +115,7 @@ def test_a_group_wide_token_still_writes_every_store(console, api_token, db):
 # -- store-limited administrators and group-wide objects ----------------------------------------
 
 
+@attack
 def test_attack_store_admin_cannot_change_the_active_qa_form(console, client_for, csrf, db):
     store_admin, group_admin = client_for("admin_s1"), client_for("admin")
     assert group_admin.get("/admin/qa").status_code == 200  # the standard form exists now
@@ -130,6 +136,7 @@ def test_attack_store_admin_cannot_change_the_active_qa_form(console, client_for
     assert group_admin.post(f"/admin/qa/{other_id}/activate", data={"csrf_token": csrf}).status_code == 302
 
 
+@attack
 def test_attack_store_admin_cannot_override_a_shipped_script(console, client_for, csrf, settings):
     upload = {"file": (io.BytesIO(b"id: post_service\n"), "post_service.yaml"), "csrf_token": csrf}
     response = client_for("admin_s1").post("/admin/scripts", data=upload, content_type="multipart/form-data")
@@ -138,6 +145,7 @@ def test_attack_store_admin_cannot_override_a_shipped_script(console, client_for
     assert 'type="file"' not in client_for("admin_s1").get("/admin/scripts").get_data(as_text=True)
 
 
+@attack
 def test_attack_store_admin_cannot_touch_or_probe_other_stores_dnc(console, client_for, csrf, db):
     store_admin, group_admin = client_for("admin_s1"), client_for("admin")
 
@@ -169,6 +177,7 @@ def test_attack_store_admin_cannot_touch_or_probe_other_stores_dnc(console, clie
 # -- masked numbers -----------------------------------------------------------------------------
 
 
+@attack
 def test_attack_agent_cannot_recover_a_masked_number_digit_by_digit(console, client_for, db):
     agent = client_for("agent_s1")
     # The probe: a known masked number 138****5678, then the hidden digits one at a time.
@@ -193,6 +202,7 @@ def test_attack_agent_cannot_recover_a_masked_number_digit_by_digit(console, cli
     assert "王S1" in client_for("sup_s1").get("/customers/", query_string={"q": "5678"}).get_data(as_text=True)
 
 
+@attack
 def test_attack_agent_api_token_gets_the_masked_numbers_the_console_shows(console, api_token, client_for):
     app, world = console
     agent = app.test_client().get("/api/v1/customers", headers=_bearer(api_token("agent_s1"))).json["items"]
@@ -218,6 +228,7 @@ def _with_cookie(app, value):
     return client
 
 
+@attack
 def test_attack_a_cookie_kept_after_logout_is_refused(console, client_for, csrf):
     app, _world = console
     client = client_for("sup_s1")
@@ -228,6 +239,7 @@ def test_attack_a_cookie_kept_after_logout_is_refused(console, client_for, csrf)
     assert replay.status_code == 302 and "/login" in replay.headers["Location"]
 
 
+@attack
 def test_attack_a_password_reset_or_disabling_ends_the_users_sessions(console, client_for, csrf, db):
     app, world = console
     victim = client_for("agent_s1")
@@ -247,6 +259,7 @@ def test_attack_a_password_reset_or_disabling_ends_the_users_sessions(console, c
 # -- one password policy ------------------------------------------------------------------------
 
 
+@attack
 @pytest.mark.parametrize("weak", ["woaini1314", "qq123456", "a1234567", "Password1", "88888888", "agent_s1-pass"])
 def test_attack_weak_passwords_are_refused_on_every_console_path(console, client_for, csrf, db, weak):
     _app, world = console
@@ -265,6 +278,7 @@ def test_attack_weak_passwords_are_refused_on_every_console_path(console, client
         assert s.scalar(sa.select(AuditLog.id).where(AuditLog.action == "user.password_change")) is None
 
 
+@attack
 def test_attack_weak_passwords_are_refused_by_the_cli(run_cli):
     assert run_cli("init").exit_code == 0
     for weak, reason in (("woaini1314", "too common"), ("short", "at least 8"), ("wang-2026-x", "user name")):
@@ -283,6 +297,7 @@ def _age_attempts(db, username, by: dt.timedelta):
             attempt.at -= by
 
 
+@attack
 def test_attack_password_guessing_locks_the_account_with_growing_waits(console, db):
     app, world = console
     client = app.test_client()
@@ -300,6 +315,7 @@ def test_attack_password_guessing_locks_the_account_with_growing_waits(console, 
         assert locks == [str(world.users["sup_s1"])] * 2
 
 
+@attack
 def test_one_office_behind_one_address_is_not_locked_out(console, db):
     app, _world = console
     # 60 typos by 20 colleagues from the office's one NAT address (the old limit was 30).
@@ -308,6 +324,7 @@ def test_one_office_behind_one_address_is_not_locked_out(console, db):
     assert _login(app.test_client(), "agent_s1", PASSWORD).status_code == 302
 
 
+@attack
 def test_attack_a_forged_forwarded_for_does_not_choose_the_client_address(console, db, settings, redis_client):
     app = create_app(settings.replace(trusted_proxies=1, trusted_proxy_addresses=("10.0.0.2/32",)),
                      database=db, redis_client=redis_client)
@@ -337,6 +354,7 @@ def log_lines():
     root.setLevel(saved[1])
 
 
+@attack
 def test_attack_a_url_with_a_line_feed_cannot_forge_a_log_line(console, log_lines):
     app, _world = console
     forged = "/calls/x%0a2026-12-06 03:00:00,000 INFO MainProcess web.auth: user admin logged in from 10.0.0.1"
@@ -347,6 +365,7 @@ def test_attack_a_url_with_a_line_feed_cannot_forge_a_log_line(console, log_line
     assert any("x\\x0a2026-12-06" in line for line in lines)
 
 
+@attack
 def test_attack_refused_requests_are_logged_with_path_and_address(console, log_lines, api_token):
     app, _world = console
     client = app.test_client()
@@ -363,6 +382,7 @@ def test_attack_refused_requests_are_logged_with_path_and_address(console, log_l
     assert any("refused 403 POST /api/v1/customers" in line and "read-only" in line for line in refusals)
 
 
+@attack
 def test_attack_phone_numbers_in_any_format_are_masked_in_logs(console, log_lines):
     app, _world = console
     client = app.test_client()
@@ -377,6 +397,7 @@ def test_attack_phone_numbers_in_any_format_are_masked_in_logs(console, log_line
 # -- bad input to the API -----------------------------------------------------------------------
 
 
+@attack
 def test_attack_a_huge_field_and_deep_nesting_reject_their_rows_only(console, api_token, db):
     app, _world = console
     token = api_token("admin", write=True)
@@ -399,6 +420,7 @@ def test_attack_a_huge_field_and_deep_nesting_reject_their_rows_only(console, ap
             ["BIG", "DEEP", "GOOD"]))).all() == ["GOOD"]
 
 
+@attack
 def test_attack_nesting_the_json_parser_can_take_is_still_a_row_error(console, api_token):
     app, _world = console
     token = api_token("admin", write=True)
@@ -413,6 +435,7 @@ def test_attack_nesting_the_json_parser_can_take_is_still_a_row_error(console, a
                                         "reason": "must be a string, number, boolean or null"}]
 
 
+@attack
 def test_attack_field_limits_apply_to_visits_too(console, api_token):
     app, _world = console
     response = app.test_client().post("/api/v1/visits", headers=_bearer(api_token("admin", write=True)), json={
