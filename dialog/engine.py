@@ -105,6 +105,14 @@ UNUSABLE_SPEECH_SECONDS = 0.3
 # Closed questions whose answer can be skipped when it cannot be understood after the re-prompts:
 # the call goes on without the answer instead of ending (everything after it would be lost).
 SKIPPABLE = ("score5", "nps", "text", "reason")
+# Someone else picked up the customer's phone (a relative, a colleague), or says the customer is away.
+SOMEONE_ELSE = re.compile(
+    r"我是(他|她)(的)?(老婆|爱人|媳妇|妻子|太太|老公|丈夫|先生|儿子|女儿|闺女|妈|妈妈|爸|爸爸|父亲|母亲|家人|家属"
+    r"|哥|哥哥|姐|姐姐|弟|弟弟|妹|妹妹|朋友|同事|司机|秘书|助理)"
+    r"|(他|她)(现在|这会儿?|今天)?(不在|出差|出去了|上班去了|在上班|没在)|不在(家|身边|旁边)|手机(落|放)在")
+# ... and says they are the one who uses the car or brought it in: they can answer the revisit.
+USES_THE_CAR = re.compile(r"车(是|一直是|平时是|都是)我(在)?(开|用)|我(平时)?(在)?开(的|这辆|这台)|我(去|送|开)(去)?(的|保养|修)"
+                          r"|我去(店里|4s|你们那)|是我(去|送|开)")
 YES_NO_GRAMMAR = ("是", "是的", "对", "对的", "没错", "嗯", "不是", "不对", "不是的", "没有")
 # How a confirmation is answered, per label, tried in order (the first match decides). The restated
 # sentences are negative ("您现在不方便……,对吗?"), so agreeing may repeat the negative ("不方便",
@@ -513,6 +521,17 @@ class Conversation:
             out = self._complaint(step, r) + self._record(step, True, r.text, r)
             target = step.on.get("affirm") or step.goto
             return out + (self._goto(target) if target else self._no_match(r))
+        relative = SOMEONE_ELSE.search(r.text)
+        if relative:
+            self.turns[-1]["answered_by"] = relative.group(0)
+            if USES_THE_CAR.search(r.text):
+                # "我是他儿子,车是我开的": the one who brought the car answers the revisit.
+                out = self._record(step, True, r.text, r)
+                target = step.on.get("affirm") or step.goto
+                return out + (self._goto(target) if target else self._no_match(r))
+            if "busy_callback" in self.script.handlers:
+                # "我是他爱人,他不在家": not a refusal; the customer is called again.
+                return self._route_intent("busy_callback", r.text)
         return self._answer_yes_no(step, r)
 
     def _answer_yes_no(self, step: Step, r: NluResult) -> list:

@@ -525,3 +525,16 @@ def test_tags_are_read_with_the_answers_sentiment():
     # charges nobody announced are a price problem
     assert refine_tags(("service_process",), {"service_process": 0.7}, "negative", False,
                        "结账的时候多了个检测费,之前都没人跟我说") == ("service_process", "price")
+
+
+def test_a_relative_who_answers_is_called_back_or_surveyed_if_they_brought_the_car(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    out = heard(c, "我是他爱人,他现在不在家")
+    assert say_of(out).step == "callback_time"  # not a refusal: the customer is called again
+    assert c.turns[-1]["answered_by"].startswith("我是他爱人")
+
+    c = conv(scripts)
+    played(c, answered(c))
+    out = heard(c, "我是他儿子,车平时是我开的,你说吧")
+    assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
