@@ -32,7 +32,7 @@ from callcenter.domain import Intent, Role
 from callcenter.storage.models import Campaign, CampaignStatus, ScriptVersion, Store, utcnow
 from web import audit, jobs, scripts
 from web.labels import label
-from web.security import current_user, require, scoped_store_id
+from web.security import current_user, refuse, require, scoped_store_id
 from web.services import db, settings
 from web.stores import STORE_FALLBACK, library, pending_renders, render_available
 
@@ -177,6 +177,9 @@ def edit(script_id: str):
     problems: list[str] = []
     field_errors: dict[str, str] = {}
     if request.method == "POST":
+        if scoped_store_id() is not None:  # one script serves every store: a store's staff cannot change it
+            refuse(403, _("Scripts are shared by every store: only a group-wide supervisor or administrator "
+                          "can change them."))
         new_data, field_errors = apply_form(data, request.form)
         new_text = yaml.safe_dump(new_data, allow_unicode=True, sort_keys=False, width=1000)
         if not field_errors:

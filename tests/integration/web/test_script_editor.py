@@ -13,7 +13,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_supervisor_edits_a_step_and_a_version_is_kept(console, client_for, csrf, db, settings):
-    client = client_for("sup_s1")
+    client = client_for("sup_all")  # a group-wide supervisor: scripts are every store's
     assert "售后服务回访" in client.get("/scripts/").get_data(as_text=True)
     page = client.get("/scripts/post_service/edit").get_data(as_text=True)
     assert 'data-testid="step-identity"' in page and "第1步" in page and 'class="frag ok"' in page
@@ -51,7 +51,7 @@ def test_supervisor_edits_a_step_and_a_version_is_kept(console, client_for, csrf
 def test_bad_edits_name_the_step_in_chinese_and_nothing_is_saved(console, client_for, csrf, db, settings, field,
                                                                   value, message):
     form = {"csrf_token": csrf, "identity.say": "{customer}您好,现在方便吗?", field: value}
-    response = client_for("sup_s1").post("/scripts/post_service/edit", data=form)
+    response = client_for("sup_all").post("/scripts/post_service/edit", data=form)
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert message in page and "第1步" in page

@@ -146,6 +146,15 @@ def test_attack_store_admin_cannot_override_a_shipped_script(console, client_for
 
 
 @attack
+def test_attack_store_supervisor_cannot_edit_a_script_for_every_store(console, client_for, csrf, settings, db):
+    form = {"csrf_token": csrf, "identity.say": "{customer}您好,我是{store}的客服,现在方便吗?"}
+    assert client_for("sup_s1").post("/scripts/post_service/edit", data=form).status_code == 403
+    assert client_for("admin_s1").post("/scripts/post_service/edit", data=form).status_code == 403
+    assert not (settings.data_dir / "scripts").exists()
+    assert client_for("sup_all").post("/scripts/post_service/edit", data=form).status_code == 302
+
+
+@attack
 def test_attack_store_admin_cannot_touch_or_probe_other_stores_dnc(console, client_for, csrf, db):
     store_admin, group_admin = client_for("admin_s1"), client_for("admin")
 
