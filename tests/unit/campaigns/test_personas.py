@@ -120,7 +120,7 @@ def test_malformed_files_name_the_key(tmp_path, change, message):
 def test_unrendered_audio_is_reported_when_required(tmp_path):
     book = load_personas(write(tmp_path, GOOD))
     assert book.personas["a"].answers["identity"].audio == tmp_path / "audio" / "a__identity.wav"
-    with pytest.raises(PersonaError, match="1 answer"):
+    with pytest.raises(PersonaError, match="3 answer"):  # its one line and its confirmation replies (对 / 不是)
         load_personas(write(tmp_path, GOOD), require_audio=True)
     with pytest.raises(PersonaError, match="not valid YAML"):
         load_personas(write(tmp_path, "version: [1"))
