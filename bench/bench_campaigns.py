@@ -113,7 +113,7 @@ def generate(n: int, seed: int = 6):
             vehicles.append((vehicle_id, int(v_owner[j]), f"LBENCH{vehicle_id:011d}", "丰田" if not premium[j] else "宝马",
                              ("卡罗拉", "凯美瑞", "RAV4荣放")[vehicle_id % 3] if not premium[j] else ("3系", "5系", "X3")[vehicle_id % 3],
                              "premium" if premium[j] else "mid", _date(p), _date(p + 3 * 365), expiry.isoformat(),
-                             bool(rng.random() < 0.45), NOW, NOW))
+                             bool(rng.random() < 0.45), NOW, NOW, int(v_store[j])))
             # Visits over the last 18 months (older ones change no rule here but the last-touch date).
             cycle = int(cycle_days[j])
             first = max(p + cycle, today - 548)
@@ -137,7 +137,7 @@ COLUMNS = {
     "customers": ("id", "external_id", "store_id", "name", "phone", "gender", "birthday", "city", "created_at",
                   "updated_at"),
     "vehicles": ("id", "customer_id", "vin", "brand", "model", "tier", "purchase_date", "warranty_end",
-                 "insurance_expiry", "insured_here", "created_at", "updated_at"),
+                 "insurance_expiry", "insured_here", "created_at", "updated_at", "store_id"),
     "service_visits": ("id", "dedup_key", "customer_id", "vehicle_id", "store_id", "visit_date", "visit_type", "paid",
                        "advisor", "created_at"),
 }

@@ -240,8 +240,10 @@ def derive_outcome(result: CallResult) -> CallOutcome:
         return CallOutcome.OPT_OUT
     if end is CallEnd.WRONG_NUMBER:
         return CallOutcome.WRONG_NUMBER
-    if end is CallEnd.TRANSFERRED or Transfer in kinds:
+    if end is CallEnd.TRANSFERRED or (Transfer in kinds and end is None):
         return CallOutcome.TRANSFERRED
+    if Transfer in kinds:  # the hand-over failed and the conversation went on to end otherwise
+        return CallOutcome.TRANSFER_FAILED
     if end is CallEnd.CALLBACK or ScheduleCallback in kinds:
         return CallOutcome.CALLBACK
     if end is CallEnd.COMPLETED:

@@ -17,6 +17,10 @@ def import_group() -> None:
 
 def _options(func):
     func = click.option("--json", "as_json", is_flag=True, help="Print a JSON report.")(func)
+    func = click.option("--id-scope", type=click.Choice(["group", "store"]), default="group", show_default=True,
+                        help="Whose customer numbers these are: the group's (one number, one person in every "
+                             "store) or each store's own DMS numbering (the same number in two stores is two "
+                             "people); see docs/import-format.md.")(func)
     func = click.option("--store", "store_code", help="Store for rows whose store column is blank or absent.")(func)
     func = click.option("--dry-run", is_flag=True, help="Validate only; change nothing.")(func)
     func = click.argument("file", type=click.Path(path_type=Path, dir_okay=True))(func)
@@ -25,23 +29,23 @@ def _options(func):
 
 @import_group.command("customers")
 @_options
-def customers(file: Path, dry_run: bool, store_code: str | None, as_json: bool) -> None:
+def customers(file: Path, dry_run: bool, store_code: str | None, id_scope: str, as_json: bool) -> None:
     """Import customers and their vehicles (one row per vehicle)."""
     from callcenter.dms.importer import import_customers
 
-    _run(import_customers, file, dry_run, store_code, as_json)
+    _run(import_customers, file, dry_run, store_code, id_scope, as_json)
 
 
 @import_group.command("visits")
 @_options
-def visits(file: Path, dry_run: bool, store_code: str | None, as_json: bool) -> None:
+def visits(file: Path, dry_run: bool, store_code: str | None, id_scope: str, as_json: bool) -> None:
     """Import service visits (customers must be imported first)."""
     from callcenter.dms.importer import import_visits
 
-    _run(import_visits, file, dry_run, store_code, as_json)
+    _run(import_visits, file, dry_run, store_code, id_scope, as_json)
 
 
-def _run(importer, file: Path, dry_run: bool, store_code: str | None, as_json: bool) -> None:
+def _run(importer, file: Path, dry_run: bool, store_code: str | None, id_scope: str, as_json: bool) -> None:
     from callcenter.dms.importer import ImportFailed
 
     db = open_database(load_settings())
@@ -59,7 +63,8 @@ def _run(importer, file: Path, dry_run: bool, store_code: str | None, as_json: b
             bar.update(n)
 
     try:
-        report = importer(db, file, dry_run=dry_run, store_code=store_code, progress=progress, on_total=on_total)
+        report = importer(db, file, dry_run=dry_run, store_code=store_code, id_scope=id_scope, progress=progress,
+                          on_total=on_total)
     except ImportFailed as exc:
         if bar is not None:
             bar.__exit__(None, None, None)
@@ -81,4 +86,6 @@ def _run(importer, file: Path, dry_run: bool, store_code: str | None, as_json: b
             click.echo(f"  row {e.row}, {e.column} = {e.value!r}: {e.reason}")
         if len(report.errors) > 50:
             click.echo(f"  ... {len(report.errors) - 50} more errors (use --json for all)")
+        for w in report.warnings:
+            click.echo(f"  warning: {w}")
     sys.exit(report.exit_code)

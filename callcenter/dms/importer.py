@@ -8,6 +8,14 @@ Rules, as users rely on them (docs/import-format.md):
 - Blank cells never erase stored values.
 - The whole import is one transaction: an interruption leaves the database as it was.
 
+Dealer groups: a customer belongs to the group (``id_scope="group"``: one customer number, one
+person in every store) and each row's store is its car's store, so one customer may own cars of
+several stores; the customer's home store is the first that imported them. Stores whose DMS
+numbers customers on its own import with ``id_scope="store"``: the number is then the store's
+(the same number in two stores is two people). An import on behalf of one store
+(``acting_store``: a store's administrator or API token) never changes another store's
+customers, cars or visits: every upsert checks the store of the record it would change.
+
 Bulk work goes through SQLAlchemy Core with executemany (multi-row VALUES on PostgreSQL) so that
 100,000 rows take seconds, not minutes. Runs on the calling thread.
 """
@@ -39,6 +47,12 @@ from callcenter.storage.models import Customer, ImportRun, ServiceVisit, Store, 
 logger = logging.getLogger(__name__)
 
 MAX_STORED_ERRORS = 200
+MAX_WARNINGS = 50  # rows named one by one in the report's warnings; the rest are counted
+# The longest cell a known column reads. The longest valid value is 100 characters (a name); a
+# 200,000-character cell is rejected with its row before any parser sees it.
+MAX_CELL_CHARS = 1000
+ID_SCOPES = ("group", "store")
+ROW = "(row)"  # the error's "column" when the row as a whole is wrong
 _CHUNK = 500  # IN-list size: well under SQLite's bound-parameter limit
 
 Progress = Callable[[int], None]
@@ -66,6 +80,9 @@ class ImportReport:
     errors: list[RowError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
+    _warned: dict[str, int] = field(default_factory=dict, repr=False)
+    # Rows with non-blank cells beyond the header: row -> (cells, header columns, the extra cells)
+    _shifted: dict[int, tuple[int, int, list]] = field(default_factory=dict, repr=False)
 
     def as_dict(self) -> dict:
         return {
@@ -79,9 +96,42 @@ class ImportReport:
     def exit_code(self) -> int:
         return 2 if self.rejected else 0
 
+    def warn(self, kind: str, message: str) -> None:
+        """Add a warning; past MAX_WARNINGS of one kind they are counted (see :meth:`close_warnings`)."""
+        n = self._warned[kind] = self._warned.get(kind, 0) + 1
+        if n <= MAX_WARNINGS:
+            self.warnings.append(message)
+
+    def reject(self, errors: list[RowError]) -> None:
+        """Reject a row. A row with cells beyond the header gets that as its reason: an unquoted
+        comma in a CSV value (an amount written 1,280, an address) splits it in two and shifts
+        every cell after it, and the shifted cells then fail checks that point at the wrong cell."""
+        self.rejected += 1
+        shifted = self._shifted.pop(errors[0].row, None) if errors else None
+        if shifted is not None:
+            n_cells, width, extra = shifted
+            reasons = "; ".join(f"{e.column} = {e.value!r}: {e.reason}" for e in errors[:3])
+            errors = [RowError(errors[0].row, ROW, _show(extra[0]),
+                               f"the row has {n_cells} cells but the header has {width} columns: likely an unquoted "
+                               f"comma in a value, which shifts the cells after it (quote that value or remove the "
+                               f"comma); the shifted cells read as: {reasons}")]
+        self.errors.extend(errors)
+
+    def close_warnings(self) -> None:
+        for number, (n_cells, width, extra) in sorted(self._shifted.items()):
+            self.warn("cells beyond the header ignored",
+                      f"row {number}: {n_cells} cells but the header has {width} columns; the extra cells "
+                      f"({_show(', '.join(map(str, extra)))}) were ignored (an unquoted comma in a value shifts "
+                      f"the cells after it: check the row)")
+        self._shifted = {}
+        for kind, n in self._warned.items():
+            if n > MAX_WARNINGS:
+                self.warnings.append(f"... and {n - MAX_WARNINGS} more rows: {kind}")
+        self._warned = {}
+
 
 class ImportFailed(Exception):
-    """The file as a whole cannot be imported (unreadable, missing columns, no store)."""
+    """The file as a whole cannot be imported (unreadable, missing columns, no store, no data rows)."""
 
 
 def _show(value: object) -> str:
@@ -96,9 +146,10 @@ def _is_blank(value: object) -> bool:
 class _Rows:
     """Parses rows of a table against column specs, collecting per-cell errors."""
 
-    def __init__(self, columns: tuple[Column, ...], index: dict[str, int], report: ImportReport,
+    def __init__(self, columns: tuple[Column, ...], index: dict[str, int], width: int, report: ImportReport,
                  progress: Progress | None) -> None:
         self.specs = [(c.name, c.parse, index[c.name]) for c in columns if c.name in index]
+        self.width = width
         self.report = report
         self.progress = progress
 
@@ -118,18 +169,24 @@ class _Rows:
                 if _is_blank(raw):
                     values[name] = None
                     continue
+                if isinstance(raw, str) and len(raw) > MAX_CELL_CHARS:
+                    errors.append(RowError(number, name, _show(raw), f"{len(raw):,} characters: longer than any "
+                                                                     f"{name} (at most {MAX_CELL_CHARS} read)"))
+                    continue
                 try:
                     values[name] = parse(raw.strip() if isinstance(raw, str) else raw)
                 except ValueError as exc:
                     errors.append(RowError(number, name, _show(raw), str(exc)))
+            extra = [c for c in cells[self.width:] if not _is_blank(c)]
+            if extra:  # a warning if the row is imported, the reason if it is rejected
+                self.report._shifted[number] = (len(cells), self.width, extra)
             yield number, values, errors
         if self.progress:
             self.progress(done % 1000)
 
 
 def _reject(report: ImportReport, errors: list[RowError]) -> None:
-    report.rejected += 1
-    report.errors.extend(errors)
+    report.reject(errors)
 
 
 def _open(path: Path, columns: tuple[Column, ...]):
@@ -149,23 +206,63 @@ def _open(path: Path, columns: tuple[Column, ...]):
     return table, index
 
 
-def _stores(session) -> dict[str, int]:
-    """Store code and name -> id, so a DMS export may name stores either way."""
-    mapping: dict[str, int] = {}
+def _no_data_rows(path: Path, report: ImportReport) -> None:
+    if report.rows == 0:
+        raise ImportFailed(f"{path.name}: no data rows (the file has only a header): nothing to import")
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """Where the rows of one import go, resolved once per import."""
+
+    stores: dict[str, int]  # store code and name -> id
+    codes: dict[int, str]  # id -> code
+    default: int | None  # the store of rows that name none (--store, the acting store, the only store)
+    acting: int | None  # the store on whose behalf the import runs: nothing of another store changes
+    by_store: bool  # id_scope == "store": customer numbers are the store's
+
+    def row_store(self, number: int, name: object, errors: list[RowError]) -> int | None:
+        """The row's store: its store cell, else the default; errors for unknown or foreign stores."""
+        if name is None:
+            return self.default
+        store_id = self.stores.get(name)
+        if store_id is None:
+            errors.append(RowError(number, "store", _show(name), "unknown store (add it with `callcenter stores add`)"))
+        elif self.acting is not None and store_id != self.acting:
+            errors.append(RowError(number, "store", _show(name), f"another store's row: this import is for store "
+                                                                  f"{self.codes[self.acting]} only"))
+            return None
+        return store_id
+
+    def foreign(self, store_id: int | None) -> bool:
+        """Whether a stored record of ``store_id`` is out of this import's reach."""
+        return self.acting is not None and store_id != self.acting
+
+
+def _resolve_scope(session, store_code: str | None, acting_store: str | None, id_scope: str) -> _Scope:
+    if id_scope not in ID_SCOPES:
+        raise ImportFailed(f"unknown id scope {id_scope!r} (expected {' or '.join(ID_SCOPES)})")
+    stores: dict[str, int] = {}
+    codes: dict[int, str] = {}
     for sid, code, name in session.execute(sa.select(Store.id, Store.code, Store.name)):
-        mapping[code] = sid
-        mapping.setdefault(name, sid)
-    return mapping
+        stores[code] = sid
+        stores.setdefault(name, sid)
+        codes[sid] = code
+    if not codes:
+        raise ImportFailed("no store defined yet: add one with `callcenter stores add CODE NAME`")
 
+    def known(code: str) -> int:
+        if code not in codes.values():
+            raise ImportFailed(f"unknown store {code!r} (add it with `callcenter stores add`)")
+        return stores[code]
 
-def _default_store(session, store_code: str | None) -> int | None:
-    if store_code:
-        sid = session.scalar(sa.select(Store.id).where(Store.code == store_code))
-        if sid is None:
-            raise ImportFailed(f"unknown store {store_code!r} (add it with `callcenter stores add`)")
-        return sid
-    ids = session.scalars(sa.select(Store.id).limit(2)).all()
-    return ids[0] if len(ids) == 1 else None
+    acting = known(acting_store) if acting_store else None
+    default = known(store_code) if store_code else None
+    if acting is not None and default not in (None, acting):
+        raise ImportFailed(f"this import is for store {acting_store} only: --store {store_code} is another store")
+    if default is None:
+        default = acting if acting is not None else (next(iter(codes)) if len(codes) == 1 else None)
+    return _Scope(stores, codes, default, acting, id_scope == "store")
 
 
 def _chunks(items: list, size: int = _CHUNK) -> Iterator[list]:
@@ -209,16 +306,52 @@ class _DryRun(Exception):
     """Raised inside the transaction to roll a dry run back."""
 
 
+CustomerKey = tuple[int | None, str]  # (the store that scopes the number or None for the group's, number)
+
+
+def _find_customers(conn, keys: Iterable[CustomerKey], columns: list, by_store: bool,
+                    report: ImportReport | None = None) -> dict[CustomerKey, dict]:
+    """Stored customers by key; warns in ``report`` when the file's numbers exist in the other id scope."""
+    c = Customer.__table__
+    wanted = set(keys)
+    found: dict[CustomerKey, dict] = {}
+    other_scope: set[str] = set()
+    for chunk in _chunks(sorted({ext for _, ext in wanted})):
+        for row in conn.execute(sa.select(*columns, c.c.scope_store_id).where(c.c.external_id.in_(chunk))):
+            key = (row.scope_store_id, row.external_id)
+            if key in wanted:
+                found[key] = dict(row._mapping)
+            elif (row.scope_store_id is None) == by_store:
+                other_scope.add(row.external_id)
+    if other_scope and report is not None:
+        where = "as the group's numbers" if by_store else "as store-scoped numbers (--id-scope store)"
+        sample = ", ".join(sorted(other_scope)[:5])
+        report.warnings.append(f"{len(other_scope)} customer number(s) of this file also exist {where} "
+                               f"({sample}): this import treats them as other customers; if the store's DMS "
+                               f"numbers customers {'group-wide' if by_store else 'on its own'}, import "
+                               f"{'without' if by_store else 'with'} --id-scope store")
+    return found
+
+
 # --------------------------------------------------------------------------- customers
 
 
 def import_customers(db: Database, path: Path, *, dry_run: bool = False, store_code: str | None = None,
+                     id_scope: str = "group", acting_store: str | None = None,
                      progress: Progress | None = None, on_total: Callable[[int | None], None] | None = None
                      ) -> ImportReport:
     """Import a customers export (one row per vehicle; vehicle columns empty for prospects).
 
+    Args:
+        store_code: the store of rows whose store cell is blank (and of new customers).
+        id_scope: ``group`` (customer numbers are the group's) or ``store`` (each store's own).
+        acting_store: the code of the store on whose behalf the import runs (a store's
+            administrator or API token): rows of other stores are rejected, and customers, cars
+            and visits of other stores are never changed. None: a group-wide operator.
+
     Raises:
-        ImportFailed: the file cannot be read, lacks required columns, or names no usable store.
+        ImportFailed: the file cannot be read, lacks required columns, has no data rows, or
+            names no usable store.
     """
     table, index = _open(path, CUSTOMER_COLUMNS)
     if on_total:
@@ -227,12 +360,11 @@ def import_customers(db: Database, path: Path, *, dry_run: bool = False, store_c
     started = utcnow()
     try:
         with db.session() as session:
-            stores = _stores(session)
-            default_store = _default_store(session, store_code)
-            if not stores:
-                raise ImportFailed("no store defined yet: add one with `callcenter stores add CODE NAME`")
-            customers, vehicles = _collect_customers(table, index, stores, default_store, report, progress)
-            _upsert_customers(session, customers, vehicles, report)
+            scope = _resolve_scope(session, store_code, acting_store, id_scope)
+            customers, vehicles = _collect_customers(table, index, scope, report, progress)
+            _no_data_rows(path, report)
+            _upsert_customers(session, customers, vehicles, scope, report)
+            report.close_warnings()
             _refresh_statistics(session, report, ("customers", "vehicles"))
             if dry_run:
                 raise _DryRun
@@ -242,61 +374,77 @@ def import_customers(db: Database, path: Path, *, dry_run: bool = False, store_c
     return report
 
 
-def _collect_customers(table, index, stores, default_store, report, progress):
+@dataclass
+class _CustomerRows:
+    first: int  # the first row of this customer
+    fields: dict
+    rows: list[int]
+    store_id: int | None  # the first row's store: the home store of a new customer
+
+
+@dataclass
+class _VehicleRow:
+    row: int
+    key: CustomerKey
+    fields: dict
+    store_id: int | None
+
+
+def _collect_customers(table, index, scope: _Scope, report: ImportReport, progress):
     """Validate rows.
 
     Returns:
-        customer_id -> (first row, fields, all its rows) and VIN -> (row, customer_id, fields).
+        customer key -> its rows, and VIN -> its row.
     """
-    customers: dict[str, tuple[int, dict, list[int]]] = {}
-    vehicles: dict[str, tuple[int, str, dict]] = {}
+    customers: dict[CustomerKey, _CustomerRows] = {}
+    vehicles: dict[str, _VehicleRow] = {}
     has_vehicle_columns = any(f in index for f in VEHICLE_FIELDS)
-    for number, values, errors in _Rows(CUSTOMER_COLUMNS, index, report, progress).parse(table.rows):
+    for number, values, errors in _Rows(CUSTOMER_COLUMNS, index, table.width, report, progress).parse(table.rows):
         for required in ("customer_id", "name"):
-            if values.get(required) is None and not any(e.column == required for e in errors):
+            if values.get(required) is None and not any(e.column in (required, ROW) for e in errors):
                 errors.append(RowError(number, required, "", f"{required} is empty"))
-        store_name = values.pop("store", None)
-        store_id = default_store
-        if store_name is not None:
-            store_id = stores.get(store_name)
-            if store_id is None:
-                errors.append(RowError(number, "store", _show(store_name),
-                                       "unknown store (add it with `callcenter stores add`)"))
+        store_id = scope.row_store(number, values.pop("store", None), errors)
+        if scope.by_store and store_id is None and not any(e.column in ("store", ROW) for e in errors):
+            errors.append(RowError(number, "store", "", "store is empty: with --id-scope store every row needs "
+                                                        "its store (the store column or --store)"))
         vehicle = {f: values.get(f) for f in VEHICLE_FIELDS}
         is_prospect = all(v is None for v in vehicle.values())
         if has_vehicle_columns and not is_prospect and vehicle["vin"] is None \
-                and not any(e.column == "vin" for e in errors):
+                and not any(e.column in ("vin", ROW) for e in errors):
             errors.append(RowError(number, "vin", "", "vin is empty but the row has vehicle data"))
         if errors:
             _reject(report, errors)
             continue
         cid = values["customer_id"]
+        key = (store_id if scope.by_store else None, cid)
         fields = {f: values.get(f) for f in CUSTOMER_FIELDS}
-        fields["store_id"] = store_id
-        seen = customers.get(cid)
+        seen = customers.get(key)
         if seen is not None:
-            conflict = _conflict(seen[1], fields)
+            conflict = _conflict(seen.fields, fields)
             if conflict:
                 column, mine, theirs = conflict
                 _reject(report, [RowError(number, column, _show(mine),
-                                          f"customer {cid} has {column} {_show(theirs)!s} on row {seen[0]}")])
+                                          f"customer {cid} has {column} {_show(theirs)!s} on row {seen.first}")])
                 continue
             for f, v in fields.items():  # the first row may have left a cell blank
-                if seen[1].get(f) is None and v is not None:
-                    seen[1][f] = v
-            seen[2].append(number)
+                if seen.fields.get(f) is None and v is not None:
+                    seen.fields[f] = v
+            seen.rows.append(number)
+            if seen.store_id is None:
+                seen.store_id = store_id
         else:
-            customers[cid] = (number, fields, [number])
+            customers[key] = _CustomerRows(number, fields, [number], store_id)
         if not is_prospect:
             vin = vehicle["vin"]
             if vehicle["tier"] is None:
                 vehicle["tier"] = tier_for_brand(vehicle["brand"])
             other = vehicles.get(vin)
-            if other is not None and (other[1] != cid or _conflict(other[2], vehicle)):
-                _reject(report, [RowError(number, "vin", vin, f"VIN already on row {other[0]} "
-                                                              f"(customer {other[1]}) with other data")])
+            if other is not None and (other.key != key or _conflict(other.fields, vehicle)
+                                      or None not in (other.store_id, store_id) and other.store_id != store_id):
+                _reject(report, [RowError(number, "vin", vin, f"VIN already on row {other.row} "
+                                                              f"(customer {other.key[1]}) with other data")])
                 continue
-            vehicles[vin] = (number, cid, vehicle)
+            vehicles[vin] = _VehicleRow(number, key, vehicle, store_id)
     return customers, vehicles
 
 
@@ -313,74 +461,92 @@ def _changes(stored: dict, incoming: dict) -> dict:
     return {k: v for k, v in incoming.items() if v is not None and stored.get(k) != v}
 
 
-def _upsert_customers(session, customers: dict, vehicles: dict, report: ImportReport) -> None:
+def _upsert_customers(session, customers: dict[CustomerKey, _CustomerRows], vehicles: dict[str, _VehicleRow],
+                      scope: _Scope, report: ImportReport) -> None:
     conn = session.connection()
     now = utcnow()
     c = Customer.__table__
     v = Vehicle.__table__
     cols = [c.c.id, c.c.external_id, c.c.store_id, *(c.c[f] for f in CUSTOMER_FIELDS)]
-    existing: dict[str, dict] = {}
-    for chunk in _chunks(list(customers)):
-        for row in conn.execute(sa.select(*cols).where(c.c.external_id.in_(chunk))):
-            existing[row.external_id] = dict(row._mapping)
+    existing = _find_customers(conn, customers, cols, scope.by_store, report)
+
+    def drop(key: CustomerKey) -> None:
+        del customers[key]
+        for vin in [vin for vin, row in vehicles.items() if row.key == key]:
+            del vehicles[vin]
 
     new_rows, updates = [], []
-    touched: set[str] = set()
-    for ext, (_number, fields, numbers) in list(customers.items()):
-        stored = existing.get(ext)
-        if stored is None and fields["store_id"] is None:
-            # Only a new customer needs a store; a known one keeps the store on file.
-            for n in numbers:
-                _reject(report, [RowError(n, "store", "", "store is empty and the group has several stores "
-                                                          "(fill the column or pass --store)")])
-            del customers[ext]
-            for vin in [vin for vin, (_, owner, _) in vehicles.items() if owner == ext]:
-                del vehicles[vin]
-            continue
-        if stored is not None and fields["store_id"] is None:
-            fields = {k: v for k, v in fields.items() if k != "store_id"}
+    touched: set[CustomerKey] = set()
+    for key, rows in list(customers.items()):
+        stored = existing.get(key)
         if stored is None:
-            new_rows.append({"external_id": ext, **fields, "created_at": now, "updated_at": now})
-            touched.add(ext)
-        else:
-            changed = _changes(stored, fields)
-            if changed:
-                updates.append({"_id": stored["id"], **changed})
-                touched.add(ext)
+            home = rows.store_id if rows.store_id is not None else scope.default
+            if home is None:  # only a new customer needs a store; a known one keeps its own
+                for n in rows.rows:
+                    _reject(report, [RowError(n, "store", "", "store is empty and the group has several stores "
+                                                              "(fill the column or pass --store)")])
+                drop(key)
+                continue
+            new_rows.append({"external_id": key[1], "scope_store_id": key[0], "store_id": home, **rows.fields,
+                             "created_at": now, "updated_at": now})
+            touched.add(key)
+            continue
+        changed = _changes(stored, rows.fields)
+        if changed and scope.foreign(stored["store_id"]):
+            # The customer is the group's, their details are their home store's to change: this
+            # store's cars of theirs are still imported below.
+            report.warn("another store's customer details not changed",
+                        f"row {rows.first}: customer {key[1]} is store {scope.codes[stored['store_id']]}'s: this "
+                        f"import for store {scope.codes[scope.acting]} did not change their "
+                        f"{', '.join(sorted(changed))}")
+        elif changed:
+            updates.append({"_id": stored["id"], **changed})
+            touched.add(key)
     if new_rows:
         conn.execute(c.insert(), new_rows)
     _bulk_update(conn, c, updates, now)
-    ids = {ext: row["id"] for ext, row in existing.items()}
-    new_ids = [r["external_id"] for r in new_rows]
-    for chunk in _chunks(new_ids):
-        ids.update(conn.execute(sa.select(c.c.external_id, c.c.id).where(c.c.external_id.in_(chunk))).all())
+    ids = {key: row["id"] for key, row in existing.items()}
+    homes = {key: row["store_id"] for key, row in existing.items()}
+    for row in new_rows:
+        homes[(row["scope_store_id"], row["external_id"])] = row["store_id"]
+    if new_rows:
+        ids.update((k, row["id"]) for k, row in _find_customers(
+            conn, [(r["scope_store_id"], r["external_id"]) for r in new_rows], [c.c.id, c.c.external_id],
+            scope.by_store).items())
 
-    vcols = [v.c.id, v.c.customer_id, *(v.c[f] for f in VEHICLE_FIELDS)]
+    vcols = [v.c.id, v.c.customer_id, v.c.store_id, *(v.c[f] for f in VEHICLE_FIELDS)]
     stored_vehicles: dict[str, dict] = {}
     for chunk in _chunks(list(vehicles)):
         for row in conn.execute(sa.select(*vcols).where(v.c.vin.in_(chunk))):
             stored_vehicles[row.vin] = dict(row._mapping)
     new_vehicles, vehicle_updates = [], []
-    for vin, (_number, ext, fields) in vehicles.items():
-        customer_id = ids[ext]
+    for vin, car in vehicles.items():
+        customer_id = ids[car.key]
         stored = stored_vehicles.get(vin)
         if stored is None:
-            row = {**fields, "customer_id": customer_id, "created_at": now, "updated_at": now}
+            store_id = car.store_id if car.store_id is not None else homes[car.key]
+            row = {**car.fields, "customer_id": customer_id, "store_id": store_id, "created_at": now,
+                   "updated_at": now}
             row["insured_here"] = bool(row["insured_here"])
             new_vehicles.append(row)
-            touched.add(ext)
-        else:
-            changed = _changes(stored, {**fields, "customer_id": customer_id})
-            if changed:
-                vehicle_updates.append({"_id": stored["id"], **changed})
-                touched.add(ext)
+            touched.add(car.key)
+            continue
+        changed = _changes(stored, {**car.fields, "customer_id": customer_id, "store_id": car.store_id})
+        if changed and scope.foreign(stored["store_id"]):
+            _reject(report, [RowError(car.row, "vin", vin, f"another store's vehicle (store "
+                                                           f"{scope.codes[stored['store_id']]}): this import for "
+                                                           f"store {scope.codes[scope.acting]} cannot change it")])
+            continue
+        if changed:
+            vehicle_updates.append({"_id": stored["id"], **changed})
+            touched.add(car.key)
     if new_vehicles:
         conn.execute(v.insert(), new_vehicles)
     _bulk_update(conn, v, vehicle_updates, now)
 
-    new_set = set(new_ids)
-    report.imported = len(new_set)
-    report.updated = len(touched - new_set)
+    new_keys = {(r["scope_store_id"], r["external_id"]) for r in new_rows}
+    report.imported = len(new_keys)
+    report.updated = len(touched - new_keys)
     report.unchanged = len(customers) - len(touched)
 
 
@@ -404,12 +570,17 @@ def _bulk_update(conn, table: sa.Table, updates: list[dict], now: dt.datetime) -
 
 
 def import_visits(db: Database, path: Path, *, dry_run: bool = False, store_code: str | None = None,
+                  id_scope: str = "group", acting_store: str | None = None,
                   progress: Progress | None = None, on_total: Callable[[int | None], None] | None = None
                   ) -> ImportReport:
     """Import a service-visits export. Customers (and their VINs) must be imported first.
 
+    Arguments as for :func:`import_customers`; a visit whose row names no store is the store's
+    given by ``store_code`` (or ``acting_store``), else its car's, else its customer's home store.
+
     Raises:
-        ImportFailed: the file cannot be read, lacks required columns, or names no usable store.
+        ImportFailed: the file cannot be read, lacks required columns, has no data rows, or
+            names no usable store.
     """
     table, index = _open(path, VISIT_COLUMNS)
     if on_total:
@@ -418,10 +589,11 @@ def import_visits(db: Database, path: Path, *, dry_run: bool = False, store_code
     started = utcnow()
     try:
         with db.session() as session:
-            stores = _stores(session)
-            default_store = _default_store(session, store_code)
-            parsed = list(_Rows(VISIT_COLUMNS, index, report, progress).parse(table.rows))
-            _upsert_visits(session, parsed, stores, default_store, report)
+            scope = _resolve_scope(session, store_code, acting_store, id_scope)
+            parsed = list(_Rows(VISIT_COLUMNS, index, table.width, report, progress).parse(table.rows))
+            _no_data_rows(path, report)
+            _upsert_visits(session, parsed, scope, report)
+            report.close_warnings()
             _refresh_statistics(session, report, ("service_visits",))
             if dry_run:
                 raise _DryRun
@@ -431,53 +603,57 @@ def import_visits(db: Database, path: Path, *, dry_run: bool = False, store_code
     return report
 
 
-def _upsert_visits(session, parsed, stores, default_store, report: ImportReport) -> None:
+def _upsert_visits(session, parsed, scope: _Scope, report: ImportReport) -> None:
     conn = session.connection()
     c, v, sv = Customer.__table__, Vehicle.__table__, ServiceVisit.__table__
-    wanted = sorted({vals["customer_id"] for _, vals, _ in parsed if vals.get("customer_id")})
-    customers: dict[str, tuple[int, int]] = {}
-    for chunk in _chunks(wanted):
-        for ext, cid, sid in conn.execute(
-            sa.select(c.c.external_id, c.c.id, c.c.store_id).where(c.c.external_id.in_(chunk))
-        ):
-            customers[ext] = (cid, sid)
-    vehicles_of: dict[int, list[tuple[int, str]]] = {}
-    ids = [cid for cid, _ in customers.values()]
+    # Each row's store first: with store-scoped numbers it says whose customer the number is.
+    explicit: dict[int, int | None] = {}
+    for number, values, errors in parsed:
+        explicit[number] = scope.row_store(number, values.get("store"), errors)
+        if scope.by_store and explicit[number] is None and not any(e.column in ("store", ROW) for e in errors):
+            errors.append(RowError(number, "store", "", "store is empty: with --id-scope store every row needs "
+                                                        "its store (the store column or --store)"))
+
+    def key_of(number: int, values: dict) -> CustomerKey | None:
+        ext = values.get("customer_id")
+        if ext is None or scope.by_store and explicit[number] is None:
+            return None
+        return (explicit[number], ext) if scope.by_store else (None, ext)
+
+    keys = {k for number, values, _ in parsed if (k := key_of(number, values)) is not None}
+    customers = _find_customers(conn, keys, [c.c.id, c.c.external_id, c.c.store_id], scope.by_store, report)
+    vehicles_of: dict[int, list[tuple[int, str, int]]] = {}
+    ids = [row["id"] for row in customers.values()]
     for chunk in _chunks(ids):
-        for vid, cid, vin in conn.execute(sa.select(v.c.id, v.c.customer_id, v.c.vin).where(v.c.customer_id.in_(chunk))):
-            vehicles_of.setdefault(cid, []).append((vid, vin))
+        for vid, cid, vin, vstore in conn.execute(
+                sa.select(v.c.id, v.c.customer_id, v.c.vin, v.c.store_id).where(v.c.customer_id.in_(chunk))):
+            vehicles_of.setdefault(cid, []).append((vid, vin, vstore))
 
     rows: dict[str, tuple[int, dict, dict]] = {}
     for number, values, errors in parsed:
         for required in ("customer_id", "visit_date", "type"):
-            if values.get(required) is None and not any(e.column == required for e in errors):
+            if values.get(required) is None and not any(e.column in (required, ROW) for e in errors):
                 errors.append(RowError(number, required, "", f"{required} is empty"))
         ext = values.get("customer_id")
-        customer = customers.get(ext) if ext else None
-        if ext and customer is None:
+        key = key_of(number, values)
+        customer = customers.get(key) if key is not None else None
+        if key is not None and customer is None:
             errors.append(RowError(number, "customer_id", _show(ext), "unknown customer (import customers first)"))
-        vehicle_id = None
+        vehicle_id = vehicle_store = None
         if customer is not None:
-            owned = vehicles_of.get(customer[0], [])
+            owned = vehicles_of.get(customer["id"], [])
             vin = values.get("vin")
             if vin is not None:
-                match = [vid for vid, vv in owned if vv == vin]
+                match = [(vid, vstore) for vid, vv, vstore in owned if vv == vin]
                 if not match:
                     errors.append(RowError(number, "vin", vin, f"VIN is not a vehicle of customer {ext}"))
                 else:
-                    vehicle_id = match[0]
+                    vehicle_id, vehicle_store = match[0]
             elif len(owned) == 1:
-                vehicle_id, values["vin"] = owned[0]
-        store_id = None
-        store_name = values.get("store")
-        if store_name is not None:
-            store_id = stores.get(store_name)
-            if store_id is None:
-                errors.append(RowError(number, "store", _show(store_name), "unknown store"))
-        elif customer is not None:
-            store_id = customer[1]
-        elif default_store is not None:
-            store_id = default_store
+                vehicle_id, values["vin"], vehicle_store = owned[0]
+        store_id = explicit[number]
+        if store_id is None and values.get("store") is None:
+            store_id = vehicle_store if vehicle_store is not None else (customer["store_id"] if customer else None)
         paid = values.get("paid")
         if paid is None and "paid" not in {e.column for e in errors}:
             if values.get("amount") is None:
@@ -488,15 +664,18 @@ def _upsert_visits(session, parsed, stores, default_store, report: ImportReport)
             _reject(report, errors)
             continue
         if values.get("ro_number"):
-            key = f"ro|{store_id}|{values['ro_number']}"
+            dedup = f"ro|{store_id}|{values['ro_number']}"
         else:
-            key = f"v|{ext}|{values.get('vin') or '-'}|{values['visit_date'].isoformat()}|{values['type'].value}"
+            # Store-scoped numbers repeat across stores: their key carries the store (and a prefix
+            # no group key has).
+            who = f"s|{key[0]}|{ext}" if scope.by_store else f"v|{ext}"
+            dedup = f"{who}|{values.get('vin') or '-'}|{values['visit_date'].isoformat()}|{values['type'].value}"
         row = {
-            "dedup_key": key, "customer_id": customer[0], "vehicle_id": vehicle_id, "store_id": store_id,
+            "dedup_key": dedup, "customer_id": customer["id"], "vehicle_id": vehicle_id, "store_id": store_id,
             "visit_date": values["visit_date"], "visit_type": values["type"], "paid": paid,
             "amount": values.get("amount"), "advisor": values.get("advisor"), "ro_number": values.get("ro_number"),
         }
-        seen = rows.get(key)
+        seen = rows.get(dedup)
         if seen is not None:
             conflict = _conflict(seen[2], values)
             if conflict:
@@ -505,7 +684,7 @@ def _upsert_visits(session, parsed, stores, default_store, report: ImportReport)
                 _reject(report, [RowError(number, column, _show(mine),
                                           f"{what} is on row {seen[0]} with {column} {_show(theirs)}")])
                 continue
-        rows[key] = (number, row, values)
+        rows[dedup] = (number, row, values)
 
     stored: dict[str, dict] = {}
     cols = [sv.c.id, sv.c.dedup_key, sv.c.customer_id, sv.c.vehicle_id, sv.c.store_id, sv.c.visit_date,
@@ -515,17 +694,24 @@ def _upsert_visits(session, parsed, stores, default_store, report: ImportReport)
             stored[r.dedup_key] = dict(r._mapping)
     now = utcnow()
     inserts, updates = [], []
-    for key, (_number, row, _values) in rows.items():
-        old = stored.get(key)
+    refused = 0
+    for dedup, (number, row, _values) in rows.items():
+        old = stored.get(dedup)
         if old is None:
             inserts.append({**row, "created_at": now})
-        else:
-            changed = _changes(old, row)
-            if changed:
-                updates.append({"_id": old["id"], **changed})
+            continue
+        changed = _changes(old, row)
+        if changed and scope.foreign(old["store_id"]):
+            refused += 1
+            _reject(report, [RowError(number, ROW, _show(row["ro_number"] or row["visit_date"]),
+                                      f"another store's visit (store {scope.codes[old['store_id']]}): this import "
+                                      f"for store {scope.codes[scope.acting]} cannot change it")])
+            continue
+        if changed:
+            updates.append({"_id": old["id"], **changed})
     if inserts:
         conn.execute(sv.insert(), inserts)
     _bulk_update(conn, sv, updates, now)
     report.imported = len(inserts)
     report.updated = len(updates)
-    report.unchanged = len(rows) - len(inserts) - len(updates)
+    report.unchanged = len(rows) - len(inserts) - len(updates) - refused

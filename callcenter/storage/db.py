@@ -94,15 +94,46 @@ def upgrade_database(db: Database, revision: str = "head") -> tuple[str | None, 
 
     with db.engine.connect() as conn:
         before = MigrationContext.configure(conn).get_current_revision()
-    cfg = alembic_config(db.url)
-    with db.engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
+    _migrate(db, command.upgrade, revision)
     with db.engine.connect() as conn:
         after = MigrationContext.configure(conn).get_current_revision()
     if before != after:
         logger.info("database migrated from %s to %s", before or "empty", after)
     return before, after
+
+
+def downgrade_database(db: Database, revision: str) -> None:
+    """Migrate the schema back to ``revision`` (tests of migrations; operators restore backups)."""
+    from alembic import command
+
+    _migrate(db, command.downgrade, revision)
+
+
+def _migrate(db: Database, step, revision: str) -> None:
+    """Run an Alembic command in one transaction; on SQLite with foreign keys off, then checked.
+
+    SQLite's table-rebuild procedure (batch "move and copy") requires it: with foreign keys on,
+    dropping the old table deletes its children's rows (ON DELETE CASCADE) or fails. The pragma
+    is a no-op inside a transaction, so it is set before one begins.
+    """
+    cfg = alembic_config(db.url)
+    with db.engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                cfg.attributes["connection"] = conn
+                step(cfg, revision)
+                if sqlite:
+                    broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise RuntimeError(f"migration left rows with dangling foreign keys: {broken[:5]}")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 def current_revision(db: Database) -> str | None:

@@ -76,10 +76,20 @@ class Customer(TimestampMixin, Base):
     """A person known to the group: buyer, service customer or prospect (保有客户)."""
 
     __tablename__ = "customers"
+    __table_args__ = (
+        # A customer number is the group's (scope_store_id NULL: one number, one person in every
+        # store) or one store's, for stores whose DMS numbers customers on its own (migration dms0001).
+        sa.Index("uq_customers_external_id_scope", "external_id", "scope_store_id", unique=True),
+        sa.Index("uq_customers_external_id_group", "external_id", unique=True,
+                 sqlite_where=sa.text("scope_store_id IS NULL"), postgresql_where=sa.text("scope_store_id IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    # The DMS's customer number (客户编号), unique across the dealer group.
-    external_id: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    # The DMS's customer number (客户编号): unique in the group, or in scope_store_id's store.
+    external_id: Mapped[str] = mapped_column(sa.String(64))
+    scope_store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"))
+    # The customer's home store: the one that first imported them. A customer belongs to the group;
+    # their vehicles and visits carry the store that sells or services them (see customer_in_store).
     store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
     name: Mapped[str] = mapped_column(sa.String(100))
     phone: Mapped[str | None] = mapped_column(sa.String(20), index=True)
@@ -89,11 +99,17 @@ class Customer(TimestampMixin, Base):
     district: Mapped[str | None] = mapped_column(sa.String(50))
     occupation: Mapped[str | None] = mapped_column(sa.String(50))
 
-    store: Mapped[Store] = relationship()
+    store: Mapped[Store] = relationship(foreign_keys=[store_id])
     vehicles: Mapped[list["Vehicle"]] = relationship(back_populates="customer", order_by="Vehicle.id")
     visits: Mapped[list["ServiceVisit"]] = relationship(
         back_populates="customer", order_by="ServiceVisit.visit_date"
     )
+
+
+def _owner_store(context) -> int | None:
+    """A new vehicle's store when its writer names none: its owner's home store."""
+    customer_id = context.get_current_parameters().get("customer_id")
+    return context.connection.scalar(sa.select(Customer.store_id).where(Customer.id == customer_id))
 
 
 class Vehicle(TimestampMixin, Base):
@@ -103,6 +119,9 @@ class Vehicle(TimestampMixin, Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id"), index=True)
+    # The store that sold or services the car (the DMS row's store); its staff see the car, its
+    # visits and calls, and its maintenance cycle is this store's (migration dms0001).
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True, default=_owner_store)
     vin: Mapped[str] = mapped_column(sa.String(17), unique=True)
     plate: Mapped[str | None] = mapped_column(sa.String(16))
     brand: Mapped[str | None] = mapped_column(sa.String(50))
@@ -114,6 +133,7 @@ class Vehicle(TimestampMixin, Base):
     insured_here: Mapped[bool] = mapped_column(default=False)
 
     customer: Mapped[Customer] = relationship(back_populates="vehicles")
+    store: Mapped[Store] = relationship()
 
 
 class ServiceVisit(Base):
@@ -167,6 +187,40 @@ class CustomerTouch(Base):
     cars_premium: Mapped[int] = mapped_column(server_default=sa.text("0"))
     latest_vehicle_id: Mapped[int | None] = mapped_column()  # the highest vehicle id
     insured_until: Mapped[dt.date | None] = mapped_column()  # latest expiry of a policy taken here
+
+
+class CustomerStoreTouch(Base):
+    """:class:`CustomerTouch` per store: the same facts from one store's cars and visits only.
+
+    What a store's own customer-base classes and its campaigns' audiences are computed from (a
+    customer who services one car in store A and another in store B is active or lapsed in each
+    store on that store's own visits). Kept by triggers like customer_touch (migration dms0001).
+    """
+
+    __tablename__ = "customer_store_touch"
+    __table_args__ = (sa.Index("ix_customer_store_touch_store_paid", "store_id", "last_paid_visit"),)
+
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id", ondelete="CASCADE"), primary_key=True)
+    customer_id: Mapped[int] = mapped_column(sa.ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    last_paid_visit: Mapped[dt.date | None] = mapped_column()
+    last_purchase: Mapped[dt.date | None] = mapped_column()
+    cars_mid: Mapped[int] = mapped_column(server_default=sa.text("0"))
+    cars_premium: Mapped[int] = mapped_column(server_default=sa.text("0"))
+    latest_vehicle_id: Mapped[int | None] = mapped_column()
+    insured_until: Mapped[dt.date | None] = mapped_column()
+
+
+def customer_in_store(store_id: int) -> sa.ColumnElement[bool]:
+    """Customers a store's staff may see: its home customers and those with a car or a visit there.
+
+    A customer belongs to the dealer group; each store sees them through its own cars and visits
+    (and sees only those: callers filter vehicles, visits and calls by their ``store_id``).
+    """
+    return sa.or_(
+        Customer.store_id == store_id,
+        sa.exists().where(Vehicle.customer_id == Customer.id, Vehicle.store_id == store_id),
+        sa.exists().where(ServiceVisit.customer_id == Customer.id, ServiceVisit.store_id == store_id),
+    )
 
 
 class User(Base):
@@ -255,6 +309,7 @@ class CallOutcome(str, enum.Enum):
     WRONG_NUMBER = "wrong_number"
     ANSWERING_MACHINE = "answering_machine"
     TRANSFERRED = "transferred"  # handed to a human
+    TRANSFER_FAILED = "transfer_failed"  # asked for a person, nobody could take it: an agent calls back
     HUNG_UP = "hung_up"  # customer hung up early
     NOT_REACHED = "not_reached"  # busy, no answer, unavailable ...
     ERROR = "error"  # our side failed (media, worker); the record says why
@@ -481,8 +536,12 @@ class TicketEvent(Base):
     ticket_id: Mapped[int] = mapped_column(sa.ForeignKey("tickets.id", ondelete="CASCADE"), index=True)
     user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"))
     at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    action: Mapped[str] = mapped_column(sa.String(24))  # created, assigned, status, note
-    note: Mapped[str | None] = mapped_column(sa.Text)
+    action: Mapped[str] = mapped_column(sa.String(24))  # created, assigned, status, note, due, callback
+    note: Mapped[str | None] = mapped_column(sa.Text)  # what a person wrote, nothing else
+    # The event's facts as codes and ids, rendered in the reader's language (migration tickets0001):
+    # created {"call_id", "department"}, assigned {"assignee_id", "assignee"}, status {"status"},
+    # due and callback {"due_at": naive UTC ISO}, callback also {"robot"}.
+    data: Mapped[dict | None] = mapped_column(sa.JSON)
 
 
 class Callback(Base):
