@@ -60,6 +60,8 @@ from campaigns.rules import AttemptFact, Decision, RetryPolicy, decide, derive_o
 logger = logging.getLogger(__name__)
 
 TICKET_DUE_HOURS = 48  # complaint follow-up SLA: the department answers within two working days
+# The agents' task when the robot could not hand a customer over (the technical reason is the call's error).
+TRANSFER_FAILED_TASK = "客户要求转人工,转接失败,请尽快回电"
 MAX_TURN_CHARS = 4000
 MAX_TURNS = 2000
 CATEGORY_LABELS = CATEGORY_ZH
@@ -348,8 +350,8 @@ def _tickets(session: Session, call: Call, result: CallResult, now: dt.datetime,
             ticket.priority = "high"
         session.add(ticket)
         session.flush()
-        session.add(TicketEvent(ticket_id=ticket.id, at=now, action="created",
-                                note=f"opened by robot call {call.id} for {department.value}"))
+        session.add(TicketEvent(ticket_id=ticket.id, at=now, action="created",  # the console words it
+                                data={"call_id": call.id, "department": department.value}))
 
 
 def _callbacks(session: Session, call: Call, result: CallResult,
@@ -368,8 +370,11 @@ def _callbacks(session: Session, call: Call, result: CallResult,
         due = max(due, now)
         if call.customer_id is None or call.store_id is None:
             continue
+        reason = action.reason
+        if call.outcome is CallOutcome.TRANSFER_FAILED and not action.robot:
+            reason = TRANSFER_FAILED_TASK
         session.add(Callback(customer_id=call.customer_id, store_id=call.store_id, call_id=call.id,
-                             task_id=call.task_id, due_at=due, reason=(action.reason or None) and action.reason[:200],
+                             task_id=call.task_id, due_at=due, reason=(reason or None) and reason[:200],
                              robot=bool(action.robot), status=CallbackStatus.PENDING, created_at=now))
         if action.robot:
             robot_at = due if robot_at is None else min(robot_at, due)

@@ -526,22 +526,33 @@ class _Call:
         return max(0.0, min(min(d for d, _ in self.timers.values()) - time.monotonic(), 1.0))
 
     def _transfer(self, action: Transfer) -> None:
-        from dialog.actions import TransferConnected, TransferFailed
+        from dialog.actions import TransferConnected
 
         target = self.runner.transfer_target(action.target)
         if target is None:
-            self._feed(TransferFailed("no agent extension configured (CALLCENTER_TRANSFER_TARGET)"))
+            self._transfer_failed("no agent extension configured (CALLCENTER_TRANSFER_TARGET)")
             return
         try:
             ok = self.handle.transfer(target)
         except Exception as exc:  # noqa: BLE001 - a failed transfer ends in a callback, not a crash
-            self._feed(TransferFailed(str(exc)))
+            self._transfer_failed(str(exc))
             return
         if ok:
             self.observer.transferred(action.agent_id)
             self._feed(TransferConnected())
         else:
-            self._feed(TransferFailed("the far end refused the transfer"))
+            self._transfer_failed("the far end refused the transfer")
+
+    def _transfer_failed(self, reason: str) -> None:
+        """The technical reason goes to the log and the call's ``error`` (the console's
+        administration page lists them); the customer hears that nobody is free and the agents
+        get a callback task, worded for them (campaigns.outcomes)."""
+        from dialog.actions import TransferFailed
+
+        logger.error("call %s: transfer to an agent failed: %s", self.request.call_id, reason)
+        if self.error is None:
+            self.error = f"transfer failed: {reason}"
+        self._feed(TransferFailed(reason))
 
     def _now(self) -> float:
         """Seconds since the answer (the recognizer's time base)."""

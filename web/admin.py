@@ -19,17 +19,20 @@ from flask_babel import gettext as _
 from callcenter.accounts import AccountError, hash_password, upsert_user
 from callcenter.domain import Role
 from callcenter.domain.phone import PhoneError, normalize_phone
-from callcenter.storage.models import Customer, DoNotCall, Store, User, utcnow
+from callcenter.storage.models import Call, CallOutcome, Customer, DoNotCall, Store, User, utcnow
 from callcenter.storage.web_models import ApiToken, AuditLog, QaForm
 from web import audit, scripts
 from web.auth import password_policy_error
 from web.calls import qa_form
+from web.i18n import N_
+from web.labels import phone_problem
 from web.security import (
     current_user,
     new_api_token,
     refuse,
     require,
     scoped_store_id,
+    store_clause,
 )
 from web.services import db, settings
 from web.views import Page, page_number
@@ -37,6 +40,7 @@ from web.views import Page, page_number
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 _SECRET_NAME = re.compile(r"password|secret|token|key", re.IGNORECASE)
+USERNAME = re.compile(r"[A-Za-z0-9._@-]{1,64}")  # callcenter.accounts' rule, checked here to say it in Chinese
 
 
 def visible_stores() -> list[Store]:
@@ -83,7 +87,33 @@ def index():
         "dnc": db().scalar(sa.select(sa.func.count()).select_from(DoNotCall)),
         "scripts": len(scripts.list_scripts()),
     }
-    return render_template("admin/index.html", counts=counts)
+    return render_template("admin/index.html", counts=counts, transfers=transfer_failures(),
+                           transfer_target=bool(settings().transfer_target))
+
+
+# Days of failed hand-overs the administration page lists.
+TRANSFER_PROBLEM_DAYS = 7
+
+
+def transfer_failures() -> list[dict]:
+    """Calls of the last week whose hand-over to an agent failed, by technical reason (the robot
+    writes it to the call's error and the log; staff only see a callback task)."""
+    since = utcnow() - dt.timedelta(days=TRANSFER_PROBLEM_DAYS)
+    rows = db().execute(
+        sa.select(Call.error, sa.func.count(), sa.func.max(Call.started_at))
+        .where(Call.outcome == CallOutcome.TRANSFER_FAILED, Call.started_at >= since, store_clause(Call.store_id))
+        .group_by(Call.error)).all()
+    out = []
+    for error, n, last in sorted(rows, key=lambda r: -r[1]):
+        text = error or ""
+        if "CALLCENTER_TRANSFER_TARGET" in text:
+            why = _("No agent extension is configured: set CALLCENTER_TRANSFER_TARGET for the dialer and restart it.")
+        elif "refused" in text:
+            why = _("The agents' extension refused the call: check the extension and the agents' phones.")
+        else:
+            why = _("Another technical problem (see the dialer's log).")
+        out.append({"why": why, "detail": text, "calls": n, "last": last})
+    return out
 
 
 # -- users -----------------------------------------------------------------------------------
@@ -102,30 +132,20 @@ def users():
 @require(Role.ADMIN)
 def new_user():
     if request.method == "POST":
-        form = request.form
-        try:
-            role = Role(form.get("role", ""))
-            store_id = _store_choice(form.get("store_id"))
-            store = db().get(Store, store_id) if store_id else None
-            if db().scalar(sa.select(User.id).where(User.username == form.get("username", "").strip())):
-                raise AccountError(_("This user name is taken."))
-            problem = password_policy_error(form.get("password", ""), form.get("username", "").strip())
-            if problem:
-                raise AccountError(problem)
-            user, _created = upsert_user(db(), form.get("username", "").strip(), form.get("password", ""), role,
-                                         store_code=store.code if store else None,
-                                         display_name=form.get("display_name", "").strip() or None)
-        except ValueError as exc:  # AccountError and a bad role
-            db().rollback()
-            flash(str(exc), "error")
-            return render_template("admin/user_form.html", user=None, stores=visible_stores(), roles=list(Role),
-                                   values=form), 400
+        values, errors = _check_user_form(request.form, None)
+        if errors:
+            return _user_form_again(None, errors)
+        store = db().get(Store, values["store_id"]) if values["store_id"] else None
+        user, _created = upsert_user(db(), values["username"], values["password"], values["role"],
+                                     store_code=store.code if store else None,
+                                     display_name=values["display_name"] or None)
         audit.record("user.create", "user", user.id, store_id=user.store_id, username=user.username,
-                     role=role.value)
+                     role=values["role"].value)
         db().commit()
         flash(_("User %(name)s created.", name=user.username), "success")
         return redirect(url_for("admin.users"))
-    return render_template("admin/user_form.html", user=None, stores=visible_stores(), roles=list(Role), values={})
+    return render_template("admin/user_form.html", user=None, stores=visible_stores(), roles=list(Role), values={},
+                           errors={})
 
 
 @bp.route("/users/<int:user_id>", methods=["GET", "POST"])
@@ -133,24 +153,13 @@ def new_user():
 def edit_user(user_id: int):
     user = user_or_404(user_id)
     if request.method == "POST":
-        form = request.form
-        try:
-            role = Role(form.get("role", ""))
-            store_id = _store_choice(form.get("store_id"))
-            active = form.get("active") == "1"
-            if user.id == current_user().id and (role is not user.role or store_id != user.store_id or not active):
-                raise AccountError(_("You cannot change your own role, store or access; ask another administrator."))
-            password = form.get("password", "")
-            problem = password_policy_error(password, user.username) if password else None
-            if problem:
-                raise AccountError(problem)
-        except ValueError as exc:
-            flash(str(exc), "error")
-            return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role),
-                                   values=form), 400
+        values, errors = _check_user_form(request.form, user)
+        if errors:
+            return _user_form_again(user, errors)
+        role, store_id, active, password = values["role"], values["store_id"], values["active"], values["password"]
         before = {"role": user.role.value, "store_id": user.store_id, "active": user.active}
         user.role, user.store_id, user.active = role, store_id, active
-        user.display_name = form.get("display_name", "").strip() or user.display_name
+        user.display_name = values["display_name"] or user.display_name
         if password:
             user.password_hash = hash_password(password)
         after = {"role": user.role.value, "store_id": user.store_id, "active": user.active}
@@ -162,7 +171,47 @@ def edit_user(user_id: int):
         db().commit()
         flash(_("User %(name)s saved.", name=user.username), "success")
         return redirect(url_for("admin.users"))
-    return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role), values={})
+    return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role), values={},
+                           errors={})
+
+
+def _check_user_form(form, user: User | None) -> tuple[dict, dict[str, str]]:
+    """The user form's values and its problems by field (in the user's language); ``user`` is
+    the edited account, None for a new one. Nothing is saved here."""
+    errors: dict[str, str] = {}
+    values: dict = {"display_name": (form.get("display_name") or "").strip()[:100],
+                    "password": form.get("password", ""), "active": form.get("active") == "1"}
+    if user is None:
+        username = values["username"] = (form.get("username") or "").strip()
+        if not username:
+            errors["username"] = _("Enter a user name.")
+        elif not USERNAME.fullmatch(username):
+            errors["username"] = _("User name: at most 64 letters, digits and . _ - @ (no spaces or Chinese).")
+        elif db().scalar(sa.select(User.id).where(User.username == username)):
+            errors["username"] = _("This user name is taken.")
+    try:
+        values["role"] = Role(form.get("role", ""))
+    except ValueError:
+        errors["role"] = _("Choose a role.")
+    try:
+        values["store_id"] = _store_choice(form.get("store_id"))
+    except AccountError as exc:
+        errors["store_id"] = str(exc)
+    if values["password"] or user is None:
+        problem = password_policy_error(values["password"], user.username if user else values["username"])
+        if problem:
+            errors["password"] = problem
+    if user is not None and user.id == current_user().id and not errors and (
+            values["role"] is not user.role or values["store_id"] != user.store_id or not values["active"]):
+        errors["role"] = _("You cannot change your own role, store or access; ask another administrator.")
+    return values, errors
+
+
+def _user_form_again(user: User | None, errors: dict[str, str]):
+    """The user form with what was typed and each problem next to its field (400)."""
+    flash(_("The user was not saved: see the marked fields."), "error")
+    return render_template("admin/user_form.html", user=user, stores=visible_stores(), roles=list(Role),
+                           values=request.form, errors=errors), 400
 
 
 # -- API tokens ------------------------------------------------------------------------------
@@ -230,8 +279,31 @@ def sip():
         value = getattr(settings(), f.name)
         if _SECRET_NAME.search(f.name):
             value = _("(set)") if value else _("(not set)")
-        rows.append((f"CALLCENTER_{f.name.upper()}", f.name, value))
+        rows.append((f"CALLCENTER_{f.name.upper()}", SIP_SETTING_LABELS.get(f.name, ""), _setting_text(value)))
     return render_template("admin/sip.html", rows=rows)
+
+
+# What each trunk setting means, beside its variable name (the name is what goes in the file).
+SIP_SETTING_LABELS = {
+    "sip_trunk": N_("The operator's trunk (host[:port])"), "sip_transport": N_("Transport"),
+    "sip_username": N_("Account"), "sip_password": N_("Password"), "sip_registrar": N_("Registrar"),
+    "sip_proxy": N_("Outbound proxy"), "sip_caller_id": N_("Caller number shown to customers"),
+    "sip_display_name": N_("Caller name"), "sip_codecs": N_("Audio codecs, in order of preference"),
+    "sip_bind": N_("Local address"), "sip_port": N_("Local SIP port of the first worker"),
+    "sip_dial_prefix": N_("Dial prefix"), "sip_ring_timeout": N_("Ringing time before giving up (s)"),
+    "sip_max_calls": N_("Calls per worker at most"),
+}
+
+
+def _setting_text(value) -> str:
+    """A setting as it is written in the environment file: lists comma-separated, nothing for unset."""
+    if value is None:
+        return _("(not set)")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value)
 
 
 # -- scripts ---------------------------------------------------------------------------------
@@ -261,7 +333,7 @@ def scripts_list():
                 except UnicodeDecodeError:
                     problems.append(_("The file is not UTF-8 text."))
                 else:
-                    problems.extend(scripts.validate(text, f"{script_id}.yaml"))
+                    problems.extend(scripts.problems_for_people(text, f"{script_id}.yaml"))
                     if not problems:
                         scripts.save_upload(script_id, text)
                         audit.record("script.upload", "script", script_id, size=len(raw))
@@ -280,7 +352,7 @@ def script(script_id: str):
         abort(404)
     text = found.path.read_text(encoding="utf-8")
     return render_template("admin/script.html", script=found, text=text,
-                           problems=scripts.validate(text, found.path.name))
+                           problems=scripts.problems_for_people(text, found.path.name))
 
 
 # -- do-not-call list ------------------------------------------------------------------------
@@ -315,7 +387,7 @@ def dnc():
         try:
             phone = normalize_phone(request.form.get("phone", ""))
         except PhoneError as exc:
-            flash(_("Not a valid phone number: %(why)s", why=str(exc)), "error")
+            flash(_("Not a valid phone number: %(why)s", why=phone_problem(exc)), "error")
             return redirect(url_for("admin.dnc"))
         customer_query = sa.select(Customer).where(Customer.phone == phone)
         if scoped_store_id() is not None:
@@ -443,4 +515,6 @@ def audit_log():
     total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = list(db().scalars(query.order_by(AuditLog.at.desc(), AuditLog.id.desc())
                              .limit(per_page).offset((page - 1) * per_page)))
-    return render_template("admin/audit.html", page=Page(rows, page, per_page, total), actions=audit.ACTIONS)
+    store_names = {st.id: st.name for st in visible_stores()}
+    return render_template("admin/audit.html", page=Page(rows, page, per_page, total), actions=audit.ACTIONS,
+                           store_names=store_names)

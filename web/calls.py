@@ -128,7 +128,9 @@ def filtered_calls(args) -> tuple[sa.Select, list[str]]:
             catch_up(index)
             query = query.where(index.matching(Call.id, q[:100]))
         except QueryError as exc:
-            problems.append(str(exc))
+            problems.append(_("Search for at least two Chinese characters together: one character is too common "
+                              "to find anything.") if exc.kind == "single_character"
+                            else _("Type letters, digits or Chinese characters to search for."))
     return query, problems
 
 
@@ -245,7 +247,12 @@ def recording_path(call: Call) -> Path | None:
 @bp.get("/<int:call_id>/recording")
 @require(Role.SUPERVISOR)
 def recording(call_id: int):
-    call = call_or_404(call_id)
+    return send_recording(call_or_404(call_id))
+
+
+def send_recording(call: Call):
+    """The call's recording as a (range-capable) response, one audit entry per playback; 404
+    when it has none. The caller has checked that the user may hear it."""
     path = recording_path(call)
     if path is None:
         abort(404)

@@ -56,6 +56,16 @@ def campaign_or_404(campaign_id: int) -> Campaign:
     return campaign
 
 
+def dialer_workers_alive() -> int | None:
+    """How many dialer workers have beaten within ``live.WORKER_STALE_SECONDS`` (they announce
+    themselves in ``cc:live:workers``); None when Redis cannot tell."""
+    try:
+        return sum(1 for _beat, alive in live.workers(redis()) if alive)
+    except REDIS_ERRORS as exc:
+        logger.warning("dialer workers unknown (Redis: %s)", exc)
+        return None
+
+
 def task_counts(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
     counts: dict[int, dict[str, int]] = {cid: {s.value: 0 for s in TaskState} for cid in campaign_ids}
     if not campaign_ids:
@@ -156,7 +166,8 @@ def show(campaign_id: int):
         .join(Customer, Customer.id == CallTask.customer_id)
         .where(CallTask.campaign_id == campaign.id).order_by(CallTask.id).limit(50)))
     return render_template("campaigns/show.html", campaign=campaign, data=data, recent=recent, audience=audience,
-                           chart=hourly_chart(data["hourly"]), states=list(TaskState))
+                           chart=hourly_chart(data["hourly"]), states=list(TaskState),
+                           workers_alive=dialer_workers_alive() if campaign.robot else None)
 
 
 @bp.get("/<int:campaign_id>/progress.json")
@@ -206,7 +217,7 @@ def board() -> dict:
         "active": [{"call_id": e.call_id, "state": e.state.value, "state_label": label(e.state),
                     "campaign_id": e.campaign_id, "customer": customers.get(e.customer_id, ""),
                     "agent_id": e.agent_id, "since": round(time.time() - e.at)} for e in active],
-        "workers": workers,
+        "workers": workers, "workers_alive": sum(1 for w in workers if w["alive"]),
         "capacity": sum(w["capacity"] for w in workers if w["alive"]),
         "today": today, "today_total": sum(today.values()),
         "today_completed": today.get(CallOutcome.COMPLETED.value, 0) + today.get(CallOutcome.PARTIAL.value, 0),
@@ -285,11 +296,17 @@ def state(campaign_id: int):
     action = request.form.get("action", "")
     if action not in ("start", "pause", "resume", "cancel"):
         abort(400, description="action must be start, pause, resume or cancel")
+    if (action in ("start", "resume") and campaign.robot and request.form.get("without_worker") != "1"
+            and campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED) and dialer_workers_alive() == 0):
+        flash(_("No dialer worker is online: nothing would be dialled. Have the dialer started, or confirm to "
+                "start anyway."), "error")
+        return redirect(url_for("campaigns.show", campaign_id=campaign_id))
     db().close()  # change_status works in its own transaction
     try:
         result = change_status(services().database, campaign.id, action)
-    except CampaignError as exc:
-        flash(str(exc), "error")
+    except CampaignError:
+        now = db().get(Campaign, campaign_id)
+        flash(_("The campaign is %(status)s: this cannot be done now.", status=label(now.status)), "error")
         return redirect(url_for("campaigns.show", campaign_id=campaign_id))
     audit.record("campaign.state", "campaign", campaign_id, store_id=campaign.store_id, commit=True,
                  previous=result["previous"], status=result["status"])

@@ -39,16 +39,30 @@ def plan_or_404(plan_id: int) -> ImprovementPlan:
     return plan
 
 
+def first_measured_day(source_month: str | None, start: dt.date) -> dt.date:
+    """The first day whose calls count as "during the plan": the start, but never inside the month
+    whose calls raised the problem (those calls are the baseline, not the result of the plan)."""
+    if source_month:
+        try:
+            year, month = (int(x) for x in source_month.split("-"))
+            return max(start, add_months(dt.date(year, month, 1), 1))
+        except ValueError:
+            pass
+    return start
+
+
 def comparison(plan: ImprovementPlan) -> dict:
-    """The problem's rate in the cycle before the plan and during it (so far, or in full)."""
+    """The problem's rate in the cycle before the plan and during it (so far, or in full). The two
+    periods never overlap: the measured one starts after the source month (:func:`first_measured_day`)
+    and the baseline is the cycle just before it, which holds the calls that raised the problem."""
     tz = settings().timezone
-    before_start = add_months(plan.start_date, -plan.cycle_months)
-    end = min(plan.end_date, today() + dt.timedelta(days=1))
-    before = reporting.problem_rate(db(), plan.category.value, before_start, plan.start_date, tz=tz,
+    start = first_measured_day(plan.source_month, plan.start_date)
+    before_start = add_months(start, -plan.cycle_months)
+    end = min(max(plan.end_date, add_months(start, plan.cycle_months)), today() + dt.timedelta(days=1))
+    before = reporting.problem_rate(db(), plan.category.value, before_start, start, tz=tz,
                                     store_id=plan.store_id)
-    after = (reporting.problem_rate(db(), plan.category.value, plan.start_date, end, tz=tz, store_id=plan.store_id)
-             if end > plan.start_date else {"from": plan.start_date.isoformat(), "to": None, "calls": 0, "hits": 0,
-                                            "rate": None})
+    after = (reporting.problem_rate(db(), plan.category.value, start, end, tz=tz, store_id=plan.store_id)
+             if end > start else {"from": start.isoformat(), "to": None, "calls": 0, "hits": 0, "rate": None})
     return {"before": before, "after": after, **reporting.compare_rates(before, after),
             "complete": today() >= plan.end_date}
 
@@ -105,13 +119,17 @@ def new():
         except ValueError:
             start = None
             errors.append(_("Enter the start date."))
+        source_month = (source.get("month") or "")[:7] or None
+        if start is not None and first_measured_day(source_month, start) > start:
+            errors.append(_("The plan starts after %(month)s: that month's calls raised the problem and are "
+                            "the baseline it is measured against.", month=source_month))
         title, owner, actions = (source.get(k, "").strip() for k in ("title", "owner", "actions"))
         if not title or not owner or not actions:
             errors.append(_("Title, owner and actions are all needed: a plan must be executable and checkable."))
         if not errors:
             plan = ImprovementPlan(
                 store_id=store_id, department=category.department, category=category,
-                source_month=(source.get("month") or "")[:7] or None, title=title[:200], owner=owner[:100],
+                source_month=source_month, title=title[:200], owner=owner[:100],
                 actions=actions[:5000], cycle_months=cycle, start_date=start, end_date=add_months(start, cycle),
                 created_by_id=current_user().id,
             )
@@ -124,7 +142,8 @@ def new():
         for e in errors:
             flash(e, "error")
     return render_template("improvement/new.html", stores=stores, categories=choices(FeedbackCategory),
-                           cycles=CYCLES, values=source, default_start=today().isoformat())
+                           cycles=CYCLES, values=source,
+                           default_start=first_measured_day((source.get("month") or "")[:7] or None, today()).isoformat())
 
 
 @bp.get("/<int:plan_id>")

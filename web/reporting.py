@@ -13,7 +13,8 @@ Definitions (shown to users on each report page and in docs/console.md):
 - **Top-3 problems** per department and month rank problem categories by the number of completed
   revisit calls tagged with them; the share is of all problem tags of that department in the
   month; the change compares with the month before.
-- **NPS** = % promoters (9-10) - % detractors (0-6) of the calls that recorded an NPS answer.
+- **NPS** = % promoters (9-10) - % detractors (0-6) of the calls that recorded an NPS answer;
+  shown with its number of answers and marked as a small sample below :data:`NPS_MIN_ANSWERS`.
 - **Win-back return**: a customer reached by a ``winback`` campaign call who then had a paid visit
   within 4 calendar months after the call (first win-back call per customer in the period).
 - An **improvement plan's problem rate** is the share of completed revisit calls tagged with its
@@ -40,6 +41,9 @@ from callcenter.storage.models import Call, CallOutcome, CallTag, Campaign, Camp
 BENCHMARK_FEEDBACK_RATE = 0.05
 MIN_CALLS_FOR_FLAG = 20
 COMPLETED = (CallOutcome.COMPLETED, CallOutcome.PARTIAL)
+# Below this many answers an NPS is marked as a small sample: with 30 answers its 95 % margin is
+# still about +-30 points (a single answer moves it by 3), so months and stores are not compared.
+NPS_MIN_ANSWERS = 30
 PRAISE = FeedbackCategory.PRAISE.value
 WINBACK_MONTHS = 4
 

@@ -91,6 +91,11 @@ def export(fmt: str, report: str, tables: list[Table], store: Store | None):
     return respond(fmt, tables, f"{report}-{suffix}-{today().isoformat()}")
 
 
+@bp.context_processor
+def _report_constants() -> dict:
+    return {"nps_min": reporting.NPS_MIN_ANSWERS}
+
+
 def common(store: Store | None, computed_at: dt.datetime) -> dict:
     return {"store": store, "stores": stores_for_filter(), "computed_at": computed_at}
 

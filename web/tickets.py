@@ -24,13 +24,16 @@ from callcenter.storage.models import (
     TicketEvent,
     TicketStatus,
     User,
+    Utterance,
     utcnow,
 )
 from web import audit
+from web.calls import recording_path, send_recording
 from web.labels import choices
+from web.labels import of as label_of
 from web.security import current_user, ensure_in_scope, has_role, require, store_clause
 from web.services import db, settings
-from web.views import Page, page_number
+from web.views import Page, fmt_datetime, page_number
 
 bp = Blueprint("tickets", __name__, url_prefix="/tickets")
 
@@ -102,7 +105,8 @@ def open_ticket(*, customer: Customer, title: str, department: str, category: st
     )
     db().add(ticket)
     db().flush()
-    db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="created", note=title[:200]))
+    db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="created",
+                         data={"call_id": call_id, "department": department}))
     return ticket
 
 
@@ -130,11 +134,40 @@ def change_status(ticket: Ticket, new: TicketStatus, *, note: str | None = None,
         ticket.resolution = note.strip()
         ticket.resolved_at = now
     if new is TicketStatus.VERIFIED:
+        problem = verification_problem(ticket, verify_call_id, note)
+        if problem:
+            raise TicketError(problem)
         ticket.verified_at = now
         ticket.verify_call_id = verify_call_id
     ticket.status = new
     db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="status",
-                         note=f"{new.value}: {note.strip()}" if note and note.strip() else new.value))
+                         note=(note or "").strip()[:2000] or None, data={"status": new.value}))
+
+
+def resolver_id(ticket: Ticket) -> int | None:
+    """Who marked the ticket resolved (the latest time)."""
+    events = db().scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id, TicketEvent.action == "status")
+                          .order_by(TicketEvent.at.desc(), TicketEvent.id.desc()))
+    return next((e.user_id for e in events if (e.data or {}).get("status") == TicketStatus.RESOLVED.value), None)
+
+
+def verification_problem(ticket: Ticket, verify_call_id: int | None, note: str | None) -> str | None:
+    """Why the current user cannot mark ``ticket`` verified now, or None.
+
+    After-sales practice (the CRM department's 回访确认): the fix is verified with the customer, by
+    someone other than whoever fixed it, as a step of its own. Either the customer confirms on a
+    verification callback (``verify_call_id``: the recorded call is the evidence), or a supervisor
+    who did not resolve the ticket records how the customer confirmed (a note is required).
+    """
+    if verify_call_id is not None:
+        return None
+    if not has_role(Role.SUPERVISOR):
+        return _("An agent verifies a ticket on the verification callback, when the customer confirms.")
+    if resolver_id(ticket) == current_user().id:
+        return _("Whoever resolved the ticket cannot verify it: another supervisor confirms with the customer.")
+    if not (note or "").strip():
+        return _("Say how the customer confirmed that the problem is solved.")
+    return None
 
 
 def _status_label(status: TicketStatus) -> str:
@@ -178,16 +211,78 @@ def index():
 def show(ticket_id: int):
     ticket = ticket_or_404(ticket_id)
     events = list(db().scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
-                               .order_by(TicketEvent.at)))
+                               .order_by(TicketEvent.at, TicketEvent.id)))
     users = {u.id: u for u in db().scalars(sa.select(User).where(
         User.id.in_({e.user_id for e in events} | {ticket.assignee_id})))}
     callbacks = list(db().scalars(sa.select(Callback).where(Callback.ticket_id == ticket.id)
                                   .order_by(Callback.due_at)))
+    call = db().get(Call, ticket.call_id) if ticket.call_id else None
+    turns = list(db().scalars(sa.select(Utterance).where(Utterance.call_id == call.id)
+                              .order_by(Utterance.seq))) if call else []
+    next_states = [st for st in TRANSITIONS[ticket.status]
+                   if st is not TicketStatus.VERIFIED or verification_problem(ticket, None, "-") is None]
     return render_template(
-        "tickets/show.html", ticket=ticket, events=events, users=users, callbacks=callbacks,
-        next_states=TRANSITIONS[ticket.status], assignees=assignable_users(ticket.store_id),
-        overdue=is_overdue(ticket), priorities=PRIORITIES,
+        "tickets/show.html", ticket=ticket, history=[describe(e, users) for e in events], users=users,
+        callbacks=callbacks, next_states=next_states, assignees=assignable_users(ticket.store_id),
+        overdue=is_overdue(ticket), priorities=PRIORITIES, call=call, turns=turns,
+        has_recording=call is not None and recording_path(call) is not None,
     )
+
+
+@bp.get("/<int:ticket_id>/recording")
+@require(Role.AGENT)
+def recording(ticket_id: int):
+    """The recording of the call the ticket came from, for whoever may work the ticket (an agent
+    cannot open the call pages; the ticket is their way to hear what the customer said)."""
+    ticket = ticket_or_404(ticket_id)
+    call = db().get(Call, ticket.call_id) if ticket.call_id else None
+    if call is None:
+        abort(404)
+    return send_recording(call)
+
+
+def describe(event: TicketEvent, users: dict[int, User]) -> dict:
+    """One history entry in the reader's language: ``at``, ``who``, ``what`` and the person's ``note``."""
+    data = event.data or {}
+    action = event.action
+    user = users.get(event.user_id) if event.user_id else None
+    if action == "created":
+        department = label_of(Department, data.get("department"))
+        if data.get("call_id") and user is None:
+            what = _("Opened by the robot on revisit call #%(call)s, routed to %(department)s",
+                     call=data["call_id"], department=department)
+        elif data.get("call_id"):
+            what = _("Opened from call #%(call)s, routed to %(department)s", call=data["call_id"],
+                     department=department)
+        else:
+            what = _("Opened, routed to %(department)s", department=department)
+    elif action == "assigned":
+        what = _("Assigned to %(name)s", name=data.get("assignee") or "")
+    elif action == "status" and data.get("status") in {st.value for st in TicketStatus}:
+        what = _("Status: %(status)s", status=label_of(TicketStatus, data["status"]))
+    elif action == "due":
+        what = _("Due date set to %(when)s", when=_when(data))
+    elif action == "callback":
+        what = (_("Verification callback by the robot at %(when)s", when=_when(data)) if data.get("robot")
+                else _("Verification callback at %(when)s", when=_when(data)))
+    elif action == "note":
+        what = _("Note")
+    else:
+        what = _("Changed")
+    if user is not None:
+        who = user.display_name or user.username
+    else:
+        who = _("Robot") if action == "created" and data.get("call_id") else _("System")
+    return {"at": event.at, "who": who, "what": what, "note": event.note}
+
+
+def _when(data: dict) -> str:
+    if data.get("due_at"):
+        try:
+            return fmt_datetime(dt.datetime.fromisoformat(data["due_at"]))
+        except ValueError:
+            pass
+    return str(data.get("due_local") or "").replace("T", " ")
 
 
 @bp.post("/<int:ticket_id>")
@@ -205,7 +300,8 @@ def update(ticket_id: int):
                 raise TicketError(_("Choose an active user of the ticket's store."))
             ticket.assignee_id = assignee.id
             db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="assigned",
-                                 note=assignee.display_name or assignee.username))
+                                 data={"assignee_id": assignee.id,
+                                       "assignee": assignee.display_name or assignee.username}))
             if ticket.status is TicketStatus.OPEN:
                 ticket.status = TicketStatus.ASSIGNED
         elif action == "status":
@@ -224,7 +320,7 @@ def update(ticket_id: int):
                 abort(403)
             ticket.due_at = parse_local_datetime(form.get("due_at", ""))
             db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="due",
-                                 note=form.get("due_at", "")))
+                                 data={"due_at": ticket.due_at.isoformat()}))
         elif action == "verify_callback":
             due = parse_local_datetime(form.get("due_at", ""))
             if ticket.status is not TicketStatus.RESOLVED:
@@ -233,7 +329,7 @@ def update(ticket_id: int):
                               due_at=due, robot=form.get("robot") == "1", assignee_id=current_user().id,
                               reason=_("Verify ticket #%(id)s: %(title)s", id=ticket.id, title=ticket.title)[:200]))
             db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="callback",
-                                 note=form.get("due_at", "")))
+                                 data={"due_at": due.isoformat(), "robot": form.get("robot") == "1"}))
         else:
             abort(400, description="unknown action")
     except TicketError as exc:

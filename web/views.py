@@ -29,7 +29,7 @@ from callcenter.domain import (
     Speaker,
 )
 from callcenter.storage.models import CallOutcome, utcnow
-from web import labels
+from web import labels, scripts
 from web.i18n import N_
 from web.i18n import gettext as translate
 from web.security import current_user, has_role, shown_phone
@@ -100,6 +100,16 @@ def json_script(data: object, element_id: str) -> Markup:
     text = (json.dumps(data, ensure_ascii=False, default=str)
             .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     return Markup(f'<script type="application/json" id="{element_id}">{text}</script>')
+
+
+def quoted_code(text: str) -> Markup:
+    """Text whose 'quoted' parts are code (YAML keys, step ids), shown as code and marked as not
+    to be translated; everything is escaped."""
+    parts = str(text).split("'")
+    if len(parts) % 2 == 0:  # an odd quote: nothing is code
+        return Markup.escape(text)
+    return Markup("").join(Markup('<code translate="no">{}</code>').format(p) if i % 2 else Markup.escape(p)
+                           for i, p in enumerate(parts))
 
 
 def today() -> dt.date:
@@ -179,11 +189,13 @@ def init_app(app: Flask) -> None:
     app.after_request(_log_request)
     app.jinja_env.filters.update(
         localdt=fmt_datetime, date=fmt_date, pct=fmt_pct, duration=fmt_duration, phone=show_phone,
-        label=labels.label,
+        label=labels.label, quoted_code=quoted_code,
     )
     app.jinja_env.globals.update(
-        json_script=json_script, nav=_nav, today=today, label=labels.label, now_utc=utcnow,
+        json_script=json_script, nav=_nav, script_name=scripts.display_name, today=today, label=labels.label, now_utc=utcnow,
         label_category=lambda code: labels.of(FeedbackCategory, code),
+        audit_action=labels.audit_action, audit_target=labels.audit_target, audit_details=labels.audit_details,
+        dnc_source=labels.dnc_source,
         label_department=lambda code: labels.of(Department, code),
         label_disposition=lambda code: labels.of(CallDisposition, code),
         label_speaker=lambda code: labels.of(Speaker, code),

@@ -52,7 +52,12 @@ _RUN = re.compile(rf"[{_CJK}]+|[a-z0-9]+")
 
 
 class QueryError(ValueError):
-    """A search text that cannot be searched (too short, no letters)."""
+    """A search text that cannot be searched; ``kind`` says why, for a message in the user's
+    language: ``single_character`` (a lone Chinese character) or ``empty`` (nothing searchable)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _runs(text: str) -> list[str]:
@@ -86,10 +91,10 @@ def query_phrases(query: str) -> list[list[str]]:
     phrases = []
     for run in _runs(query):
         if len(run) == 1 and "\u3400" <= run <= "\ufaff":
-            raise QueryError("search for at least two Chinese characters together")
+            raise QueryError("search for at least two Chinese characters together", "single_character")
         phrases.append(_run_terms(run))
     if not phrases:
-        raise QueryError("the search text has no letters, digits or Chinese characters")
+        raise QueryError("the search text has no letters, digits or Chinese characters", "empty")
     return phrases
 
 

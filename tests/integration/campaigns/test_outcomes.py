@@ -352,6 +352,28 @@ def test_an_agent_callback_completes_the_robot_task(db, world, campaign_settings
         assert s.scalar(sa.select(Callback.robot).where(Callback.call_id == call_id)) is False
 
 
+def test_a_failed_transfer_is_not_transferred_and_gives_the_agents_a_task_in_their_words(db, world,
+                                                                                       campaign_settings):
+    """Issue 12: the robot told the customer nobody was free; the technical reason stays with the call."""
+    from callcenter.domain.calls import Transfer
+    from campaigns.outcomes import TRANSFER_FAILED_TASK
+
+    _, (task_id,) = post_service_campaign(db, world, campaign_settings)
+    call_id = dial(db, task_id)
+    when = (NOW + dt.timedelta(minutes=30)).replace(tzinfo=UTC)
+    reason = "transfer failed: no agent extension configured (CALLCENTER_TRANSFER_TARGET)"
+    result = CallResult(disposition=CallDisposition.ANSWERED, answered_at=at(0), ended_at=at(0.5),
+                        end=CallEnd.CALLBACK, error=reason,
+                        actions=(Transfer("agents"), ScheduleCallback(when, reason, robot=False)))
+    recorded = record(db, call_id, result)
+    assert recorded.outcome is CallOutcome.TRANSFER_FAILED and recorded.task_state is TaskState.COMPLETED
+    with db.session() as s:
+        call = s.get(Call, call_id)
+        assert call.outcome is CallOutcome.TRANSFER_FAILED and "CALLCENTER_TRANSFER_TARGET" in call.error
+        cb = s.scalar(sa.select(Callback).where(Callback.call_id == call_id))
+        assert cb.reason == TRANSFER_FAILED_TASK and cb.robot is False
+
+
 def test_unreached_attempts_are_retried_by_disposition_then_fail(db, world, campaign_settings):
     _, (task_id,) = post_service_campaign(db, world, campaign_settings)
     policy = RetryPolicy(max_attempts=3)

@@ -90,7 +90,7 @@ def test_script_uploads_are_validated_and_named_by_line(console, client_for, csr
     broken = client.post("/admin/scripts", data={"script_id": "post_service", "csrf_token": csrf,
                                                  "file": (io.BytesIO("id: post_service\nsteps: [\n".encode()), "x.yaml")},
                          content_type="multipart/form-data")
-    assert broken.status_code == 400 and "line" in broken.get_data(as_text=True)
+    assert broken.status_code == 400 and "第 3 行：YAML 格式错误" in broken.get_data(as_text=True)
     traversal = client.post("/admin/scripts", data={"script_id": "../../evil", "csrf_token": csrf,
                                                     "file": (io.BytesIO(b"id: x\n"), "evil.yaml")},
                             content_type="multipart/form-data")
@@ -123,4 +123,4 @@ def test_store_admins_see_their_stores_audit_entries_only(console, client_for, c
     client_for("sup_s1").get("/reports/feedback?format=csv")
     client_for("sup_s2").get("/reports/feedback?format=csv")
     page = client_for("admin_s1").get("/admin/audit?action=export").get_data(as_text=True)
-    assert page.count("feedback-rate") == 1 and "sup_s1" in page and "sup_s2" not in page
+    assert page.count("报表 · 客户反馈率") == 1 and "sup_s1" in page and "sup_s2" not in page

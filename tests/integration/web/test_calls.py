@@ -29,7 +29,7 @@ def test_full_text_search_finds_what_customers_said_in_scope(console, client_for
 
 def test_a_one_character_search_says_why_instead_of_scanning(console, client_for):
     page = client_for("sup_s1").get("/calls/?q=洗").get_data(as_text=True)
-    assert "at least two Chinese characters" in page
+    assert "请至少输入两个连续的汉字" in page
 
 
 def test_filters_combine(console, client_for):

@@ -12,6 +12,16 @@ from callcenter.storage.web_models import AuditLog
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def dialer_online(redis_client):
+    """A dialer worker beating, as `callcenter worker` does (starting asks for confirmation without one)."""
+    from callcenter.storage import live
+
+    live.publish_heartbeat(redis_client, live.WorkerHeartbeat(worker="test-host:1", active_calls=0, capacity=4))
+    yield
+    live.remove_worker(redis_client, "test-host:1")
+
+
 @pytest.fixture
 def visit_two_days_ago(console, db, settings):
     app, world = console
@@ -77,4 +87,35 @@ def test_a_finished_campaign_cannot_be_restarted(console, client_for, csrf, db):
         s.get(Campaign, world.campaigns["S1"]).status = CampaignStatus.CANCELLED
     page = client_for("sup_s1").post(f"/campaigns/{world.campaigns['S1']}/state",
                                      data={"action": "start", "csrf_token": csrf}, follow_redirects=True)
-    assert "cannot be started" in page.get_data(as_text=True)
+    assert "活动已取消：现在不能执行此操作" in page.get_data(as_text=True)
+
+
+def test_without_a_dialer_worker_starting_warns_and_asks_first(console, client_for, csrf, db, redis_client):
+    """No worker online: the campaign page and the wallboard say so, and starting needs a confirmation."""
+    from callcenter.storage import live
+
+    app, world = console
+    live.remove_worker(redis_client, "test-host:1")
+    live.publish_heartbeat(redis_client, live.WorkerHeartbeat(worker="dead:2", active_calls=0, capacity=4,
+                                                              at=0.0))  # silent for long: dead
+    cid = world.campaigns["S1"]
+    with db.session() as s:
+        s.get(Campaign, cid).status = CampaignStatus.DRAFT
+    client = client_for("sup_s1")
+    page = client.get(f"/campaigns/{cid}").get_data(as_text=True)
+    assert "没有在线的外呼进程" in page and 'name="without_worker" value="1"' in page and "仍然启动吗" in page
+    assert "没有在线的外呼进程" in client.get("/campaigns/wallboard").get_data(as_text=True)
+    refused = client.post(f"/campaigns/{cid}/state", data={"action": "start", "csrf_token": csrf},
+                          follow_redirects=True).get_data(as_text=True)
+    assert "没有在线的外呼进程" in refused
+    with db.session() as s:
+        assert s.get(Campaign, cid).status is CampaignStatus.DRAFT
+    client.post(f"/campaigns/{cid}/state", data={"action": "start", "without_worker": "1", "csrf_token": csrf})
+    with db.session() as s:
+        assert s.get(Campaign, cid).status is CampaignStatus.RUNNING
+    # A worker comes online: no warning, no question.
+    live.publish_heartbeat(redis_client, live.WorkerHeartbeat(worker="test-host:1", active_calls=0, capacity=4))
+    page = client.get(f"/campaigns/{cid}").get_data(as_text=True)
+    assert "没有在线的外呼进程" not in page
+    assert 'id="wb-no-worker" data-testid="no-worker" hidden' in client.get("/campaigns/wallboard").get_data(as_text=True)
+    live.remove_worker(redis_client, "dead:2")

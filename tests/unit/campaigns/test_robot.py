@@ -260,3 +260,25 @@ def test_a_prompt_without_audio_ends_the_call_with_the_reason(tmp_path):
         phone.close()
     assert result.disposition is CallDisposition.ANSWERED and result.hangup_by == "local"
     assert result.error and "post_service.identity" in result.error
+
+
+def test_a_transfer_without_an_agent_extension_promises_a_callback_and_says_why(tmp_path, tone_library, caplog):
+    """No CALLCENTER_TRANSFER_TARGET: the customer hears that nobody is free, the call is not
+    "transferred", and the configuration problem is in the call's error and the log (issue 12)."""
+    from callcenter.domain.calls import ScheduleCallback, Transfer
+    from callcenter.storage.models import CallOutcome
+    from campaigns.rules import derive_outcome
+
+    runner, phone = make_runner(tmp_path, tone_library, ["喂你好", "我要转人工"])
+    try:
+        with caplog.at_level("ERROR", logger="campaigns.robot"):
+            result = runner.run(request(), Observer())
+    finally:
+        runner.close()
+        phone.close()
+    assert any(isinstance(a, Transfer) for a in result.actions), describe(result)
+    callbacks = [a for a in result.actions if isinstance(a, ScheduleCallback)]
+    assert callbacks and not callbacks[0].robot, describe(result)
+    assert result.end is CallEnd.CALLBACK and derive_outcome(result) is CallOutcome.TRANSFER_FAILED
+    assert "CALLCENTER_TRANSFER_TARGET" in (result.error or "")
+    assert any("call 7" in r.getMessage() and "CALLCENTER_TRANSFER_TARGET" in r.getMessage() for r in caplog.records)

@@ -240,6 +240,9 @@ def result(disposition=CallDisposition.ANSWERED, **kw) -> CallResult:
     (result(end=CallEnd.COMPLETED, actions=(AddToDnc("不要再打了"),)), CallOutcome.OPT_OUT),
     (result(end=CallEnd.TRANSFERRED), CallOutcome.TRANSFERRED),
     (result(actions=(Transfer("8001"),)), CallOutcome.TRANSFERRED),
+    # The hand-over failed and the robot ended the call promising a callback: not "transferred".
+    (result(end=CallEnd.CALLBACK, actions=(Transfer("agents"), ScheduleCallback(
+        dt.datetime(2026, 11, 24, 8, tzinfo=dt.UTC), robot=False))), CallOutcome.TRANSFER_FAILED),
     (result(actions=(ScheduleCallback(dt.datetime(2026, 11, 24, 8, tzinfo=dt.UTC)),)), CallOutcome.CALLBACK),
     (result(end=CallEnd.NO_INPUT), CallOutcome.PARTIAL),
     (result(), CallOutcome.PARTIAL),

@@ -216,6 +216,8 @@
         .then(function (b) {
           text(document.getElementById("wb-active"), b.active.length);
           text(document.getElementById("wb-workers"), b.workers.filter(function (w) { return w.alive; }).length);
+          var noWorker = document.getElementById("wb-no-worker");
+          if (noWorker) { noWorker.hidden = !b.live || b.workers_alive > 0; }
           text(document.getElementById("wb-today"), b.today_total);
           text(document.getElementById("wb-completed"), b.today_completed);
           var body = document.getElementById("wb-calls");
