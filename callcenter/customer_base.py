@@ -12,6 +12,14 @@ Definitions (天健汽车 talk, "客户分类"), applied exactly:
 - **insured** (再保客户): at least one vehicle insured with the store whose policy expires on or after D.
 - Prospects (no vehicle, no visit) count in base only.
 
+Per group and per store (dealer groups; docs/import-format.md): the group's classes (no store
+given) use all of a customer's cars and paid visits, with their home store's cycles, and count
+each customer once. A store's classes count the customers it sees (its home customers and those
+with a car or a visit there, :func:`~callcenter.storage.models.customer_in_store`) on that store's
+own cars and paid visits, with that store's cycles: a customer who services one car in store A and
+stopped coming to store B is active in A and lapsed in B (and in the group, active). The stores'
+counts therefore add up to more than the group's when customers use several stores.
+
 Everything is computed from three indexed scans and one pass in Python, so that 100,000
 customers and 500,000 visits take well under the 2 s budget (see docs/benchmarks.md).
 :func:`classes_query` is the same definition as one SQL query, for callers that select customers
@@ -32,7 +40,15 @@ from sqlalchemy.orm import Session
 
 from callcenter.domain import CustomerClass, Tier
 from callcenter.domain.dates import add_months, age_on
-from callcenter.storage.models import Customer, CustomerTouch, ServiceVisit, Store, Vehicle
+from callcenter.storage.models import (
+    Customer,
+    CustomerStoreTouch,
+    CustomerTouch,
+    ServiceVisit,
+    Store,
+    Vehicle,
+    customer_in_store,
+)
 
 AGE_BANDS: tuple[tuple[int, str], ...] = ((25, "<25"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (200, "55+"))
 CLASSES = (CustomerClass.BASE, CustomerClass.ACTIVE, CustomerClass.LAPSED, CustomerClass.INSURED)
@@ -146,10 +162,12 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
     processing cost 1.5 s of a 2.1 s run over 100,000 customers (profiled).
     """
     raw = sa.String
+    conn = session.connection()
+    store_id = _store_id(conn, store_code)
     cust_q = sa.select(
         Customer.id, Customer.city, sa.type_coerce(Customer.gender, raw), Customer.birthday,
         Store.cycle_months_mid, Store.cycle_months_premium,
-    ).join(Store, Store.id == Customer.store_id)
+    ).join(Store, Store.id == (Customer.store_id if store_id is None else store_id))
     veh_q = sa.select(
         Vehicle.customer_id, Vehicle.model, sa.type_coerce(Vehicle.tier, raw), Vehicle.purchase_date,
         Vehicle.insured_here, Vehicle.insurance_expiry,
@@ -159,15 +177,10 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
         .where(ServiceVisit.paid.is_(True), ServiceVisit.visit_date <= as_of)
         .group_by(ServiceVisit.customer_id)
     )
-    conn = session.connection()
-    if store_code is not None:
-        store_id = conn.scalar(sa.select(Store.id).where(Store.code == store_code))
-        if store_id is None:
-            raise LookupError(f"unknown store {store_code!r}")
-        cust_q = cust_q.where(Customer.store_id == store_id)
-        in_store = sa.select(Customer.id).where(Customer.store_id == store_id)
-        veh_q = veh_q.where(Vehicle.customer_id.in_(in_store))
-        visit_q = visit_q.where(ServiceVisit.customer_id.in_(in_store))
+    if store_id is not None:  # the store's customers, on the store's own cars and visits
+        cust_q = cust_q.where(customer_in_store(store_id))
+        veh_q = veh_q.where(Vehicle.store_id == store_id)
+        visit_q = visit_q.where(ServiceVisit.store_id == store_id)
     if customer_ids is not None:
         ids = list(customer_ids)
         cust_q = cust_q.where(Customer.id.in_(ids))
@@ -214,6 +227,15 @@ def _load(session, as_of, store_code, default_mid, default_premium, customer_ids
         yield CustomerStatus(cid, last_touch, cycle, active, lapsed, insured), city, gender, birthday, models, tiers
 
 
+def _store_id(conn, store_code: str | None) -> int | None:
+    if store_code is None:
+        return None
+    store_id = conn.scalar(sa.select(Store.id).where(Store.code == store_code))
+    if store_id is None:
+        raise LookupError(f"unknown store {store_code!r}")
+    return store_id
+
+
 def classes_query(
     session: Session,
     as_of: dt.date,
@@ -224,8 +246,9 @@ def classes_query(
 ) -> sa.Subquery:
     """The customers' classes as of ``as_of`` in SQL: the twin of :func:`classify_customers`.
 
-    One row per customer who has a car or a paid visit (optionally one store's; prospects, in no
-    class but the base, have no row): ``customer_id``, ``last_touch``,
+    One row per customer who has a car or a paid visit (with ``store_id``: a car or a paid visit in
+    that store, classified on that store's own, as the module says; prospects, in no class but the
+    base, have no row): ``customer_id``, ``last_touch``,
     ``latest_vehicle_id`` (the highest vehicle id, NULL without one) and the booleans ``active``,
     ``lapsed`` and ``insured``. Works on SQLite and PostgreSQL.
 
@@ -240,18 +263,21 @@ def classes_query(
     thresholds are calendar-month dates computed here per store with :func:`add_months`; the
     database only compares dates.
     """
-    t = CustomerTouch
+    # A store's classes read the per-store summary (kept by the same kind of triggers, dms0001).
+    t = CustomerTouch if store_id is None else CustomerStoreTouch
+    visit_scope = [] if store_id is None else [ServiceVisit.store_id == store_id]
+    car_scope = [] if store_id is None else [Vehicle.store_id == store_id]
     paid = sa.case(
         (sa.or_(t.last_paid_visit.is_(None), t.last_paid_visit <= as_of), t.last_paid_visit),
         else_=sa.select(sa.func.max(ServiceVisit.visit_date))
         .where(ServiceVisit.customer_id == t.customer_id, ServiceVisit.paid.is_(True),
-               ServiceVisit.visit_date <= as_of)
+               ServiceVisit.visit_date <= as_of, *visit_scope)
         .correlate(t).scalar_subquery(),
     )
     bought = sa.case(
         (sa.or_(t.last_purchase.is_(None), t.last_purchase <= as_of), t.last_purchase),
         else_=sa.select(sa.func.max(Vehicle.purchase_date))
-        .where(Vehicle.customer_id == t.customer_id, Vehicle.purchase_date <= as_of)
+        .where(Vehicle.customer_id == t.customer_id, Vehicle.purchase_date <= as_of, *car_scope)
         .correlate(t).scalar_subquery(),
     )
     stores = session.execute(sa.select(Store.id, Store.cycle_months_mid, Store.cycle_months_premium)).all()
@@ -263,13 +289,12 @@ def classes_query(
     # Customers are joined only for a store condition: when every store has the same cycles (the
     # usual case) the classes need customer_touch alone, and PostgreSQL looked up 200,000 win-back
     # customers by primary key for nothing (0.3 s).
-    by_store = store_id is not None or len(by_threshold) > 1
     inner = sa.select(t.customer_id, paid.label("paid"), bought.label("bought"), t.latest_vehicle_id, t.cars_mid,
                       t.cars_premium, t.insured_until)
-    if by_store:
-        inner = inner.add_columns(Customer.store_id).join(Customer, Customer.id == t.customer_id)
     if store_id is not None:
-        inner = inner.where(Customer.store_id == store_id)
+        inner = inner.where(CustomerStoreTouch.store_id == store_id)
+    elif len(by_threshold) > 1:
+        inner = inner.add_columns(Customer.store_id).join(Customer, Customer.id == t.customer_id)
     inner = inner.subquery("touch")
     # The later of the two dates; either may be NULL (SQLite's two-argument max() is NULL then).
     last_touch = sa.case((inner.c.paid.is_(None), inner.c.bought), (inner.c.bought.is_(None), inner.c.paid),
@@ -311,21 +336,18 @@ def customer_base_series(
         return []
     last = days[-1]
     conn = session.connection()
+    store_id = _store_id(conn, store_code)
     cust_q = sa.select(Customer.id, Store.cycle_months_mid, Store.cycle_months_premium).join(
-        Store, Store.id == Customer.store_id)
+        Store, Store.id == (Customer.store_id if store_id is None else store_id))
     veh_q = sa.select(Vehicle.customer_id, sa.type_coerce(Vehicle.tier, sa.String), Vehicle.purchase_date,
                       Vehicle.insured_here, Vehicle.insurance_expiry)
     visit_q = (sa.select(ServiceVisit.customer_id, ServiceVisit.visit_date)
                .where(ServiceVisit.paid.is_(True), ServiceVisit.visit_date <= last)
                .order_by(ServiceVisit.customer_id, ServiceVisit.visit_date))
-    if store_code is not None:
-        store_id = conn.scalar(sa.select(Store.id).where(Store.code == store_code))
-        if store_id is None:
-            raise LookupError(f"unknown store {store_code!r}")
-        in_store = sa.select(Customer.id).where(Customer.store_id == store_id)
-        cust_q = cust_q.where(Customer.store_id == store_id)
-        veh_q = veh_q.where(Vehicle.customer_id.in_(in_store))
-        visit_q = visit_q.where(ServiceVisit.customer_id.in_(in_store))
+    if store_id is not None:  # as in customer_base_stats: the store's customers on its own cars and visits
+        cust_q = cust_q.where(customer_in_store(store_id))
+        veh_q = veh_q.where(Vehicle.store_id == store_id)
+        visit_q = visit_q.where(ServiceVisit.store_id == store_id)
     visits: dict[int, list[dt.date]] = defaultdict(list)
     for cid, day in conn.execute(visit_q):
         visits[cid].append(day)

@@ -36,6 +36,13 @@ The rules, as of a date D (the campaign's ``as_of``):
 ``custom``
     A saved filter (:mod:`campaigns.filters`).
 
+Stores (dealer groups): a campaign of one store selects that store's cars (their ``store_id``),
+visits, and customers classified on that store's own cars and visits
+(:mod:`callcenter.customer_base`); the store calls. A group-wide campaign selects over the group:
+a car's or visit's task is its store's, a customer-level task (win-back, NPS, custom) the
+customer's home store's, and win-back's lapsed customers are the group's (lapsed in every store
+they use).
+
 Runs on the caller's thread; only reads.
 """
 
@@ -59,12 +66,14 @@ from callcenter.storage.models import (
     Campaign,
     CampaignType,
     Customer,
+    CustomerStoreTouch,
     CustomerTouch,
     DoNotCall,
     ServiceVisit,
     Store,
     TaskState,
     Vehicle,
+    customer_in_store,
 )
 
 logger = logging.getLogger(__name__)
@@ -270,7 +279,7 @@ def _same_car() -> tuple[sa.ColumnElement[bool], ...]:
 
 
 def _cycle_filter(session: Session, q: AudienceQuery, months: int) -> sa.ColumnElement[bool]:
-    """Cars whose maintenance cycle is ``months``: the stores (of their customer) and tiers that have it.
+    """Cars whose maintenance cycle is ``months``: the stores (the car's) and tiers that have it.
 
     Spelled out per store rather than as a CASE over a join with stores: PostgreSQL cannot estimate
     the CASE and hash-joined every car and customer for it (0.68 s over 100,000 customers). When
@@ -286,8 +295,7 @@ def _cycle_filter(session: Session, q: AudienceQuery, months: int) -> sa.ColumnE
         if stores and q.store_id is None and len(stores) == len(rows):
             conds.append(Vehicle.tier == tier)
         elif stores:
-            conds.append(sa.and_(Vehicle.tier == tier, Vehicle.customer_id.in_(
-                sa.select(Customer.id).where(Customer.store_id.in_(stores)))))
+            conds.append(sa.and_(Vehicle.tier == tier, Vehicle.store_id.in_(stores)))
     return sa.or_(*conds) if conds else sa.false()
 
 
@@ -348,8 +356,13 @@ def _post_service(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     )
 
 
+def _car_scope(q: AudienceQuery) -> list[sa.ColumnElement[bool]]:
+    """A store's campaign: its own cars (a customer's car of another store is that store's to call about)."""
+    return [Vehicle.store_id == q.store_id] if q.store_id is not None else []
+
+
 def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
-    scope = [Customer.store_id == q.store_id] if q.store_id is not None else []
+    scope = _car_scope(q)
     windows: list[tuple[str, list[sa.ColumnElement[bool]]]] = []
     for touch in p["touches"]:
         if touch in NEW_CAR_TOUCHES:
@@ -368,9 +381,8 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
                 ~sa.exists().where(ServiceVisit.vehicle_id == Vehicle.id, ServiceVisit.paid.is_(True)),
             ]))
     parts = [
-        sa.select(*_row(Vehicle.customer_id, Customer.store_id, Vehicle.id, touch=sa.literal(touch),
+        sa.select(*_row(Vehicle.customer_id, Vehicle.store_id, Vehicle.id, touch=sa.literal(touch),
                         sort_date=Vehicle.purchase_date))
-        .join(Customer, Customer.id == Vehicle.customer_id)
         .where(*window, Vehicle.purchase_date <= q.as_of, *scope,
                ~_task_exists(CampaignType.NEW_CAR, *_same_car(), CallTask.context["touch"].as_string() == touch))
         for touch, window in windows
@@ -381,9 +393,9 @@ def _new_car(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
 
 def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     lead, overdue = p["lead_days"], p["overdue_days"]
-    # No join with customers: their store (and the --store scope) is applied by _source, on the
-    # customer it joins anyway.
+    # No join with customers: the car carries its store.
     later = aliased(ServiceVisit)
+    scope = _car_scope(q)
 
     def reminded_since(since) -> sa.Exists:
         return _task_exists(CampaignType.MAINTENANCE_DUE, *_same_car(), CallTask.created_at >= since)
@@ -395,13 +407,13 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
         lo = add_months(q.as_of - dt.timedelta(days=overdue), -months)
         hi = add_months(q.as_of + dt.timedelta(days=lead), -months)
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, ServiceVisit.id,
+            sa.select(*_row(Vehicle.customer_id, Vehicle.store_id, Vehicle.id, ServiceVisit.id,
                             ServiceVisit.visit_date, sa.cast(ServiceVisit.visit_type, sa.String), ServiceVisit.advisor,
                             sort_date=ServiceVisit.visit_date))
             .select_from(ServiceVisit)
             .join(Vehicle, Vehicle.id == ServiceVisit.vehicle_id)
             .where(ServiceVisit.visit_date >= lo, ServiceVisit.visit_date <= hi, ServiceVisit.paid.is_(True),
-                   _cycle_filter(session, q, months),
+                   _cycle_filter(session, q, months), *scope,
                    ~sa.exists().where(later.vehicle_id == ServiceVisit.vehicle_id,
                                       later.visit_date > ServiceVisit.visit_date),
                    ~reminded_since(ServiceVisit.visit_date))
@@ -409,8 +421,8 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
         # Never serviced: the purchase starts the cycle (the new-car plan's pre-service touch
         # covers the days before; this catches the ones who did not come).
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, sort_date=Vehicle.purchase_date))
-            .where(Vehicle.purchase_date >= lo, Vehicle.purchase_date <= hi, _cycle_filter(session, q, months),
+            sa.select(*_row(Vehicle.customer_id, Vehicle.store_id, Vehicle.id, sort_date=Vehicle.purchase_date))
+            .where(Vehicle.purchase_date >= lo, Vehicle.purchase_date <= hi, _cycle_filter(session, q, months), *scope,
                    ~sa.exists().where(ServiceVisit.vehicle_id == Vehicle.id),
                    ~reminded_since(Vehicle.purchase_date))
         )
@@ -421,7 +433,7 @@ def _maintenance_due(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -
 def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     touches = p["touch_days"]  # descending, e.g. 60, 30, 7
     parts = []
-    scope = []  # the store scope is applied by select_audience, on the customer it joins anyway
+    scope = _car_scope(q)
     if p["insured"] == "here":
         scope.append(Vehicle.insured_here.is_(True))
     elif p["insured"] == "elsewhere":
@@ -431,7 +443,7 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
         floor = touches[i + 1] + 1 if i + 1 < len(touches) else 0  # (next touch, days]
         touch = f"{days}d"
         parts.append(
-            sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, touch=sa.literal(touch),
+            sa.select(*_row(Vehicle.customer_id, Vehicle.store_id, Vehicle.id, touch=sa.literal(touch),
                             sort_date=Vehicle.insurance_expiry))
             .where(Vehicle.insurance_expiry >= q.as_of + dt.timedelta(days=floor),
                    Vehicle.insurance_expiry <= q.as_of + dt.timedelta(days=days),
@@ -445,9 +457,9 @@ def _insurance_renewal(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
 
 def _warranty_expiry(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     return (
-        sa.select(*_row(Vehicle.customer_id, None, Vehicle.id, sort_date=Vehicle.warranty_end))
+        sa.select(*_row(Vehicle.customer_id, Vehicle.store_id, Vehicle.id, sort_date=Vehicle.warranty_end))
         .where(Vehicle.warranty_end >= q.as_of, Vehicle.warranty_end <= q.as_of + dt.timedelta(days=p["within_days"]),
-               ~_task_exists(CampaignType.WARRANTY_EXPIRY, *_same_car()))
+               ~_task_exists(CampaignType.WARRANTY_EXPIRY, *_same_car()), *_car_scope(q))
     )
 
 
@@ -459,11 +471,18 @@ def _warranty_expiry(q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
 # million customers.
 
 
-def _customer_rule(*conds: sa.ColumnElement[bool]) -> sa.Select:
+def _customer_rule(q: AudienceQuery, *conds: sa.ColumnElement[bool]) -> sa.Select:
+    """Customers matching ``conds``; a store's campaign calls about the customer's latest car there."""
     other = aliased(Vehicle)
-    latest_car = (sa.select(sa.func.max(other.id)).where(other.customer_id == Customer.id).correlate(Customer)
-                  .scalar_subquery())
-    return sa.select(*_row(Customer.id, Customer.store_id, latest_car)).where(*conds)
+    car_scope = [other.store_id == q.store_id] if q.store_id is not None else []
+    latest_car = (sa.select(sa.func.max(other.id)).where(other.customer_id == Customer.id, *car_scope)
+                  .correlate(Customer).scalar_subquery())
+    return sa.select(*_row(Customer.id, _store_of(q), latest_car)).where(*conds)
+
+
+def _store_of(q: AudienceQuery):
+    """The calling store of a customer-level rule: the campaign's store, else the customer's home store."""
+    return sa.literal(q.store_id, sa.Integer) if q.store_id is not None else Customer.store_id
 
 
 def _classes(session: Session, q: AudienceQuery) -> sa.Subquery:
@@ -483,8 +502,10 @@ def _winback(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sel
         since = q.now - dt.timedelta(days=p["recontact_days"])
         conds.append(~_task_exists(CampaignType.WINBACK, CallTask.customer_id == classes.c.customer_id,
                                    CallTask.created_at >= since))
-    # The store is the customer's, joined by _source.
-    return sa.select(*_row(classes.c.customer_id, None, classes.c.latest_vehicle_id)).where(*conds)
+    # A store's campaign: lapsed in that store (on its own cars and visits); the group's: the
+    # customer's home store calls (_source fills it in).
+    store = sa.literal(q.store_id, sa.Integer) if q.store_id is not None else None
+    return sa.select(*_row(classes.c.customer_id, store, classes.c.latest_vehicle_id)).where(*conds)
 
 
 def _nps(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
@@ -494,13 +515,16 @@ def _nps(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
     # visits: a latest visit on or before as_of answers alone; a later one (as_of in the past)
     # sends the check to the customer's own visits. Driving from customer_touch (not customers)
     # lets PostgreSQL sort only the candidates for the sample instead of all customers by key.
-    t = CustomerTouch
+    # A store's survey: a paid visit in that store (its per-store summary, dms0001).
+    t = CustomerTouch if q.store_id is None else CustomerStoreTouch
+    in_store = [] if q.store_id is None else [ServiceVisit.store_id == q.store_id]
     conds = [t.last_paid_visit >= since,
              sa.or_(t.last_paid_visit <= q.as_of,
                     sa.exists().where(ServiceVisit.customer_id == t.customer_id, ServiceVisit.paid.is_(True),
-                                      ServiceVisit.visit_date >= since, ServiceVisit.visit_date <= q.as_of))]
+                                      ServiceVisit.visit_date >= since, ServiceVisit.visit_date <= q.as_of,
+                                      *in_store))]
     if q.store_id is not None:
-        conds.append(t.customer_id.in_(sa.select(Customer.id).where(Customer.store_id == q.store_id)))
+        conds.append(CustomerStoreTouch.store_id == q.store_id)
     if p["recontact_days"]:
         conds.append(~_task_exists(CampaignType.NPS, CallTask.customer_id == t.customer_id,
                                    CallTask.created_at >= q.now - dt.timedelta(days=p["recontact_days"])))
@@ -511,7 +535,7 @@ def _nps(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
         k = round(p["sample"] * session.scalar(sa.select(sa.func.count()).select_from(t).where(*conds)))
     chosen = (sa.select(t.customer_id.label("id")).where(*conds)
               .order_by(sample_key_sql(t.customer_id, p["seed"]), t.customer_id).limit(k).subquery("sample"))
-    return _customer_rule(Customer.id.in_(sa.select(chosen.c.id)))
+    return _customer_rule(q, Customer.id.in_(sa.select(chosen.c.id)))
 
 
 def _custom(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Select:
@@ -520,12 +544,12 @@ def _custom(session: Session, q: AudienceQuery, p: Mapping[str, Any]) -> sa.Sele
     spec = p["filter"]
     conds = filter_conditions(spec, q.as_of)
     if q.store_id is not None:
-        conds.append(Customer.store_id == q.store_id)
+        conds.append(customer_in_store(q.store_id))
     if spec.get("classes"):
         classes = _classes(session, q)
         keep = sa.or_(*[classes.c[c] for c in spec["classes"]])
         conds.append(Customer.id.in_(sa.select(classes.c.customer_id).where(keep)))
-    return _customer_rule(*conds)
+    return _customer_rule(q, *conds)
 
 
 # --------------------------------------------------------------------------- selection
@@ -688,10 +712,8 @@ def _source(session: Session, q: AudienceQuery, p: Mapping[str, Any], rule_selec
     )
     if ranked is not rule:
         stmt = stmt.where(ranked.c.rank == 1)
-    if q.store_id is not None and q.type is not CampaignType.POST_SERVICE:
-        # Rules on cars leave the store to this join on the customer (post-service calls from the
-        # visit's store): joining customers inside each part made PostgreSQL hash all of them per part.
-        stmt = stmt.where(Customer.store_id == q.store_id)
+    # A store's campaign: each rule keeps to the store's own cars, visits and customers itself, before
+    # a customer's rows are ranked (a customer may have cars in several stores).
     base = stmt.subquery("base")
     values = [(k, base.c[f"v_{i}"]) for i, (k, _v) in enumerate(pairs)]
     if survey_k is not None:  # win-back: the first k members by sample key get the reason survey

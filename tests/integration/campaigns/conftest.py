@@ -87,11 +87,13 @@ class World:
 
     def vehicle(self, customer_id: int, *, tier: Tier = Tier.MID, purchase: dt.date | None = dt.date(2022, 1, 10),
                 warranty_end: dt.date | None = None, insurance_expiry: dt.date | None = None,
-                insured_here: bool = False, model: str = "卡罗拉", plate: str | None = "湘A12345") -> int:
+                insured_here: bool = False, model: str = "卡罗拉", plate: str | None = "湘A12345",
+                store: str | None = None) -> int:
+        """A car; its store is the owner's home store unless ``store`` names another."""
         with self.db.session() as s:
             v = Vehicle(customer_id=customer_id, vin=f"LVGTEST{next(self._seq):010d}", tier=tier, purchase_date=purchase,
                         warranty_end=warranty_end, insurance_expiry=insurance_expiry, insured_here=insured_here,
-                        brand="丰田", model=model, plate=plate)
+                        brand="丰田", model=model, plate=plate, store_id=self.stores[store] if store else None)
             s.add(v)
             s.flush()
             return v.id

@@ -322,3 +322,45 @@ def test_winback_equals_the_customer_base_on_the_demo_group(db):
     assert len(lapsed) > 100
     assert ids(audience) == lapsed
     assert sum(m.context["survey_reason"] for m in audience.members) == round(0.15 * len(lapsed))
+
+
+def test_a_customer_of_two_stores_is_classified_and_called_per_store(db, world):
+    """Dealer groups (issue 13): one customer, a car serviced at S1 last month and a car last serviced
+    at S2 ten months ago. The group and S1 see an active customer, S2 a lapsed one (its own cycle:
+    4 months, two cycles = 8); each store's campaigns call about its own cars only."""
+    from callcenter.customer_base import classes_query, customer_base_stats
+
+    w = world
+    x = w.customer("欧阳娜娜")
+    car_a = w.vehicle(x, store="S1")
+    car_b = w.vehicle(x, store="S2", insurance_expiry=AS_OF + 25 * DAY, insured_here=True)
+    w.visit(x, car_a, AS_OF - 30 * DAY, store="S1")
+    w.visit(x, car_b, AS_OF - 300 * DAY, store="S2")
+    s1, s2 = w.stores["S1"], w.stores["S2"]
+    with db.session() as s:
+        def classes(store_id):
+            q = classes_query(s, AS_OF, store_id=store_id)
+            row = s.execute(sa.select(q.c.active, q.c.lapsed, q.c.latest_vehicle_id)
+                            .where(q.c.customer_id == x)).one()
+            return bool(row[0]), bool(row[1]), row[2]
+
+        assert classes(None) == (True, False, car_b)
+        assert classes(s1) == (True, False, car_a)
+        assert classes(s2) == (False, True, car_b)
+        assert classify_customers(s, AS_OF, store_code="S2")[x].lapsed  # the Python twin agrees
+        assert classify_customers(s, AS_OF, store_code="S1")[x].active
+        assert classify_customers(s, AS_OF)[x].active
+        totals = {code: {k: customer_base_stats(s, AS_OF, store_code=code)[k] for k in ("base", "active", "lapsed")}
+                  for code in (None, "S1", "S2")}
+    assert totals == {None: {"base": 1, "active": 1, "lapsed": 0}, "S1": {"base": 1, "active": 1, "lapsed": 0},
+                      "S2": {"base": 1, "active": 0, "lapsed": 1}}
+
+    winback = {store: run(db, CampaignType.WINBACK, store_id=store).members for store in (None, s1, s2)}
+    assert winback[None] == [] and winback[s1] == []
+    assert [(m.customer_id, m.store_id, m.vehicle_id) for m in winback[s2]] == [(x, s2, car_b)]
+
+    # Before: S1's insurance campaign (the customer's store) called about S2's car.
+    renewal = {store: run(db, CampaignType.INSURANCE_RENEWAL, store_id=store).members for store in (None, s1, s2)}
+    assert renewal[s1] == []
+    assert [(m.store_id, m.vehicle_id) for m in renewal[s2]] == [(s2, car_b)]
+    assert [(m.store_id, m.vehicle_id) for m in renewal[None]] == [(s2, car_b)]  # the car's store calls
