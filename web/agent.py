@@ -219,7 +219,8 @@ def dial():
         abort(400, description="the customer has no phone number")
     if db().scalar(sa.select(DoNotCall.id).where(DoNotCall.phone == customer.phone)) is not None:
         abort(409, description="the number is on the do-not-call list")
-    call = Call(customer_id=customer.id, store_id=customer.store_id, agent_id=me.id, robot=False,
+    # The task's store: a group customer's call about another store's car is that store's call.
+    call = Call(customer_id=customer.id, store_id=obj.store_id, agent_id=me.id, robot=False,
                 phone=customer.phone, started_at=utcnow())
     if isinstance(obj, CallTask):
         # Claim atomically: of two agents opening the same preview call, one gets it.

@@ -25,6 +25,7 @@ from callcenter.storage.models import (
     Store,
     Ticket,
     Vehicle,
+    customer_in_store,
 )
 from web import audit
 from web.security import (
@@ -50,11 +51,22 @@ COUNT_CAP = 10_000
 
 
 def customer_or_404(customer_id: int) -> Customer:
+    """The customer, if the user's store sees them (a group customer with a car or a visit there)."""
     customer = db().get(Customer, customer_id)
     if customer is None:
         abort(404)
-    ensure_in_scope(customer.store_id)
+    scope = scoped_store_id()
+    if scope is not None and customer.store_id != scope and db().scalar(
+            sa.select(Customer.id).where(Customer.id == customer_id, customer_in_store(scope))) is None:
+        ensure_in_scope(customer.store_id)  # 404, as for any object of another store
     return customer
+
+
+def visible_customers(store_id: int | None = None) -> sa.ColumnElement[bool]:
+    """Customers the user's store sees (all for group-wide users), optionally narrowed to ``store_id``'s."""
+    scope = scoped_store_id()
+    conds = [customer_in_store(sid) for sid in {scope, store_id} if sid]
+    return sa.and_(*conds) if conds else sa.true()
 
 
 def visible_stores() -> list[Store]:
@@ -69,7 +81,9 @@ def statuses(customer_ids: list[int]) -> dict:
     if not customer_ids:
         return {}
     s = settings()
-    return classify_customers(db(), today(), customer_ids=customer_ids,
+    scope = scoped_store_id()  # a store's users see the customer as their store does (customer_base)
+    store_code = db().scalar(sa.select(Store.code).where(Store.id == scope)) if scope is not None else None
+    return classify_customers(db(), today(), customer_ids=customer_ids, store_code=store_code,
                               default_cycle_mid=s.cycle_months_mid, default_cycle_premium=s.cycle_months_premium)
 
 
@@ -140,9 +154,7 @@ def index():
     page, per_page = page_number()
     q = request.args.get("q", "").strip()
     store_id = request.args.get("store", type=int)
-    query = sa.select(Customer).where(store_clause(Customer.store_id))
-    if store_id:
-        query = query.where(Customer.store_id == store_id)
+    query = sa.select(Customer).where(visible_customers(store_id))
     refused = _audit_phone_search(q)
     if refused:
         flash(_("Search by the whole phone number: numbers are masked for your role."), "error")
@@ -158,7 +170,7 @@ def index():
         total = db().scalar(sa.select(sa.func.count()).select_from(counted.subquery()))
     return render_template(
         "customers/index.html", page=Page(rows, page, per_page, total), q=q, store_id=store_id,
-        stores=visible_stores(), status=statuses([c.id for c in rows]),
+        stores=visible_stores(), status=statuses([c.id for c in rows]), scope_store=scoped_store_id(),
     )
 
 
@@ -170,23 +182,31 @@ def show(customer_id: int):
 
 
 def customer_file(customer: Customer) -> dict:
-    """Everything the agent and the supervisor want to know about a customer, newest first."""
+    """Everything the agent and the supervisor want to know about a customer, newest first.
+
+    A customer belongs to the dealer group; a store's users see only their store's cars, visits,
+    calls, tickets and callbacks of them (group-wide users see everything).
+    """
     s = db()
     visits = list(s.scalars(
-        sa.select(ServiceVisit).where(ServiceVisit.customer_id == customer.id)
+        sa.select(ServiceVisit).where(ServiceVisit.customer_id == customer.id, store_clause(ServiceVisit.store_id))
         .options(selectinload(ServiceVisit.vehicle))
         .order_by(ServiceVisit.visit_date.desc()).limit(20)))
     calls = list(s.scalars(
-        sa.select(Call).where(Call.customer_id == customer.id).options(selectinload(Call.tags))
-        .order_by(Call.started_at.desc()).limit(20)))
+        sa.select(Call).where(Call.customer_id == customer.id, store_clause(Call.store_id))
+        .options(selectinload(Call.tags)).order_by(Call.started_at.desc()).limit(20)))
     tickets = list(s.scalars(
-        sa.select(Ticket).where(Ticket.customer_id == customer.id).order_by(Ticket.created_at.desc()).limit(20)))
+        sa.select(Ticket).where(Ticket.customer_id == customer.id, store_clause(Ticket.store_id))
+        .order_by(Ticket.created_at.desc()).limit(20)))
     callbacks = list(s.scalars(
-        sa.select(Callback).where(Callback.customer_id == customer.id, Callback.status == CallbackStatus.PENDING)
+        sa.select(Callback).where(Callback.customer_id == customer.id, Callback.status == CallbackStatus.PENDING,
+                                  store_clause(Callback.store_id))
         .order_by(Callback.due_at)))
+    scope = scoped_store_id()
+    vehicles = [v for v in customer.vehicles if scope is None or v.store_id == scope]
     dnc = bool(customer.phone) and s.scalar(
         sa.select(DoNotCall.id).where(DoNotCall.phone == customer.phone)) is not None
     return {
-        "visits": visits, "calls": calls, "tickets": tickets, "callbacks": callbacks, "dnc": dnc,
+        "visits": visits, "calls": calls, "tickets": tickets, "callbacks": callbacks, "dnc": dnc, "vehicles": vehicles,
         "status": statuses([customer.id]).get(customer.id),
     }

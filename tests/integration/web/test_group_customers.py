@@ -1,0 +1,58 @@
+"""Dealer-group customers in the console (issue 13): a customer of the group with a car at each of
+two stores; each store's staff find the customer and see only their store's cars, visits, calls
+and tickets."""
+
+import datetime as dt
+
+import pytest
+
+from callcenter.domain import Gender, Tier, VisitType
+from callcenter.storage.models import Call, Customer, ServiceVisit, Ticket, TicketStatus, Vehicle
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def group_customer(console, db):
+    _app, world = console
+    with db.session() as s:
+        c = Customer(external_id="G-1", store_id=world.stores["S1"], name="欧阳娜娜", phone="13700001111",
+                     gender=Gender.FEMALE)
+        s.add(c)
+        s.flush()
+        for code, model, advisor in (("S1", "卡罗拉", "张三"), ("S2", "宝马X5", "李四")):
+            sid = world.stores[code]
+            car = Vehicle(customer_id=c.id, store_id=sid, vin=f"LVGBE40K{code[1]}8G000777", model=model, tier=Tier.MID)
+            s.add(car)
+            s.flush()
+            s.add(ServiceVisit(dedup_key=f"g-{code}", customer_id=c.id, vehicle_id=car.id, store_id=sid,
+                               visit_date=dt.date.today() - dt.timedelta(days=5), visit_type=VisitType.REPAIR,
+                               paid=True, advisor=advisor))
+            call = Call(customer_id=c.id, store_id=sid, robot=True, phone=c.phone, sip_reason=f"{code}-call")
+            s.add(call)
+            s.flush()
+            s.add(Ticket(call_id=call.id, customer_id=c.id, store_id=sid, department="after_sales",
+                         title=f"{code} 的工单", status=TicketStatus.OPEN))
+        return c.id
+
+
+@pytest.mark.attack
+def test_each_store_sees_the_group_customer_through_its_own_cars_only(console, client_for, group_customer):
+    own = {"S1": ("卡罗拉", "张三", "S1 的工单"), "S2": ("宝马X5", "李四", "S2 的工单")}
+    for user, store in (("agent_s2", "S2"), ("sup_s1", "S1")):
+        client = client_for(user)
+        # Before: store S2 did not find the customer at all (their home store is S1).
+        assert "欧阳娜娜" in client.get("/customers/?q=欧阳").get_data(as_text=True)
+        page = client.get(f"/customers/{group_customer}").get_data(as_text=True)
+        other = "S1" if store == "S2" else "S2"
+        for text in own[store]:
+            assert text in page, (user, text)
+        for text in own[other]:  # before: the whole file, the other store's cars and visits included
+            assert text not in page, (user, text)
+    page = client_for("sup_all").get(f"/customers/{group_customer}").get_data(as_text=True)
+    assert all(text in page for texts in own.values() for text in texts)
+
+
+def test_a_store_without_a_tie_to_the_customer_still_gets_404(console, client_for):
+    _app, world = console
+    assert client_for("agent_s2").get(f"/customers/{world.customers['S1']}").status_code == 404
