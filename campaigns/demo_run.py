@@ -703,10 +703,14 @@ def _progress_line(status: dict[str, Any], reached: int) -> str:
 
 def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[Database], str],
              out: TextIO = sys.stdout, stop: threading.Event | None = None,
-             force: threading.Event | None = None) -> dict[str, Any]:
+             force: threading.Event | None = None,
+             history: Callable[[Database, dt.date], str] | None = None) -> dict[str, Any]:
     """Run the demo (see the module docstring); returns the figures.
 
     ``make_token(db)`` creates a read token of the demo's administrator for the console API.
+    ``history(db, today)``, when given, adds the demo group's past months of work once the live
+    campaign's audience is chosen (so that it cannot change who the live campaign calls) and
+    returns the line to print about it (the CLI passes :func:`demo.history.seed_history`).
     ``stop`` is set by the caller's signal handler (Ctrl-C); the demo then stops everything it
     started and raises :class:`Interrupted`. ``force`` (a second Ctrl-C) kills instead of waiting.
 
@@ -746,6 +750,12 @@ def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[
         window = campaign["params"]["window_days"]
         say(f"回访活动已创建 campaign #{campaign['id']} {campaign['name']}: {campaign['audience']} 位客户 "
             f"({campaign['store'] or '全部门店'}, 近 {window[1]} 天进厂), 最多 {options.channels} 路并发")
+        if history is not None:
+            t = time.monotonic()
+            line = history(db, today)
+            say(f"{line} ({time.monotonic() - t:.1f} s)")
+            if stop.is_set():
+                raise Interrupted
 
         python = sys.executable
         sim = services.add(Child("simulator", [

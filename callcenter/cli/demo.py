@@ -39,14 +39,17 @@ def demo() -> None:
               help="Call runner factory(phone, settings) instead of the robot (campaigns.robot:make_runner).")
 @click.option("--exit-when-done", is_flag=True,
               help="Stop everything after the figures instead of keeping the console running.")
+@click.option("--no-history", is_flag=True,
+              help="Skip the demo history (a year of past revisit work, marked 演示历史数据).")
 def run(workers: int, channels: int, min_calls: int, port: int, trunk_port: int, simulator_rtp_port: int,
-        simulator_processes: int, runner: str | None, exit_when_done: bool) -> None:
+        simulator_processes: int, runner: str | None, exit_when_done: bool, no_history: bool) -> None:
     """Create the demo group, start simulated customers, workers and console, run a revisit campaign.
 
     Starts from a fresh demo database every time (it refuses a database holding anything but the
-    demo group). Prints each call as the console shows it, the progress, and the figures (also in
-    <data dir>/demo-figures.json); then keeps the console running until Ctrl-C. Ctrl-C at any
-    point stops every process it started.
+    demo group), with a year of past revisit work (calls, tickets, improvement plans) marked as
+    演示历史数据 so that every report has months to show. Prints each call as the console shows it,
+    the progress, and the figures (also in <data dir>/demo-figures.json); then keeps the console
+    running until Ctrl-C. Ctrl-C at any point stops every process it started.
     """
     from campaigns.demo_run import DemoError, DemoOptions, Interrupted, run_demo
 
@@ -64,7 +67,8 @@ def run(workers: int, channels: int, min_calls: int, port: int, trunk_port: int,
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
     try:
-        run_demo(settings, options, make_token=_console_token, stop=stop, force=force)
+        run_demo(settings, options, make_token=_console_token, stop=stop, force=force,
+                 history=None if no_history else _history(settings))
     except Interrupted:
         click.echo("演示已中断 demo interrupted", err=True)
         sys.exit(130)
@@ -72,6 +76,51 @@ def run(workers: int, channels: int, min_calls: int, port: int, trunk_port: int,
         raise click.ClickException(str(exc)) from None
     if stop.is_set():
         sys.exit(0)  # Ctrl-C after the figures: the normal way to leave the console
+
+
+@demo.command("history")
+@click.option("--json", "as_json", is_flag=True)
+def history(as_json: bool) -> None:
+    """Add the demo history to the demo group in the configured database (once; a second run adds
+    nothing): a year of revisit calls, tickets, callbacks and improvement plans, marked 演示历史数据."""
+    import datetime as dt
+
+    from callcenter.cli.context import echo_json, open_database
+    from demo.history import HistoryError, seed_history
+
+    settings = load_settings()
+    db = open_database(settings)
+    try:
+        result = seed_history(db, today=dt.date.today(), tz=settings.timezone,
+                              default_cycle_mid=settings.cycle_months_mid,
+                              default_cycle_premium=settings.cycle_months_premium)
+    except HistoryError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        db.dispose()
+    if as_json:
+        echo_json(result)
+    else:
+        click.echo(_history_line(result))
+
+
+def _history(settings):
+    """The demo run's history step: seed, then the line it prints."""
+    from demo.history import seed_history
+
+    def seed(db, today) -> str:
+        return _history_line(seed_history(db, today=today, tz=settings.timezone,
+                                          default_cycle_mid=settings.cycle_months_mid,
+                                          default_cycle_premium=settings.cycle_months_premium))
+
+    return seed
+
+
+def _history_line(result: dict) -> str:
+    if result.get("skipped"):
+        return f"演示历史数据已存在 demo history already there ({result['campaigns']} 个历史活动)"
+    return (f"演示历史数据已生成 demo history: {result['calls']:,} 通电话 ({result['campaigns']} 个历史活动, 近 12 个月), "
+            f"{result['tags']:,} 个反馈标签, {result['tickets']:,} 张工单, {result['plans']} 个改善计划")
 
 
 def _console_token(db) -> str:

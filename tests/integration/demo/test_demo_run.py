@@ -122,6 +122,7 @@ def test_a_whole_demo_run_prints_and_writes_the_figures_and_leaves_nothing_runni
     # One line per call as the console shows it, the figures, and a login that is the generated one.
     assert len(re.findall(r"通话 #\d+ ", output)) == figures["calls"]
     assert "calls per hour on this machine" in output and "hang-up to tags visible" in output
+    assert "演示历史数据已生成 demo history" in output  # a year of marked past work beside the live calls
     admin = (tmp_path / "demo-credentials.txt").read_text(encoding="utf-8").splitlines()[0].split()
     assert f"登录 login: admin / {admin[1]}" in output
     pids = _started_pids(output)
