@@ -58,7 +58,7 @@ _TOP_KEYS = {"version", "questions", "default", "mixes", "numbers", "personas"}
 _PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_in", "voice", "hello", "greeting",
                  "answers", "default", "expect", "means", "confirm", "covers"}
 # Labels a robot confirmation names (issue 11: "{script}.{step}.confirm.{label}"), besides scores.
-CONFIRM_LABELS = frozenset({"yes", "no", "opt_out", "declined", "complaint", "busy", "other"})
+CONFIRM_LABELS = frozenset({"yes", "no", "opt_out", "declined", "wrong_number", "complaint", "busy", "other"})
 CONFIRM_LINES = {"yes": "对，是的。", "no": "不是。"}
 _DIAL_PREFIX_DIGITS = 5  # a PBX's outside-line or carrier prefix ("9", "0", "17951") before a listed number
 

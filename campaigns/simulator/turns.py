@@ -345,6 +345,11 @@ class TurnTaker:
             if not refs:
                 return self._unrecognised(t, heard, match)
         ref = refs[0]
+        confirms = [r for r in refs if r.kind is PromptKind.CONFIRM]
+        if confirms:
+            # One sentence may confirm an answer to any step ("……以后不再给您打电话,对吗?"), and a
+            # shared prompt of the same text is listed as a statement too: the step just answered.
+            ref = next((r for r in confirms if r.step == self._question), confirms[0])
         scripts = {r.script for r in refs}
         if len(scripts) == 1:
             self.script = ref.script

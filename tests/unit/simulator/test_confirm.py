@@ -23,6 +23,9 @@ CONFIRMS = {
     "post_service.satisfaction.confirm.5": ("跟您确认一下,您打的是五分,对吗?", "advisor"),
     "post_service.satisfaction.confirm.3": ("跟您确认一下,您打的是三分,对吗?", "car_wash"),
     "post_service.on_time.confirm.no": ("跟您确认一下,车没有按约定时间交给您,对吗?", "anything_else"),
+    # One sentence for every step, as the shipped scripts' confirm_opt_out.
+    "post_service.identity.confirm.opt_out": ("跟您确认一下,您以后不想再接到我们的电话,对吗?", "improvement"),
+    "post_service.satisfaction.confirm.opt_out": ("跟您确认一下,您以后不想再接到我们的电话,对吗?", "improvement"),
 }
 
 
@@ -46,7 +49,7 @@ def confirm_world(tmp_path_factory, scripts):
     shipped = PromptLibrary()
     overlay = tmp_path_factory.mktemp("confirm-audio")
     manifest = {}
-    for i, (text, source) in enumerate(CONFIRMS.values()):
+    for i, (text, source) in enumerate(dict(CONFIRMS.values()).items()):
         pcm = read_wav(shipped.path(scripts["post_service"].steps[source].say), 8000)[::-1].copy()
         name = f"confirm{i}.wav"
         with wave.open(str(overlay / name), "wb") as w:
@@ -150,6 +153,20 @@ personas:
     assert turns._answer(1.0, "satisfaction", "sat")[0].line.text == "那就五分。"
     turns.state = turns.state.LISTEN
     assert turns._confirm(2.0, "on_time", "yn", "no")[0].key == "confirm_yes"
+
+
+def test_a_sentence_that_confirms_any_step_is_taken_for_the_step_just_answered(book, confirm_world):
+    _script, index, robot = confirm_world
+    line = Line(taker(book, index, "opt_out")).answer().silence(0.5)
+    for key in ("identity", "post_service.identity.confirm.opt_out"):
+        line.robot(robot(key)).silence(1.0).until_quiet()
+    assert [k for k, _t in _said(line)] == ["identity", "confirm_yes"]  # opt_out means it at identity
+    assert line.turns.questions == ["identity", "identity.confirm.opt_out"]
+    line = Line(taker(book, index, "satisfied")).answer().silence(0.5).until_quiet()
+    for key in ("satisfaction", "post_service.satisfaction.confirm.opt_out"):
+        line.robot(robot(key)).silence(1.0).until_quiet()
+    assert [k for k, _t in _said(line)] == ["satisfaction", "confirm_no"]
+    assert line.turns.questions[-1] == "satisfaction.confirm.opt_out"
 
 
 @pytest.mark.parametrize("bad, message", [
