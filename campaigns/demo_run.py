@@ -515,10 +515,13 @@ def _round(value: float | None, digits: int = 2) -> float | None:
 
 
 def compute_figures(db: Database, campaign_id: int, seen: Mapping[int, SeenCall], *, started_at: dt.datetime,
-                    options: DemoOptions, expected: Callable[[str], str | None]) -> dict[str, Any]:
+                    options: DemoOptions, expected: Callable[[str], str | None],
+                    expect: Callable[[str], Mapping[str, Any] | None] | None = None) -> dict[str, Any]:
     """The figures of issue 8 from the database and what the console API showed.
 
-    ``expected(phone)`` is the outcome the persona answering ``phone`` should lead to.
+    ``expected(phone)`` is the outcome the persona answering ``phone`` should lead to; ``expect(phone)``
+    its whole ``expect`` (score, complaint categories, tickets ...), for the tag and ticket figures
+    of issue 11 (:mod:`campaigns.personas.scoring`).
     """
     with db.session() as s:
         calls = s.execute(sa.select(Call.id, Call.phone, Call.disposition, Call.outcome, Call.started_at,
@@ -559,6 +562,7 @@ def compute_figures(db: Database, campaign_id: int, seen: Mapping[int, SeenCall]
         if c.outcome is not None:
             outcomes[c.outcome.value] = outcomes.get(c.outcome.value, 0) + 1
     load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
+    judged = _judge_calls(db, [(c.id, c.phone) for c in answered], expect) if expect is not None else None
     return {
         "date": utcnow().replace(microsecond=0).isoformat() + "Z",
         "machine": {"host": socket.gethostname(), "cpus": os.cpu_count(), "python": platform.python_version(),
@@ -575,6 +579,7 @@ def compute_figures(db: Database, campaign_id: int, seen: Mapping[int, SeenCall]
                                  "share": _round(len(as_scripted) / len(answered), 3) if answered else None,
                                  "definition": "answered calls whose outcome is the one the simulated customer's "
                                                "persona expects (personas.yaml expect.outcome)"},
+        "tags_and_tickets": judged,
         "answered_completed": {"n": len(completed), "of": len(answered),
                                "share": _round(len(completed) / len(answered), 3) if answered else None},
         "hangup_to_visible_seconds": {
@@ -587,6 +592,27 @@ def compute_figures(db: Database, campaign_id: int, seen: Mapping[int, SeenCall]
         "tickets_by_department": tickets, "callbacks": callbacks, "opt_outs": opt_outs,
         "calls_with_customer_transcript": with_transcript, "recordings": recordings,
     }
+
+
+def _judge_calls(db: Database, calls: list[tuple[int, str | None]],
+                 expect: Callable[[str], Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Tag and ticket correctness of the answered calls whose persona says what to expect."""
+    from campaigns.personas.scoring import Expected, concluded, judge, summarize
+
+    wanted = {cid: e for cid, phone in calls if (e := expect(phone or "")) is not None}
+    with db.session() as s:
+        got = concluded(s, wanted)
+    pairs = []
+    for cid, e in wanted.items():
+        exp = Expected.from_expect(e)
+        pairs.append((exp, got[cid], judge(exp, got[cid])))
+    total = summarize(pairs)
+    return {"calls": total["calls"], "tags_exact": total["tags"]["calls_exact"],
+            "tickets_exact": sum(1 for *_x, j in pairs if j.tickets_ok), "tags": total["tags"],
+            "tickets": total["tickets"],
+            "definition": "answered calls; complaint tags (praise aside) against the persona's expect.categories "
+                          "(allowed extras not counted), tickets by department against expect.tickets "
+                          "(campaigns/personas/scoring.py)"}
 
 
 # --------------------------------------------------------------------------- the run
@@ -663,6 +689,11 @@ def _personas() -> Callable[[str], Any]:
 def _expected_outcomes() -> Callable[[str], str | None]:
     persona = _personas()
     return lambda phone: (p.expect.get("outcome") if (p := persona(phone)) is not None else None)
+
+
+def _expectations() -> Callable[[str], Mapping[str, Any] | None]:
+    persona = _personas()
+    return lambda phone: (p.expect if (p := persona(phone)) is not None and p.expect.get("outcome") else None)
 
 
 def _call_line(call: SeenCall, phone: str | None, persona: Any) -> str:
@@ -788,7 +819,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[
         say(f"回访活动开始 campaign #{campaign['id']} started")
         seen = _watch(db, api, campaign["id"], settings, options, say, stop, services.check, campaign_status)
         figures = compute_figures(db, campaign["id"], seen, started_at=started_at, options=options,
-                                  expected=_expected_outcomes())
+                                  expected=_expected_outcomes(), expect=_expectations())
         figures["run"] = {"startup_seconds": round(startup, 1), "total_seconds": round(time.monotonic() - run_t0, 1)}
         path = data_dir / "demo-figures.json"
         path.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -934,6 +965,13 @@ def _print_figures(say: Printer, f: dict[str, Any], path: Path) -> None:
         say(f"按话术完成 answered calls ending as scripted: {scripted['share'] * 100:.0f}% "
             f"({scripted['n']}/{scripted['of']}); 完成全部问题 completed: "
             f"{f['answered_completed']['n']}/{f['answered_completed']['of']}")
+    judged = f.get("tags_and_tickets")
+    if judged and judged["calls"]:
+        tags, tickets = judged["tags"], judged["tickets"]
+        say(f"标签与工单 tags and tickets: 标签正确 tags right {judged['tags_exact']}/{judged['calls']} "
+            f"(precision {tags['precision']}, recall {tags['recall']}); 工单正确 tickets right "
+            f"{judged['tickets_exact']}/{judged['calls']} (多开 false {tickets['false']}, 重复 duplicate "
+            f"{tickets['duplicates']}, 漏开 missed {tickets['missed']})")
     if vis["n"]:
         say(f"挂机到标签可见 hang-up to tags visible in the console: 中位 median {vis['median']:.2f} s, "
             f"p95 {vis['p95']:.2f} s, max {vis['max']:.2f} s ({vis['n']} calls; target ≤ 3 s)")

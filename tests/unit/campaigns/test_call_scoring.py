@@ -124,3 +124,36 @@ def test_concluded_reads_what_the_robot_recorded(tmp_path):
     assert (first.outcome, first.score5, first.categories) == ("completed", 2, {"price", "praise"})
     assert first.tickets == {"after_sales": 2} and first.callback and not first.dnc
     assert second.outcome == "opt_out" and second.dnc and not second.callback and second.tickets == {}
+
+
+def test_the_demo_reports_tag_and_ticket_correctness_from_the_shipped_personas(tmp_path):
+    from callcenter.storage import Database, upgrade_database
+    from callcenter.storage.models import Call, CallOutcome, CallTag, Customer, Store, Ticket, utcnow
+    from campaigns.demo_run import _expectations, _judge_calls
+
+    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    try:
+        upgrade_database(db)
+        with db.session() as s:
+            store = Store(code="D1", name="演示店")
+            s.add(store)
+            s.flush()
+            cust = Customer(external_id="D1-1", store_id=store.id, name="王", phone="13900000002")
+            s.add(cust)
+            s.flush()
+            calls = []
+            for phone in ("13900000002", "13900000001"):  # complains_wait, satisfied
+                call = Call(customer_id=cust.id, store_id=store.id, phone=phone, outcome=CallOutcome.COMPLETED)
+                s.add(call)
+                s.flush()
+                calls.append((call.id, phone))
+            s.add(CallTag(call_id=calls[0][0], category="wait_time", department="after_sales"))
+            s.add(CallTag(call_id=calls[1][0], category="service_attitude", department="after_sales"))
+            s.add(Ticket(call_id=calls[1][0], customer_id=cust.id, store_id=store.id, department="after_sales",
+                         title="客户反馈：服务态度", due_at=utcnow()))
+        judged = _judge_calls(db, calls, _expectations())
+    finally:
+        db.dispose()
+    assert (judged["calls"], judged["tags_exact"], judged["tickets_exact"]) == (2, 1, 0)
+    assert judged["tickets"]["missed"] == 1 and judged["tickets"]["on_satisfied_calls"] == 1
+    assert judged["tags"]["false"] == 1 and judged["tags"]["recall"] == 1.0
