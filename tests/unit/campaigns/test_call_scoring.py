@@ -78,41 +78,40 @@ def test_summary_figures():
     assert s["opt_outs_on_dnc_list"] == {"n": 2, "of": 2}
 
 
-def test_concluded_reads_what_the_robot_recorded(tmp_path):
+def _database_with_a_customer(path, phone: str):
+    """A fresh SQLite schema with one store and one customer: (db, store id, customer id)."""
     from callcenter.storage import Database, upgrade_database
-    from callcenter.storage.models import (
-        Call,
-        Callback,
-        CallOutcome,
-        CallTag,
-        Customer,
-        DoNotCall,
-        Store,
-        Ticket,
-        utcnow,
-    )
+    from callcenter.storage.models import Customer, Store
 
-    db = Database(f"sqlite:///{tmp_path / 'c.db'}")
+    db = Database(f"sqlite:///{path}")
+    upgrade_database(db)
+    with db.session() as s:
+        store = Store(code="T1", name="测试店")
+        s.add(store)
+        s.flush()
+        cust = Customer(external_id="T1-1", store_id=store.id, name="王", phone=phone)
+        s.add(cust)
+        s.flush()
+        return db, store.id, cust.id
+
+
+def test_concluded_reads_what_the_robot_recorded(tmp_path):
+    from callcenter.storage.models import Call, Callback, CallOutcome, CallTag, DoNotCall, Ticket, utcnow
+
+    db, store_id, cust_id = _database_with_a_customer(tmp_path / "c.db", "13900000001")
     try:
-        upgrade_database(db)
         with db.session() as s:
-            store = Store(code="T1", name="测试店")
-            s.add(store)
-            s.flush()
-            cust = Customer(external_id="T1-1", store_id=store.id, name="王", phone="13900000001")
-            s.add(cust)
-            s.flush()
-            a = Call(customer_id=cust.id, store_id=store.id, phone="13900000001", outcome=CallOutcome.COMPLETED,
+            a = Call(customer_id=cust_id, store_id=store_id, phone="13900000001", outcome=CallOutcome.COMPLETED,
                      score5=2, ended_at=utcnow())
-            b = Call(customer_id=cust.id, store_id=store.id, phone="13900000002", outcome=CallOutcome.OPT_OUT)
+            b = Call(customer_id=cust_id, store_id=store_id, phone="13900000002", outcome=CallOutcome.OPT_OUT)
             s.add_all([a, b])
             s.flush()
             s.add_all([CallTag(call_id=a.id, category="price", department="after_sales"),
                        CallTag(call_id=a.id, category="praise", department="crm")])
             for _ in range(2):
-                s.add(Ticket(call_id=a.id, customer_id=cust.id, store_id=store.id, department="after_sales",
+                s.add(Ticket(call_id=a.id, customer_id=cust_id, store_id=store_id, department="after_sales",
                              title="客户反馈：价格/收费", due_at=utcnow()))
-            s.add(Callback(customer_id=cust.id, store_id=store.id, call_id=a.id, due_at=utcnow()))
+            s.add(Callback(customer_id=cust_id, store_id=store_id, call_id=a.id, due_at=utcnow()))
             s.add(DoNotCall(phone="13900000002", reason="客户要求不再来电", source="robot", call_id=b.id))
             ids = (a.id, b.id)
         with db.session() as s:
@@ -127,29 +126,21 @@ def test_concluded_reads_what_the_robot_recorded(tmp_path):
 
 
 def test_the_demo_reports_tag_and_ticket_correctness_from_the_shipped_personas(tmp_path):
-    from callcenter.storage import Database, upgrade_database
-    from callcenter.storage.models import Call, CallOutcome, CallTag, Customer, Store, Ticket, utcnow
+    from callcenter.storage.models import Call, CallOutcome, CallTag, Ticket, utcnow
     from campaigns.demo_run import _expectations, _judge_calls
 
-    db = Database(f"sqlite:///{tmp_path / 'd.db'}")
+    db, store_id, cust_id = _database_with_a_customer(tmp_path / "d.db", "13900000002")
     try:
-        upgrade_database(db)
         with db.session() as s:
-            store = Store(code="D1", name="演示店")
-            s.add(store)
-            s.flush()
-            cust = Customer(external_id="D1-1", store_id=store.id, name="王", phone="13900000002")
-            s.add(cust)
-            s.flush()
             calls = []
             for phone in ("13900000002", "13900000001"):  # complains_wait, satisfied
-                call = Call(customer_id=cust.id, store_id=store.id, phone=phone, outcome=CallOutcome.COMPLETED)
+                call = Call(customer_id=cust_id, store_id=store_id, phone=phone, outcome=CallOutcome.COMPLETED)
                 s.add(call)
                 s.flush()
                 calls.append((call.id, phone))
             s.add(CallTag(call_id=calls[0][0], category="wait_time", department="after_sales"))
             s.add(CallTag(call_id=calls[1][0], category="service_attitude", department="after_sales"))
-            s.add(Ticket(call_id=calls[1][0], customer_id=cust.id, store_id=store.id, department="after_sales",
+            s.add(Ticket(call_id=calls[1][0], customer_id=cust_id, store_id=store_id, department="after_sales",
                          title="客户反馈：服务态度", due_at=utcnow()))
         judged = _judge_calls(db, calls, _expectations())
     finally:
