@@ -124,3 +124,30 @@ def test_store_admins_see_their_stores_audit_entries_only(console, client_for, c
     client_for("sup_s2").get("/reports/feedback?format=csv")
     page = client_for("admin_s1").get("/admin/audit?action=export").get_data(as_text=True)
     assert page.count("报表 · 客户反馈率") == 1 and "sup_s1" in page and "sup_s2" not in page
+
+
+def test_the_user_form_is_the_new_users_and_says_what_is_wrong_next_to_the_field(console, client_for, csrf, db):
+    """Issue 12: the form was pre-filled with the logged-in admin (a template variable shadowed it)."""
+    app, world = console
+    client = client_for("admin_s1")
+    form = client.get("/admin/users/new").get_data(as_text=True)
+    assert 'name="username" required maxlength="64" value=""' in form and 'value="admin_s1"' not in form
+    bad = client.post("/admin/users/new", data={"username": "王 五", "password": "short", "role": "agent",
+                                                "store_id": world.stores["S1"], "csrf_token": csrf})
+    page = bad.get_data(as_text=True)
+    assert bad.status_code == 400 and 'data-testid="error-username"' in page and 'data-testid="error-password"' in page
+    assert "用户名" in page and "王 五" in page  # Chinese, next to the field, what was typed kept
+    created = client.post("/admin/users/new", data={"username": "wang.wu", "display_name": "王五",
+                                                    "password": "Wang-wu-2026!", "role": "agent",
+                                                    "store_id": world.stores["S1"], "csrf_token": csrf})
+    assert created.status_code == 302
+    with db.session() as s:
+        uid = s.scalar(sa.select(User.id).where(User.username == "wang.wu"))
+    # Edit: the form shows the edited user, not the admin; disabling keeps the account and its name.
+    edit = client.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert 'value="王五"' in edit and 'value="admin_s1"' not in edit
+    client.post(f"/admin/users/{uid}", data={"display_name": "王五", "role": "agent", "store_id": world.stores["S1"],
+                                             "csrf_token": csrf})  # "active" unchecked
+    with db.session() as s:
+        assert s.get(User, uid).active is False
+    assert client.get(f"/admin/users/{world.users['agent_s2']}").status_code == 404  # another store's user
