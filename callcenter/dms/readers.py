@@ -81,6 +81,7 @@ def open_table(path: Path) -> Table:
         _check_xlsx_extent(path)
         return _open_workbook(path)
     if head.startswith(_XLS_MAGIC):
+        _check_xls_extent(path)
         return _open_workbook(path)
     return _open_text(path)
 
@@ -312,12 +313,137 @@ def _check_xlsx_extent(path: Path) -> None:
         raise UnreadableFile(f"{path.name}: {exc}") from None
     except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError, EOFError) as exc:
         raise UnreadableFile(f"{path.name}: not a readable Excel workbook ({exc})") from None
+    _refuse_extent(path.name, rows, cols, far_row, far_col)
+
+
+def _refuse_extent(name: str, rows: int, cols: int, far_row: int, far_col: int) -> None:
     if cols > MAX_COLUMNS or rows * cols > MAX_CELLS:
         far = f"{_column_letters(far_col)}{far_row}" if cols > MAX_COLUMNS else f"row {rows:,}"
         raise UnreadableFile(
-            f"{path.name}: the first sheet reaches {far}: {rows:,} rows x {cols:,} columns, more than is read "
+            f"{name}: the first sheet reaches {far}: {rows:,} rows x {cols:,} columns, more than is read "
             f"(at most {MAX_COLUMNS} columns and {MAX_CELLS:,} cells); is there a stray cell far outside the "
             f"table? Delete it, or copy the table into a new workbook")
+
+
+# ----------------------------------------------------------------------------- XLS
+# An XLS file is a compound file (OLE2: sectors chained by a FAT) holding the BIFF "Workbook"
+# stream: records of (type, length, data). Its first sheet's cell records give the real extent,
+# as the sheet XML does for XLSX; reading them costs a pass over the stream, nothing more.
+
+_CFB_END = 0xFFFFFFFE
+_CFB_SPECIAL = 0xFFFFFFFA  # sector numbers from here up are markers, not sectors
+# BIFF cell records that hold a value: FORMULA, RSTRING, LABELSST, NUMBER, LABEL, BOOLERR, RK (one
+# cell at row, column) and MULRK (a run of cells ending at the column in its last two bytes).
+_BIFF_CELLS = frozenset({0x0006, 0x00D6, 0x00FD, 0x0203, 0x0204, 0x0205, 0x027E})
+_BIFF_MULRK = 0x00BD
+_BIFF_BOUNDSHEET, _BIFF_EOF, _BIFF_FILEPASS = 0x0085, 0x000A, 0x002F
+
+
+def _u16(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + 2], "little")
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at:at + 4], "little")
+
+
+def _cfb_stream(data: bytes, names: tuple[str, ...]) -> bytes:
+    """The first of ``names`` found in a compound file, by its sector chain (loops and
+    out-of-range sectors are errors, not hangs)."""
+    size = 1 << _u16(data, 0x1E)
+    mini_size = 1 << _u16(data, 0x20)
+    if size not in (512, 4096) or mini_size != 64:
+        raise ValueError("bad compound-file header")
+    n_sectors = (len(data) - size) // size
+
+    def sector(n: int) -> bytes:
+        if n >= n_sectors:
+            raise ValueError(f"sector {n} is outside the file")
+        return data[(n + 1) * size:(n + 2) * size]
+
+    fat_sectors = [_u32(data, 0x4C + 4 * i) for i in range(109)]
+    difat, seen = _u32(data, 0x44), 0
+    while difat < _CFB_SPECIAL and seen <= n_sectors:
+        block = sector(difat)
+        fat_sectors += [_u32(block, 4 * i) for i in range(size // 4 - 1)]
+        difat, seen = _u32(block, size - 4), seen + 1
+    fat = b"".join(sector(n) for n in fat_sectors[:_u32(data, 0x2C)] if n < _CFB_SPECIAL)
+
+    def chain(first: int, table: bytes, read, limit: int) -> bytes:
+        out, n, steps = [], first, 0
+        while n < _CFB_SPECIAL:
+            steps += 1
+            if steps > limit or 4 * n + 4 > len(table):
+                raise ValueError("broken sector chain")
+            out.append(read(n))
+            n = _u32(table, 4 * n)
+        return b"".join(out)
+
+    directory = chain(_u32(data, 0x30), fat, sector, n_sectors)
+    entries = [directory[i:i + 128] for i in range(0, len(directory) - 127, 128)]
+    if not entries:
+        raise ValueError("no directory")
+    by_name = {}
+    for e in entries:
+        name = e[:max(_u16(e, 64) - 2, 0)].decode("utf-16-le", "replace")
+        if e[66] == 2:  # a stream
+            by_name.setdefault(name, e)
+    entry = next((by_name[n] for n in names if n in by_name), None)
+    if entry is None:
+        raise ValueError("no workbook stream")
+    start, length = _u32(entry, 116), _u32(entry, 120)
+    if length < _u32(data, 0x38):  # small streams live in the mini stream
+        root = entries[0]
+        mini_stream = chain(_u32(root, 116), fat, sector, n_sectors)
+        mini_fat = chain(_u32(data, 0x3C), fat, sector, n_sectors)
+        stream = chain(start, mini_fat, lambda n: mini_stream[n * mini_size:(n + 1) * mini_size],
+                       len(mini_stream) // mini_size + 1)
+    else:
+        stream = chain(start, fat, sector, n_sectors)
+    return stream[:length]
+
+
+def _xls_extent(stream: bytes) -> tuple[int, int, int, int]:
+    """(last row, last column, row and column of the cell that sets it) of the first sheet, 1-based."""
+    at, first_sheet = 0, None
+    while at + 4 <= len(stream):  # the workbook globals, up to their EOF
+        kind, length = _u16(stream, at), _u16(stream, at + 2)
+        if kind == _BIFF_FILEPASS:
+            return 0, 0, 0, 0  # encrypted: the Excel reader says so
+        if kind == _BIFF_BOUNDSHEET and first_sheet is None:
+            first_sheet = _u32(stream, at + 4)
+        at += 4 + length
+        if kind == _BIFF_EOF:
+            break
+    if first_sheet is None:
+        raise ValueError("the workbook has no sheets")
+    at, last_row, last_col, far_row, far_col = first_sheet, 0, 0, 0, 0
+    while at + 4 <= len(stream):
+        kind, length = _u16(stream, at), _u16(stream, at + 2)
+        body = stream[at + 4:at + 4 + length]
+        at += 4 + length
+        if kind == _BIFF_EOF:
+            break
+        if kind in _BIFF_CELLS and length >= 4:
+            row, col = _u16(body, 0) + 1, _u16(body, 2) + 1
+        elif kind == _BIFF_MULRK and length >= 6:
+            row, col = _u16(body, 0) + 1, _u16(body, length - 2) + 1
+        else:
+            continue
+        last_row = max(last_row, row)
+        if col > last_col:
+            last_col, far_row, far_col = col, row, col
+    return last_row, last_col, far_row, far_col
+
+
+def _check_xls_extent(path: Path) -> None:
+    """Refuse an XLS whose first sheet would not fit the bounds, before the Excel reader builds it."""
+    try:
+        stream = _cfb_stream(path.read_bytes(), ("Workbook", "Book"))
+        extent = _xls_extent(stream)
+    except (ValueError, IndexError, OSError) as exc:
+        raise UnreadableFile(f"{path.name}: not a readable Excel workbook ({exc})") from None
+    _refuse_extent(path.name, *extent)
 
 
 def _open_workbook(path: Path) -> Table:
@@ -332,8 +458,7 @@ def _open_workbook(path: Path) -> Table:
         raise
     except Exception as exc:  # calamine raises its own types for corrupt archives
         raise UnreadableFile(f"{path.name}: not a readable Excel workbook ({exc})") from None
-    # XLS (BIFF) is bounded by its format (65,536 rows x 256 columns); both formats get the same
-    # bounds on what is turned into Python objects, row by row.
+    # Both formats were scanned above; this is the reader's own word for the same bounds.
     if sheet.width > MAX_COLUMNS or sheet.height * sheet.width > MAX_CELLS:
         raise UnreadableFile(
             f"{path.name}: the first sheet spans {sheet.total_height:,} rows x {sheet.total_width:,} columns, more "
