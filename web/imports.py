@@ -6,15 +6,17 @@ The import itself is the DMS importer's (:func:`callcenter.dms.importer.import_c
 ``import_visits``: formats, encodings, validation, one transaction), run on the console's job
 thread (:mod:`web.jobs`). Uploads are stored under ``<data dir>/imports`` with a random name
 (the uploaded name is only shown, never used as a path) and are bounded by the console's
-request limit. Administrators only; a store's administrator imports into their own store, and
-a file that names another store or another store's customers is refused as a whole. Runs on
-the request's worker thread.
+request limit. Administrators only; a store's administrator imports on their store's behalf
+(the importer's ``acting_store``: rows of other stores are rejected with their reason). The
+importer's reasons are shown in the reader's language (:func:`reason_text`). Runs on the
+request's worker thread.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import secrets
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from flask_babel import gettext as _
 
 from callcenter.domain import Role
 from callcenter.storage import Database
-from callcenter.storage.models import Customer, Store
+from callcenter.storage.models import Store
 from callcenter.storage.web_models import ConsoleJob, JobStatus
 from web import audit, jobs
 from web.security import current_user, require, scoped_store_id
@@ -40,7 +42,6 @@ SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
 MAX_KEPT_ERRORS = 20_000
 PREVIEW_ERRORS = 200
 FOLDER = "imports"
-SCOPE_ERROR = "other-store rows:\n"
 
 
 def upload_dir() -> Path:
@@ -142,8 +143,11 @@ def _start(kind: str, filename: str, stored: str, store: Store | None, *, dry_ru
     if not dry_run:
         audit.record("import.run", "import", job.id, store_id=job.store_id, kind=kind, file=filename)
     db().commit()
+    # A store's administrator imports on their store's behalf: the importer rejects other stores'
+    # rows and never changes another store's customers, cars or visits.
+    acting = store.code if store is not None and scoped_store_id() is not None else None
     jobs.submit(job.id, import_body(kind, upload_dir() / stored, filename, dry_run=dry_run,
-                                    store_code=job.target, scope=scoped_store_id()))
+                                    store_code=job.target, acting_store=acting))
     return job
 
 
@@ -154,7 +158,7 @@ def show(job_id: int):
     result = job.result or {}
     return render_template("imports/show.html", job=job, result=result, labels=column_labels(),
                            errors=(result.get("errors") or [])[:PREVIEW_ERRORS], stale=jobs.is_stale,
-                           status=_status(job), scope=scope_problems(job.error))
+                           status=_status(job), reason=reason_text, failure=failure_text(job.error))
 
 
 @bp.get("/<int:job_id>.json")
@@ -192,7 +196,7 @@ def errors_csv(job_id: int):
     writer.writerow([_("Row"), _("Column"), _("Value"), _("Reason")])
     for e in (job.result or {}).get("errors") or []:
         writer.writerow([e.get("row"), labels.get(e.get("column"), e.get("column")), _cell(e.get("value")),
-                         e.get("reason")])
+                         _cell(reason_text(e.get("reason") or ""))])
     audit.record("export", "import", job.id, store_id=job.store_id, what="import errors", commit=True)
     # UTF-8 with BOM: Excel on Chinese Windows opens it without garbling.
     body = "\ufeff" + out.getvalue()
@@ -207,17 +211,99 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+# -- the importer's reasons in the reader's language -----------------------------------------
+
+# The importer (callcenter.dms) words its reasons in English for the CLI and the API; the page
+# and the error list say them in the reader's language. A reason not listed here is shown as is.
+_REASONS: tuple[tuple[re.Pattern, object], ...] = (
+    (re.compile(r"^(\w+) is empty$|^empty phone number$|^empty date$"), lambda m: _("required, but empty")),
+    (re.compile(r"^not a valid mainland mobile number"),
+     lambda m: _("not a valid mobile number (11 digits starting with 13 to 19)")),
+    (re.compile(r"^not a valid landline"), lambda m: _("not a valid landline number (area code and 7 or 8 digits)")),
+    (re.compile(r"^not a mobile number and has no area code"),
+     lambda m: _("not a mobile number, and a landline number needs its area code")),
+    (re.compile(r"^contains characters other than digits"), lambda m: _("holds characters other than digits")),
+    (re.compile(r"^not a mainland China number"), lambda m: _("not a mainland China number (country code +86)")),
+    (re.compile(r"^VIN must have 17 characters, not (\d+)"),
+     lambda m: _("a VIN has 17 characters, this one has %(n)s", n=m.group(1))),
+    (re.compile(r"^VIN cannot contain (.+)$"), lambda m: _("a VIN cannot contain %(chars)s", chars=m.group(1))),
+    (re.compile(r"^VIN may hold only"), lambda m: _("a VIN holds digits and the letters A to Z except I, O and Q")),
+    (re.compile(r"^date (\S+) is in the future"), lambda m: _("the date %(date)s is in the future", date=m.group(1))),
+    (re.compile(r"^date (\S+) is before (\S+)"),
+     lambda m: _("the date %(date)s is before %(earliest)s", date=m.group(1), earliest=m.group(2))),
+    (re.compile(r"^impossible date (\S+)"), lambda m: _("the date %(date)s does not exist", date=m.group(1))),
+    (re.compile(r"^not a date"), lambda m: _("not a date (write 2026-03-05, 2026/3/5 or 2026年3月5日)")),
+    (re.compile(r"^number (\S+) is not an Excel date"), lambda m: _("not a date")),
+    (re.compile(r"^expected 男/女"), lambda m: _("expected 男 or 女")),
+    (re.compile(r"^expected mid/premium"), lambda m: _("expected 中端 or 高端")),
+    (re.compile(r"^expected 是/否"), lambda m: _("expected 是 or 否")),
+    (re.compile(r"^expected maintenance/"), lambda m: _("not a known visit type (保养, 维修, 钣喷, 索赔, 理赔, 检查)")),
+    (re.compile(r"^not a number$"), lambda m: _("not a number")),
+    (re.compile(r"^must be a number of at least 0"), lambda m: _("must not be negative")),
+    (re.compile(r"^too large$"), lambda m: _("too large")),
+    (re.compile(r"^longer than (\d+) characters"), lambda m: _("longer than %(n)s characters", n=m.group(1))),
+    (re.compile(r"^contains control characters"), lambda m: _("holds control characters")),
+    (re.compile(r"^unknown store"), lambda m: _("unknown store: add it on the stores page first")),
+    (re.compile(r"^another store's row"), lambda m: _("a row of another store: this import is for your store only")),
+    (re.compile(r"^unknown customer"), lambda m: _("unknown customer: import the customers first")),
+    (re.compile(r"^VIN is not a vehicle of customer (\S+)"),
+     lambda m: _("the VIN is not a car of customer %(id)s", id=m.group(1))),
+    (re.compile(r"^paid is empty and there is no amount"),
+     lambda m: _("paid is empty and there is no amount to tell from")),
+    (re.compile(r"^store is empty"), lambda m: _("the store is empty: fill the store column or choose a store")),
+    (re.compile(r"^vin is empty but the row has vehicle data"),
+     lambda m: _("the VIN is empty but the row has vehicle data")),
+    (re.compile(r"^the row has (\d+) cells but the header has (\d+) columns"),
+     lambda m: _("the row has %(n)s cells but the header %(w)s columns: probably a comma inside a value "
+                 "(put the value in quotes or remove the comma)", n=m.group(1), w=m.group(2))),
+)
+
+
+_FAILURES: tuple[tuple[re.Pattern, object], ...] = (
+    (re.compile(r"missing required column\(s\): ([^;(]+?)(?: \(.*\))?; found: (.*)$"),
+     lambda m: _("required columns are missing: %(missing)s (the file's columns: %(found)s)",
+                 missing="、".join(column_labels().get(c.strip(), c.strip()) for c in m.group(1).split(",")),
+                 found=m.group(2))),
+    (re.compile(r"the same column appears twice: (.+)$"), lambda m: _("a column appears twice: %(cols)s",
+                                                                      cols=m.group(1))),
+    (re.compile(r"no data rows"), lambda m: _("the file has a header but no data rows")),
+    (re.compile(r"the file is empty|the first sheet is empty"), lambda m: _("the file is empty")),
+    (re.compile(r"unknown text encoding|the text looks like"),
+     lambda m: _("unknown text encoding: save the file as UTF-8 or GBK (in Excel: CSV UTF-8)")),
+    (re.compile(r"not a text file"), lambda m: _("not a CSV or Excel file")),
+    (re.compile(r"not a readable Excel workbook"), lambda m: _("not a readable Excel workbook")),
+    (re.compile(r"no store defined yet"), lambda m: _("no store exists yet: add one on the stores page first")),
+)
+
+
+def failure_text(error: str | None) -> str:
+    """Why a whole file failed, in the reader's language (the importer's text when not known)."""
+    for pattern, say in _FAILURES:
+        match = pattern.search(error or "")
+        if match:
+            return say(match)
+    return error or ""
+
+
+def reason_text(reason: str) -> str:
+    """An importer's reason in the reader's language (the English text when it is not known)."""
+    for pattern, say in _REASONS:
+        match = pattern.search(reason)
+        if match:
+            return say(match)
+    return reason
+
+
 # -- the job (on the job thread) ------------------------------------------------------------
 
 
-def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_code: str | None, scope: int | None):
+def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_code: str | None,
+                acting_store: str | None):
     """The job that runs the importer on ``path`` and keeps its report on the job row."""
 
     def body(database: Database, job_id: int, progress) -> dict:
         from callcenter.dms.importer import ImportFailed, import_customers, import_visits
 
-        if scope is not None:
-            _check_scope(database, kind, path, scope)
         state = {"done": 0, "total": None}
 
         def on_total(total: int | None) -> None:
@@ -230,7 +316,8 @@ def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_co
 
         run = import_customers if kind == "customers" else import_visits
         try:
-            report = run(database, path, dry_run=dry_run, store_code=store_code, progress=step, on_total=on_total)
+            report = run(database, path, dry_run=dry_run, store_code=store_code, acting_store=acting_store,
+                         progress=step, on_total=on_total)
         except ImportFailed as exc:
             raise jobs.JobError(str(exc).replace(path.name, filename)) from None
         result = report.as_dict()
@@ -240,59 +327,3 @@ def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_co
         return result
 
     return body
-
-
-def _check_scope(database: Database, kind: str, path: Path, store_id: int) -> None:
-    """A store's administrator may import their store's rows only: a file naming another store,
-    or customers that belong to another store, is refused whole (a partial import would hide
-    which rows were skipped for scope rather than for their data).
-
-    Raises:
-        JobError: naming the first offending rows.
-    """
-    from callcenter.dms.fields import CUSTOMER_COLUMNS, VISIT_COLUMNS, map_header, parse_customer_id
-    from callcenter.dms.readers import UnreadableFile, open_table
-
-    try:
-        table = open_table(path)
-    except UnreadableFile:
-        return  # the importer says why
-    index, missing, duplicates = map_header(table.header, CUSTOMER_COLUMNS if kind == "customers" else VISIT_COLUMNS)
-    if missing or duplicates:
-        return
-    with database.session() as s:
-        store = s.get(Store, store_id)
-        own = {store.code, store.name}
-        by_customer: dict[str, list[int]] = {}
-        bad: list[tuple[int, str, str]] = []
-        for number, cells in table.rows:
-            if "store" in index and index["store"] < len(cells):
-                value = str(cells[index["store"]] or "").strip()
-                if value and value not in own:
-                    bad.append((number, "store", value))
-            if "customer_id" in index and index["customer_id"] < len(cells):
-                try:
-                    cid = parse_customer_id(cells[index["customer_id"]])
-                except ValueError:
-                    continue
-                by_customer.setdefault(cid, []).append(number)
-        ids = list(by_customer)
-        for i in range(0, len(ids), 500):
-            for ext in s.scalars(sa.select(Customer.external_id).where(
-                    Customer.external_id.in_(ids[i:i + 500]), Customer.store_id != store_id)):
-                bad.append((by_customer[ext][0], "customer_id", ext))
-    if bad:
-        # Stored as data, worded by the page in the reader's language (this thread has none).
-        raise jobs.JobError(SCOPE_ERROR + "\n".join(f"{n}\t{col}\t{value}" for n, col, value in sorted(bad)[:10]))
-
-
-def scope_problems(error: str | None) -> list[dict] | None:
-    """The rows a scope refusal named (see :func:`_check_scope`), or None for other errors."""
-    if not error or not error.startswith(SCOPE_ERROR):
-        return None
-    out = []
-    for line in error[len(SCOPE_ERROR):].splitlines():
-        row, _sep, rest = line.partition("\t")
-        column, _sep, value = rest.partition("\t")
-        out.append({"row": row, "column": column, "value": value})
-    return out

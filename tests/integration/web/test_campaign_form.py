@@ -79,3 +79,38 @@ def test_type_specific_fields(console, recent_visit, client_for, csrf, db):
     form["p_insurance_renewal_touch_days"] = "60，30、7"
     response = client_for("sup_all").post("/campaigns/new", data=form)
     assert 'data-testid="error-' not in response.get_data(as_text=True)
+
+
+def test_the_dialer_calls_with_the_version_the_campaign_was_created_with(console, recent_visit, client_for, csrf,
+                                                                        db, settings):
+    """An edit after the campaign was created does not reach its calls (CallRequest.script_text)."""
+    from campaigns.attempts import ClaimKind, claim_attempt
+    from campaigns.queue import Message
+    from campaigns.rules import NoHolidays, default_policy
+    from campaigns.service import change_status
+    from callcenter.storage.models import CallTask, TaskState
+
+    assert client_for("sup_s1").post("/campaigns/new", data=_form(csrf, name="版本测试")).status_code == 302
+    with db.session() as s:
+        campaign = s.scalar(sa.select(Campaign).where(Campaign.name == "版本测试"))
+        created_with = s.get(ScriptVersion, campaign.script_version_id).text
+        task = s.scalar(sa.select(CallTask).where(CallTask.campaign_id == campaign.id))
+        task.state = TaskState.QUEUED
+        campaign_id, task_id = campaign.id, task.id
+    change_status(db, campaign_id, "start")
+    edited = client_for("sup_all").post("/scripts/post_service/edit", data={
+        "csrf_token": csrf, "identity.say": "{customer}您好,我是{store}的回访专员,现在方便吗?"})
+    assert edited.status_code == 302
+    ten_am = dt.datetime.combine(dt.date.today(), dt.time(2, 0))  # 10:00 in Shanghai, inside the windows
+    with db.session() as s:
+        claim = claim_attempt(s, Message("1-0", task_id, 1, campaign_id), now=ten_am, worker="test",
+                              defaults=default_policy(settings), calendar=NoHolidays())
+    assert claim.kind is ClaimKind.DIAL, claim.reason
+    assert claim.request.script_text == created_with and "回访专员" not in claim.request.script_text
+    from callcenter.storage.web_models import ConsoleJob
+    from web import jobs
+
+    with db.session() as s:
+        render = s.scalar(sa.select(ConsoleJob.id).where(ConsoleJob.target == "script:post_service"))
+    if render is not None:  # the new sentence is rendered in the background: let it finish here
+        jobs.wait(render, db, timeout=120)
