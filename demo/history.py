@@ -75,7 +75,6 @@ from callcenter.storage.models import (
     User,
     Utterance,
     Vehicle,
-    utcnow,
 )
 from callcenter.storage.search import TranscriptIndex
 from callcenter.storage.web_models import ImprovementPlan, PlanStatus
@@ -360,8 +359,8 @@ class _History:
         self.rng = random.Random(seed)
         self.cycles = cycles
         self.first = add_months(today.replace(day=1), -MONTHS)
-        # History ends yesterday; nothing in it happens after this (the ticket work done since).
-        self.now = min(self._utc(today, dt.time(8, 0)), utcnow())
+        # History ends with yesterday: nothing in it (calls, ticket work) happens after this.
+        self.now = self._utc(today, dt.time())
         self.rows = _Rows()
         self.scripts: dict[str, Script] = shipped_scripts()
         self.holidays = ChineseHolidays()

@@ -34,7 +34,7 @@ from callcenter.storage.models import (
     Utterance,
 )
 from callcenter.storage.web_models import ImprovementPlan, PlanStatus
-from demo.history import MARK, PLANS, REFUSED, plan_dates, seed_history
+from demo.history import MARK, PLANS, REFUSED, _History, plan_dates, seed_history
 from web import reporting
 
 pytestmark = pytest.mark.integration
@@ -60,10 +60,13 @@ def seeded(tmp_path_factory):
         s.add(CallTask(campaign_id=live.id, customer_id=customer.id, store_id=store_id, phone=customer.phone,
                        state=TaskState.PENDING))
         live_customer = customer.id
-    counts = seed_history(db, today=TODAY, tz=TZ)
+    dry = _History(db, today=TODAY, tz=TZ, seed=2026, cycles=(3, 6))  # the same rows, not written
+    dry.load()
+    dry.generate()
+    counts = seed_history(db, today=TODAY, tz=TZ, seed=2026)
     with db.session() as s:
         stores = dict(s.execute(sa.select(Store.code, Store.id)).all())
-    yield db, counts, stores, live_customer
+    yield db, counts, stores, live_customer, dry
     db.dispose()
 
 
@@ -86,7 +89,7 @@ def _summed(session, months: list[dt.date], store_id: int) -> dict[str, int]:
 
 
 def test_history_is_marked_and_left_out_of_the_live_campaign(seeded):
-    db, counts, _stores, live_customer = seeded
+    db, counts, _stores, live_customer, _dry = seeded
     assert counts["calls"] > 10_000 and counts["tickets"] > 300 and counts["plans"] == len(PLANS)
     with db.session() as s:
         names = list(s.scalars(sa.select(Campaign.name).where(Campaign.id.in_(
@@ -110,7 +113,7 @@ def test_history_is_marked_and_left_out_of_the_live_campaign(seeded):
 
 
 def test_a_second_seeding_adds_nothing(seeded):
-    db, counts, _stores, _live = seeded
+    db, counts, _stores, _live, dry = seeded
     with db.session() as s:
         before = [s.scalar(sa.select(sa.func.count()).select_from(m)) for m in (Call, Ticket, Campaign, ImprovementPlan)]
     again = seed_history(db, today=TODAY, tz=TZ)
@@ -119,10 +122,19 @@ def test_a_second_seeding_adds_nothing(seeded):
         assert [s.scalar(sa.select(sa.func.count()).select_from(m))
                 for m in (Call, Ticket, Campaign, ImprovementPlan)] == before
     assert before[0] == counts["calls"]
+    # Deterministic: the same day and seed gave the same rows before anything was written.
+    assert {k: len(v) for k, v in dry.rows.rows.items()} == {
+        "campaigns": counts["campaigns"], "tasks": counts["tasks"], "calls": counts["calls"],
+        "utterances": counts["utterances"], "tags": counts["tags"], "tickets": counts["tickets"],
+        "events": len(dry.rows.rows["events"]), "callbacks": counts["callbacks"], "dnc": counts["do_not_call"],
+        "plans": counts["plans"]}
+    with db.session() as s:
+        stored = list(s.scalars(sa.select(Call.started_at).order_by(Call.id).limit(50)))
+    assert [c["started_at"] for c in dry.rows.rows["calls"][:50]] == stored
 
 
 def test_feedback_rate_is_read_against_the_5_percent_benchmark(seeded):
-    db, _counts, _stores, _live = seeded
+    db, _counts, _stores, _live, _dry = seeded
     with db.session() as s:
         report = reporting.feedback_rate(s, add_months(MONTH, -12), add_months(MONTH, -1), tz=TZ)
     totals: dict[str, list[int]] = {}
@@ -136,7 +148,7 @@ def test_feedback_rate_is_read_against_the_5_percent_benchmark(seeded):
 
 
 def test_top_problems_shift_after_the_improvement_plan(seeded):
-    db, _counts, stores, _live = seeded
+    db, _counts, stores, _live, _dry = seeded
     source_month, start, _end = plan_dates(_plan("JH01", FeedbackCategory.WAIT_TIME), TODAY)
     with db.session() as s:
         source = _after_sales(s, source_month, stores["JH01"])
@@ -149,7 +161,7 @@ def test_top_problems_shift_after_the_improvement_plan(seeded):
 
 
 def test_improvement_plans_measure_the_change(seeded):
-    db, _counts, stores, _live = seeded
+    db, _counts, stores, _live, _dry = seeded
     with db.session() as s:
         plans = {p.title: p for p in s.scalars(sa.select(ImprovementPlan))}
         closed = plans[_plan("JH01", FeedbackCategory.WAIT_TIME).title]
@@ -171,7 +183,7 @@ def test_improvement_plans_measure_the_change(seeded):
 
 
 def test_nps_satisfaction_and_winback_have_enough_answers(seeded):
-    db, _counts, stores, _live = seeded
+    db, _counts, stores, _live, _dry = seeded
     _source, start, _end = plan_dates(_plan("JH01", FeedbackCategory.WAIT_TIME), TODAY)
     with db.session() as s:
         group = reporting.satisfaction(s, add_months(MONTH, -12), add_months(MONTH, -1), tz=TZ)
@@ -188,7 +200,7 @@ def test_nps_satisfaction_and_winback_have_enough_answers(seeded):
 
 
 def test_tickets_and_callbacks_in_their_lifecycle(seeded):
-    db, _counts, stores, _live = seeded
+    db, _counts, stores, _live, _dry = seeded
     with db.session() as s:
         statuses = dict(s.execute(sa.select(Ticket.status, sa.func.count()).group_by(Ticket.status)).all())
         assert set(statuses) == set(TicketStatus) and statuses[TicketStatus.VERIFIED] > statuses[TicketStatus.OPEN]
