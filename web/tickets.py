@@ -29,9 +29,10 @@ from callcenter.storage.models import (
 )
 from web import audit
 from web.calls import recording_path, send_recording
+from web.customers import customer_or_404
 from web.labels import choices
 from web.labels import of as label_of
-from web.security import current_user, ensure_in_scope, has_role, require, store_clause
+from web.security import current_user, ensure_in_scope, has_role, require, scoped_store_id, store_clause
 from web.services import db, settings
 from web.views import Page, fmt_datetime, page_number
 
@@ -96,8 +97,12 @@ def open_ticket(*, customer: Customer, title: str, department: str, category: st
         raise TicketError(_("Unknown category."))
     if priority not in PRIORITIES:
         raise TicketError(_("Unknown priority."))
+    # The store whose matter it is: the call's, else the user's (a group customer's ticket opened in
+    # store B is store B's), else the customer's home store.
+    call_store = db().scalar(sa.select(Call.store_id).where(Call.id == call_id)) if call_id else None
+    store_id = call_store or scoped_store_id() or customer.store_id
     ticket = Ticket(
-        customer_id=customer.id, store_id=customer.store_id, call_id=call_id, department=department,
+        customer_id=customer.id, store_id=store_id, call_id=call_id, department=department,
         category=category or None, kind=kind if kind in ("complaint", "follow_up") else "complaint",
         title=title[:200], description=(description or "").strip() or None, priority=priority,
         status=TicketStatus.ASSIGNED if assignee_id else TicketStatus.OPEN, assignee_id=assignee_id,
@@ -346,15 +351,13 @@ def update(ticket_id: int):
 @require(Role.AGENT)
 def create():
     form = request.form
-    customer = db().get(Customer, form.get("customer_id", type=int) or 0)
-    if customer is None:
-        abort(404)
-    ensure_in_scope(customer.store_id)
+    customer = customer_or_404(form.get("customer_id", type=int) or 0)  # the user's store sees them
     call_id = form.get("call_id", type=int)
     if call_id:
         call = db().get(Call, call_id)
         if call is None or call.customer_id != customer.id:
             abort(400, description="the call is not this customer's")
+        ensure_in_scope(call.store_id)  # a group customer's call in another store is that store's
     try:
         ticket = open_ticket(
             customer=customer, title=form.get("title", ""), department=form.get("department", ""),

@@ -5,6 +5,7 @@ and tickets."""
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
 
 from callcenter.domain import Gender, Tier, VisitType
 from callcenter.storage.models import Call, Customer, ServiceVisit, Ticket, TicketStatus, Vehicle
@@ -56,3 +57,23 @@ def test_each_store_sees_the_group_customer_through_its_own_cars_only(console, c
 def test_a_store_without_a_tie_to_the_customer_still_gets_404(console, client_for):
     _app, world = console
     assert client_for("agent_s2").get(f"/customers/{world.customers['S1']}").status_code == 404
+
+
+def test_a_ticket_opened_in_a_store_for_a_group_customer_is_that_stores(console, client_for, csrf, db,
+                                                                         group_customer):
+    # Before: store S2's agent got 404 for the customer (home store S1), and a ticket was always the
+    # home store's, out of S2's sight.
+    client = client_for("agent_s2")
+    response = client.post("/tickets/new", data={"customer_id": group_customer, "title": "二店的投诉",
+                                                  "department": "after_sales", "csrf_token": csrf})
+    assert response.status_code == 302
+    with db.session() as s:
+        ticket = s.scalar(sa.select(Ticket).where(Ticket.title == "二店的投诉"))
+        s1_call = s.scalar(sa.select(Call.id).where(Call.customer_id == group_customer, Call.sip_reason == "S1-call"))
+    _app, world = console
+    assert ticket.store_id == world.stores["S2"]
+    # another store's call of the same customer cannot be used to file a ticket into that store
+    response = client.post("/tickets/new", data={"customer_id": group_customer, "title": "借一店的通话",
+                                                  "department": "after_sales", "call_id": s1_call,
+                                                  "csrf_token": csrf})
+    assert response.status_code == 404
