@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -100,9 +101,7 @@ def is_stale(job: ConsoleJob, now: dt.datetime | None = None) -> bool:
 
 
 def wait(job_id: int, database: Database, timeout: float = 60.0) -> ConsoleJob:
-    """Block until the job has ended (for the CLI and the tests); returns the row."""
-    import time
-
+    """Block until the job has ended or ``timeout`` passed (for the tests); returns the row."""
     deadline = time.monotonic() + timeout
     while True:
         with database.session() as s:

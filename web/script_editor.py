@@ -68,7 +68,8 @@ class StepView:
 
     @property
     def title(self) -> str:
-        excerpt = self.say.strip()
+        # Variables are left out of the title: {customer} is no word a reader should see.
+        excerpt = re.sub(r"\{\w*\}?", "", self.say).strip(" ,，。")
         excerpt = excerpt if len(excerpt) <= 14 else excerpt[:14] + "……"
         return _("Step %(n)s 「%(text)s」", n=self.number, text=excerpt)
 
@@ -110,7 +111,9 @@ def sample_values() -> dict[str, str]:
     query = sa.select(Store.name).order_by(Store.code).limit(1)
     if store_id is not None:
         query = sa.select(Store.name).where(Store.id == store_id)
-    return {"surname": "王", "title": "先生", "store": db().scalar(query) or "", "visit_date": utcnow().date().isoformat()}
+    # "customer" too: the scripts greet {customer}, which the dialer composes from surname and title.
+    return {"surname": "王", "title": "先生", "customer": "王先生", "store": db().scalar(query) or "",
+            "visit_date": utcnow().date().isoformat()}
 
 
 def fragments_of(template: str, variables, lib, values: dict[str, str]) -> list[dict]:
@@ -222,7 +225,7 @@ def _edit_page(found, text: str, data: dict, problems: list[str], field_errors: 
         field_errors=field_errors, expect_labels=expect_labels(),
         intent_labels={i: label(Intent(i)) for i in ROUTED_INTENTS}, missing=missing,
         can_render=render_available(), rendering=bool(pending_renders()), versions=versions, campaigns=campaigns,
-        sample=values, fallback=STORE_FALLBACK,
+        sample=values, fallback=STORE_FALLBACK, can_save=scoped_store_id() is None,
     )
 
 

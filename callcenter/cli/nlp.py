@@ -425,8 +425,11 @@ def prompts_group() -> None:
 
 @prompts_group.command("check")
 def prompts_check_command() -> None:
-    """Every fixed fragment of every installed script has audio (exit 1 and list them if not)."""
-    from dialog.prompts import PromptLibrary, fixed_fragments
+    """Every fixed fragment of every installed script has audio (exit 1 and list them if not).
+
+    The deployment's own audio (``<data dir>/audio``: store names and sentences the console
+    rendered) counts beside the shipped ``dialog/audio``."""
+    from dialog.prompts import deployment_library, fixed_fragments
     from dialog.script import ScriptError, load_scripts
 
     settings = load_settings()
@@ -434,7 +437,7 @@ def prompts_check_command() -> None:
         scripts = load_scripts(_script_dirs(settings))
     except ScriptError as exc:
         raise click.ClickException(str(exc)) from None
-    library = PromptLibrary()
+    library = deployment_library(settings.data_dir)
     missing = sorted({f for s in scripts.values() for f in library.missing(fixed_fragments(s))})
     for text in missing:
         click.echo(f"missing: {text}")

@@ -105,3 +105,20 @@ def test_reasons_are_said_in_chinese(console):
         assert "2027-01-01" in reason_text("date 2027-01-01 is in the future")
         assert reason_text("something new from the importer") == "something new from the importer"
         assert "客户编号" in failure_text("a.csv: missing required column(s): customer_id; found: 姓名, 城市")
+
+
+def test_an_upload_over_the_limit_is_refused_before_anything_is_stored(console, client_for, csrf, db, settings):
+    app, _world = console
+    big = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
+    response = _upload(client_for("admin"), csrf, big)
+    assert response.status_code == 413 and "上传文件过大" in response.get_data(as_text=True)
+    assert not (settings.data_dir / "imports").exists()
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
+
+
+def test_uploaded_names_never_become_paths(console, client_for, csrf, db, settings):
+    job = jobs.wait(_job_id(_upload(client_for("admin"), csrf, (HEADER + GOOD).encode(),
+                                    name="../../../etc/客户.csv")), db)
+    assert job.filename == "客户.csv" and job.stored_name != job.filename
+    assert [p.name for p in (settings.data_dir / "imports").iterdir()] == [job.stored_name]

@@ -67,3 +67,9 @@ def test_roles_and_unknown_scripts(console, client_for, csrf):
     assert client_for("sup_s1").get("/scripts/..%2Fetc/edit").status_code == 404
     assert client_for("sup_s1").get("/scripts/post_service/steps/nope/audio.wav").status_code == 404
     assert client_for("sup_s1").post("/scripts/post_service/edit", data={"identity.say": "x"}).status_code == 400
+
+
+def test_a_store_supervisor_sees_the_script_but_cannot_save_it(console, client_for):
+    page = client_for("sup_s1").get("/scripts/post_service/edit").get_data(as_text=True)
+    assert 'data-testid="group-only"' in page and 'data-testid="save-script"' not in page
+    assert "{customer}" not in page.split('data-testid="step-identity"')[1].split("</h3>")[0]  # no raw variables
