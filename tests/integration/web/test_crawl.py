@@ -51,6 +51,8 @@ ALLOWED = {
     "KB", "MB", "GB", "ms", "km", "min", "s", "h", "G", "kHz", "Hz",
     "English",  # the language switch offers English by its own name
 }
+# File types, also as extensions (".xlsx").
+FILE_TYPES = {"CSV", "TSV", "TXT", "XLSX", "XLS", "YAML", "YML", "WAV", "MP3", "JSON"}
 # Environment variable names on the administrator's settings pages are what they type into files.
 ENV_NAME = re.compile(r"CALLCENTER_[A-Z0-9_]+")
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-']*")
@@ -81,7 +83,8 @@ class _Page(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
-        if tag in ("style",) or (tag == "script" and a.get("type") != "application/json"):
+        # A textarea's text is a form value, like an input's: what the user edits, not the interface.
+        if tag in ("style", "textarea") or (tag == "script" and a.get("type") != "application/json"):
             self._skip += 1
         elif tag == "script":
             self._json = True
@@ -103,7 +106,7 @@ class _Page(HTMLParser):
     def handle_endtag(self, tag):
         if self._untranslated and tag not in VOID:
             self._untranslated -= 1
-        if tag == "style" or (tag == "script" and not self._json):
+        if tag in ("style", "textarea") or (tag == "script" and not self._json):
             self._skip = max(0, self._skip - 1)
         elif tag == "script":
             self._json = False
@@ -157,7 +160,8 @@ def _english(texts: list[str], data: set[str]) -> list[str]:
         text = ENV_NAME.sub(" ", text)
         for word in WORD.findall(text):
             word = word.strip(".-'_")
-            if not word or word in ALLOWED or word in data or not re.search(r"[A-Za-z]{2}", word):
+            if (not word or word in ALLOWED or word.upper() in FILE_TYPES or word in data
+                    or not re.search(r"[A-Za-z]{2}", word)):
                 continue
             if re.fullmatch(r"[A-Z]{1,3}\d*", word):  # a plate's or model's letters: 湘A, X5, ID
                 continue
