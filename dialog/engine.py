@@ -34,6 +34,7 @@ from typing import Any
 
 from callcenter.domain import (
     CATEGORY_ZH,
+    OTHER_CHOICE,
     ChoiceScore,
     Department,
     DtmfEvent,
@@ -105,6 +106,9 @@ UNUSABLE_SPEECH_SECONDS = 0.3
 # Closed questions whose answer can be skipped when it cannot be understood after the re-prompts:
 # the call goes on without the answer instead of ending (everything after it would be lost).
 SKIPPABLE = ("score5", "nps", "text", "reason")
+# The audio's best expected answer contradicts the words' reading with at least this probability:
+# neither is trusted and the customer is asked again.
+AUDIO_RIVAL = 0.3
 # Someone else picked up the customer's phone (a relative, a colleague), or says the customer is away.
 SOMEONE_ELSE = re.compile(
     r"我是(他|她)(的)?(老婆|爱人|媳妇|妻子|太太|老公|丈夫|先生|儿子|女儿|闺女|妈|妈妈|爸|爸爸|父亲|母亲|家人|家属"
@@ -412,12 +416,14 @@ class Conversation:
             return result, note  # not an answer (opting out, a human, a question back) or a complaint
         rule = result.rule if d.source in ("text", "both") else None
         if d.label is None:
-            if result.intent in (Intent.AFFIRM.value, Intent.DENY.value) or result.score5 is not None \
-                    or result.nps is not None:
-                # The words said something the audio does not bear out: ask, do not guess.
+            heard = [c for c in choices if c.label != OTHER_CHOICE]
+            rival = max(heard, key=lambda c: c.probability) if heard else None
+            said = decide(step.expect, result, ()).label
+            if said is not None and rival is not None and rival.label != said and rival.probability >= AUDIO_RIVAL:
+                # The words say one answer and the audio another: ask, do not guess.
                 return replace(result, intent=Intent.UNCLEAR.value, confidence=d.confidence, score5=None,
                                nps=None, rule="not sure"), note
-            return result, note
+            return result, note  # a long answer no short phrase fits: its words carry it
         if step.expect == "score5":
             return replace(result, intent=Intent.AFFIRM.value, confidence=d.confidence, score5=int(d.label),
                            rule=rule), note
@@ -536,9 +542,11 @@ class Conversation:
 
     def _answer_yes_no(self, step: Step, r: NluResult) -> list:
         if r.intent == Intent.COMPLAINT.value:
+            # "洗没洗我不关心,车都没修好": a complaint instead of the answer. What it is about is the
+            # classifier's to say (repair quality), not the question's (car wash).
             out = self._complaint(step, r)
-            value = False
             target = step.on.get("deny") or step.goto
+            return out + self._record(step, None, r.text, r) + (self._goto(target) if target else self._no_match(r))
         elif r.intent == Intent.AFFIRM.value:
             out, value, target = [], True, step.on.get("affirm") or step.goto
         elif r.intent == Intent.DENY.value:

@@ -538,3 +538,27 @@ def test_a_relative_who_answers_is_called_back_or_surveyed_if_they_brought_the_c
     played(c, answered(c))
     out = heard(c, "我是他儿子,车平时是我开的,你说吧")
     assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
+
+
+def test_a_complaint_instead_of_a_yes_or_no_is_tagged_by_what_it_says_not_by_the_question(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "两分"))
+    played(c, answer(c, "太贵了"))
+    played(c, answer(c, "一般"))
+    assert c.step.id == "car_wash"
+    out = played(c, heard(c, "洗没洗我不关心,车都太贵了,投诉"))
+    assert "car_wash" not in c._tickets and "price" in c._tickets and c.answers["car_washed"] is None
+
+
+def test_a_long_answer_no_phrase_fits_is_carried_by_its_words(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "五分"))
+    played(c, answer(c, "挺好"))
+    assert c.step.id == "car_wash"
+    # the audio scores every short phrase low against four seconds of speech: "other"
+    scored(c, "洗了的,洗得挺干净,内饰也擦了", ("yes", 0.12), ("no", 0.05), ("other", 0.83), end=5.0)
+    assert c.answers["car_washed"] is True and c.step.id == "on_time"
