@@ -83,7 +83,7 @@ _SIP_ENV_REMOVED = ("CALLCENTER_SIP_PROXY", "CALLCENTER_SIP_REGISTRAR", "CALLCEN
 
 DISPOSITION_ZH = {"answered": "接通", "busy": "占线", "no_answer": "无人接听", "rejected": "拒接", "not_found": "空号",
                   "unavailable": "无法接通", "failed": "失败", "network_error": "网络错误", "lost": "中断"}
-OUTCOME_ZH = {"completed": "完成回访", "partial": "未完成", "callback": "约定回拨", "opt_out": "拒绝再访",
+OUTCOME_ZH = {"completed": "完成回访", "partial": "未完成", "refused": "拒访", "callback": "约定回拨", "opt_out": "拒绝再访",
               "wrong_number": "打错", "answering_machine": "语音信箱", "transferred": "转人工", "hung_up": "中途挂断",
               "not_reached": "未接通", "error": "系统错误"}
 CATEGORY_ZH = {"service_process": "服务流程", "service_attitude": "服务态度", "wait_time": "等待时间",
