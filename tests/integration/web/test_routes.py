@@ -13,8 +13,8 @@ import pytest
 import sqlalchemy as sa
 
 from callcenter.domain import Department, FeedbackCategory, Role
-from callcenter.storage.models import Call, DoNotCall, User
-from callcenter.storage.web_models import ApiToken, ImprovementPlan, QaForm
+from callcenter.storage.models import Call, DoNotCall, ScriptVersion, User
+from callcenter.storage.web_models import ApiToken, ConsoleJob, ImprovementPlan, JobStatus, QaForm
 from web.security import session_stamp
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,23 @@ ROUTES: dict[str, tuple] = {
     "admin.qa_forms": ("GET", lambda w: "/admin/qa", Role.ADMIN, None, None),
     "admin.qa_activate": ("POST", lambda w: f"/admin/qa/{w.qa_form}/activate", Role.ADMIN, None, None),
     "admin.audit_log": ("GET", lambda w: "/admin/audit", Role.ADMIN, None, None),
+    "stores.index": ("GET", lambda w: "/admin/stores/", Role.ADMIN, None, None),
+    "stores.new": ("GET", lambda w: "/admin/stores/new", Role.ADMIN, None, None),
+    "stores.edit": ("GET", lambda w: f"/admin/stores/{w.stores['S1']}", Role.ADMIN, "S1", None),
+    "imports.index": ("GET", lambda w: "/admin/imports/", Role.ADMIN, None, None),
+    "imports.show": ("GET", lambda w: f"/admin/imports/{w.import_job}", Role.ADMIN, "S1", None),
+    "imports.progress": ("GET", lambda w: f"/admin/imports/{w.import_job}.json", Role.ADMIN, "S1", None),
+    "imports.errors_csv": ("GET", lambda w: f"/admin/imports/{w.import_job}/errors.csv", Role.ADMIN, "S1", None),
+    "imports.run": ("POST", lambda w: f"/admin/imports/{w.import_job}/run", Role.ADMIN, "S1", None),
+    "script_editor.index": ("GET", lambda w: "/scripts/", Role.SUPERVISOR, None, None),
+    "script_editor.edit": ("GET", lambda w: "/scripts/nps/edit", Role.SUPERVISOR, None, None),
+    "script_editor.show_version": ("GET", lambda w: "/scripts/nps/versions/1", Role.SUPERVISOR, None, None),
+    "script_editor.step_audio": ("GET", lambda w: "/scripts/nps/steps/identity/audio.wav", Role.SUPERVISOR, None,
+                                 None),
 }
+# Routes only group-wide users get through (a store's administrator adds no stores): the right
+# user is the group-wide one, and the store-scoped one of the same role is refused.
+GROUP_ONLY = {"stores.new": "admin"}
 # Open to everyone (the login page, health, language, the API's description) or token-guarded
 # (the JSON API: its own matrix in test_api.py).
 PUBLIC = {"auth.login", "auth.logout", "auth.language", "auth.health", "api.openapi", "api.docs"}
@@ -107,9 +123,18 @@ def world(console, db):
         token = ApiToken(name="t", token_hash="0" * 64, prefix="cc_0", user_id=w.users["agent_s1"])
         dnc = DoNotCall(phone="13700000001", customer_id=w.customers["S1"], source="admin")
         form = QaForm(name="测试表", items=[{"key": "a", "label": "开场", "max": 10}])
-        s.add_all([plan, token, dnc, form])
+        data_dir = app.extensions["callcenter"].settings.data_dir
+        (data_dir / "imports").mkdir(parents=True, exist_ok=True)
+        (data_dir / "imports" / "0123456789abcdef0123456789abcdef.csv").write_text(
+            "客户编号,姓名,手机号,门店\nR1,路由测试,13900005555,S1\n", encoding="utf-8")
+        job = ConsoleJob(kind="import_customers", dry_run=True, status=JobStatus.DONE, store_id=w.stores["S1"],
+                         filename="客户.csv", stored_name="0123456789abcdef0123456789abcdef.csv", target="S1",
+                         result={"rows": 1, "imported": 1, "updated": 0, "unchanged": 0, "rejected": 0, "errors": [],
+                                 "errors_total": 0})
+        version = ScriptVersion(script_id="nps", version=1, text="id: nps\n", sha256="0" * 64)
+        s.add_all([plan, token, dnc, form, job, version])
         s.flush()
-        w.plan, w.token, w.dnc, w.qa_form = plan.id, token.id, dnc.id, form.id
+        w.plan, w.token, w.dnc, w.qa_form, w.import_job = plan.id, token.id, dnc.id, form.id, job.id
         # Each store's agent has an open call of their own, for the disposition route.
         for code in ("S1", "S2"):
             s.execute(sa.update(Call).where(Call.id == w.calls[code]).values(
@@ -154,7 +179,9 @@ def test_route(endpoint, world, client_for, csrf):
     if store and OTHER_STORE[role]:
         assert _request(client_for(OTHER_STORE[role]), method, path, form, csrf).status_code == 404, "other store"
 
-    response = _request(client_for(RIGHT[role]), method, path, form, csrf)
+    if endpoint in GROUP_ONLY:
+        assert _request(client_for(RIGHT[role]), method, path, form, csrf).status_code == 403, "store-scoped"
+    response = _request(client_for(GROUP_ONLY.get(endpoint, RIGHT[role])), method, path, form, csrf)
     assert response.status_code in (200, 302), response.get_data(as_text=True)[:500]
 
 
