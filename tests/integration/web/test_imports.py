@@ -122,3 +122,40 @@ def test_uploaded_names_never_become_paths(console, client_for, csrf, db, settin
                                     name="../../../etc/客户.csv")), db)
     assert job.filename == "客户.csv" and job.stored_name != job.filename
     assert [p.name for p in (settings.data_dir / "imports").iterdir()] == [job.stored_name]
+
+
+def test_an_excel_visits_export_is_previewed_and_imported(console, client_for, csrf, db):
+    """XLSX with real date cells, after the customers it refers to."""
+    import datetime as dt
+    import io
+
+    from openpyxl import Workbook
+
+    from callcenter.storage.models import ServiceVisit
+
+    client = client_for("admin")
+    jobs.wait(_job_id(_upload(client, csrf, (HEADER + GOOD).encode())), db)
+    customers = jobs.wait(_job_id(client.post(f"/admin/imports/{_last_job(db)}/run", data={"csrf_token": csrf})), db)
+    assert customers.status is JobStatus.DONE, customers.error
+    book = Workbook()
+    sheet = book.active
+    sheet.append(["客户编号", "进店日期", "类型", "有偿", "金额", "工单号"])
+    sheet.append(["D100", dt.date.today() - dt.timedelta(days=3), "保养", "是", 680, "RO-1"])
+    sheet.append(["D101", dt.date.today() - dt.timedelta(days=2), "喷漆", "否", 0, "RO-2"])
+    sheet.append(["D999", dt.date.today() - dt.timedelta(days=2), "保养", "是", 300, "RO-3"])
+    out = io.BytesIO()
+    book.save(out)
+    preview = jobs.wait(_job_id(_upload(client, csrf, out.getvalue(), name="进店.xlsx", kind="visits")), db)
+    assert preview.status is JobStatus.DONE and preview.result["rejected"] == 1, preview.error
+    page = client.get(f"/admin/imports/{preview.id}").get_data(as_text=True)
+    assert "D999" in page and "未知客户" in page
+    real = jobs.wait(_job_id(client.post(f"/admin/imports/{preview.id}/run", data={"csrf_token": csrf})), db)
+    assert real.status is JobStatus.DONE and real.result["imported"] == 2
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ServiceVisit)
+                        .where(ServiceVisit.ro_number.in_(["RO-1", "RO-2"]))) == 2
+
+
+def _last_job(db) -> int:
+    with db.session() as s:
+        return s.scalar(sa.select(sa.func.max(ConsoleJob.id)))
