@@ -216,9 +216,9 @@ def dial():
     obj, customer = load_task(kind, item_id)
     me = current_user()
     if not customer.phone:
-        abort(400, description="the customer has no phone number")
+        abort(400, description=_("The customer has no phone number."))
     if db().scalar(sa.select(DoNotCall.id).where(DoNotCall.phone == customer.phone)) is not None:
-        abort(409, description="the number is on the do-not-call list")
+        abort(409, description=_("This number is on the do-not-call list."))
     # The task's store: a group customer's call about another store's car is that store's call.
     call = Call(customer_id=customer.id, store_id=obj.store_id, agent_id=me.id, robot=False,
                 phone=customer.phone, started_at=utcnow())
@@ -229,7 +229,7 @@ def dial():
             .values(state=TaskState.DIALING, attempts=CallTask.attempts + 1, updated_at=utcnow()))
         if claimed.rowcount != 1:
             db().rollback()
-            abort(409, description="another agent is already calling this customer")
+            abort(409, description=_("Another agent is already calling this customer."))
         db().refresh(obj)
         call.task_id, call.attempt, call.campaign_id = obj.id, obj.attempts, obj.campaign_id
         call.script = obj.campaign.script
@@ -239,7 +239,7 @@ def dial():
             sa.or_(Callback.assignee_id.is_(None), Callback.assignee_id == me.id)).values(assignee_id=me.id))
         if claimed.rowcount != 1:
             db().rollback()
-            abort(409, description="another agent has taken this callback")
+            abort(409, description=_("Another agent has taken this callback."))
     db().add(call)
     db().flush()
     audit.record("phone.reveal", "customer", customer.id, store_id=customer.store_id, call_id=call.id)
@@ -274,7 +274,7 @@ def disposition(call_id: int):
         disp = CallDisposition(form.get("disposition", ""))
         outcome = CallOutcome(form.get("outcome", ""))
     except ValueError:
-        abort(400, description="choose a disposition and an outcome")
+        abort(400, description=_("Choose whether the customer was reached and the outcome."))
     if disp is not CallDisposition.ANSWERED:
         outcome = CallOutcome.NOT_REACHED
     score = _optional_int(form.get("score5"), 1, 5, _("Satisfaction"), errors)

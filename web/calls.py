@@ -271,7 +271,7 @@ def correct_tag(call_id: int):
     try:
         category = FeedbackCategory(request.form.get("category", ""))
     except ValueError:
-        abort(400, description="unknown category")
+        abort(400, description=_("Unknown category."))
     action = request.form.get("action")
     evidence = (request.form.get("evidence") or "").strip()[:500] or None
     existing = db().scalar(sa.select(CallTag).where(CallTag.call_id == call.id, CallTag.category == category.value))
@@ -291,11 +291,11 @@ def correct_tag(call_id: int):
         model_confidence = None
     elif action == "remove":
         if existing is None:
-            abort(400, description="the call has no such tag")
+            abort(400, description=_("The call has no such tag."))
         model_confidence = existing.confidence if existing.source == "model" else None
         db().delete(existing)
     else:
-        abort(400, description="action must be add or remove")
+        abort(400, description=_("Add or remove a tag."))
     db().add(TagCorrection(call_id=call.id, category=category, action=action, evidence=evidence,
                            model_confidence=model_confidence, corrected_by=current_user().id))
     audit.record("tag.correct", "call", call.id, store_id=call.store_id, category=category.value, action=action)
@@ -320,7 +320,7 @@ def review(call_id: int):
     call = call_or_404(call_id)
     form = db().get(QaForm, request.form.get("form_id", type=int) or 0)
     if form is None:
-        abort(400, description="unknown QA form")
+        abort(400, description=_("Unknown QA form."))
     scores: dict[str, int] = {}
     for item in form.items:
         raw = request.form.get(f"score_{item['key']}", "")

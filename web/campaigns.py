@@ -295,7 +295,7 @@ def state(campaign_id: int):
     campaign = campaign_or_404(campaign_id)
     action = request.form.get("action", "")
     if action not in ("start", "pause", "resume", "cancel"):
-        abort(400, description="action must be start, pause, resume or cancel")
+        abort(400, description=_("Start, pause, resume or cancel the campaign."))
     if (action in ("start", "resume") and campaign.robot and request.form.get("without_worker") != "1"
             and campaign.status in (CampaignStatus.DRAFT, CampaignStatus.PAUSED) and dialer_workers_alive() == 0):
         flash(_("No dialer worker is online: nothing would be dialled. Have the dialer started, or confirm to "

@@ -168,7 +168,7 @@ def show(plan_id: int):
 def close(plan_id: int):
     plan = plan_or_404(plan_id)
     if plan.status is not PlanStatus.ACTIVE:
-        abort(400, description="the plan is not running")
+        abort(400, description=_("The plan is no longer running."))
     ensure_in_scope(plan.store_id)
     if request.form.get("cancel"):
         plan.status = PlanStatus.CANCELLED

@@ -336,7 +336,7 @@ def update(ticket_id: int):
             db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="callback",
                                  data={"due_at": due.isoformat(), "robot": form.get("robot") == "1"}))
         else:
-            abort(400, description="unknown action")
+            abort(400, description=_("Unknown change."))
     except TicketError as exc:
         db().rollback()
         flash(str(exc), "error")
@@ -356,7 +356,7 @@ def create():
     if call_id:
         call = db().get(Call, call_id)
         if call is None or call.customer_id != customer.id:
-            abort(400, description="the call is not this customer's")
+            abort(400, description=_("The call is not this customer's."))
         ensure_in_scope(call.store_id)  # a group customer's call in another store is that store's
     try:
         ticket = open_ticket(

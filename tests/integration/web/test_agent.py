@@ -45,7 +45,7 @@ def test_dial_claims_the_task_once_reveals_the_number_and_publishes(console, cli
     # A second agent (a supervisor taking calls) cannot dial the same preview call.
     again = client_for("sup_s1").post("/agent/dial", data={"kind": "task", "id": task, "csrf_token": csrf},
                                       headers={"Accept": "application/json"})
-    assert again.status_code == 409 and "another agent" in again.json["message"]
+    assert again.status_code == 409 and "另一位坐席正在给这位客户打电话" in again.json["message"]
     with db.session() as s:
         t = s.get(CallTask, task)
         call = s.get(Call, call_id)
