@@ -279,7 +279,8 @@ def new():
         "campaigns/new.html", stores=stores, types=list(CampaignType), scripts=scripts,
         default_scripts={t.value: scripts.get(s, s) for t, s in DEFAULT_SCRIPT.items()},
         type_params=campaign_form.type_params(), field_name=campaign_form.field_name,
-        default_windows=settings().dialer_windows, values=form, report=report, errors=errors, sample=sample,
+        default_windows=settings().dialer_windows, holidays_default=settings().dialer_holidays, values=form,
+        report=report, errors=errors, sample=sample,
     ), 400 if (problem or errors) else 200
 
 

@@ -15,9 +15,11 @@ request's worker thread.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
 import secrets
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -42,6 +44,8 @@ SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
 MAX_KEPT_ERRORS = 20_000
 PREVIEW_ERRORS = 200
 FOLDER = "imports"
+# An uploaded file waits this long for its import after the preview; then it is deleted.
+KEEP_PREVIEWS = dt.timedelta(days=7)
 
 
 def upload_dir() -> Path:
@@ -100,6 +104,7 @@ def index():
         if not errors:
             folder = upload_dir()
             folder.mkdir(parents=True, exist_ok=True)
+            prune(folder)
             stored = secrets.token_hex(16) + suffix
             (folder / stored).write_bytes(data)
             job = _start(kind, name[:255], stored, store, dry_run=True)
@@ -113,6 +118,17 @@ def index():
     return render_template("imports/index.html", stores=stores, values=values, errors=errors,
                            page=Page(rows, page, per_page, total), max_mb=_max_mb(),
                            stale=jobs.is_stale), 400 if errors else 200
+
+
+def prune(folder: Path, keep: dt.timedelta = KEEP_PREVIEWS) -> None:
+    """Delete uploads whose preview was never imported within ``keep`` (imported ones go at once)."""
+    cutoff = time.time() - keep.total_seconds()
+    for path in folder.iterdir():
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+        except OSError:
+            pass  # another worker pruned it first
 
 
 def _max_mb() -> int:
@@ -180,7 +196,9 @@ def run(job_id: int):
     if not job.dry_run or job.status is not JobStatus.DONE or not job.stored_name:
         abort(409, description=_("Only a finished preview can be imported."))
     if not (upload_dir() / job.stored_name).is_file():
-        abort(410, description=_("The uploaded file is gone; upload it again."))
+        # Imported already (the file goes with its import) or kept past KEEP_PREVIEWS.
+        abort(410, description=_("The uploaded file is gone (imported already, or older than a week); upload it "
+                                 "again."))
     store = db().get(Store, job.store_id) if job.store_id and job.target else None
     real = _start(job.kind.removeprefix("import_"), job.filename or "", job.stored_name, store, dry_run=False)
     return redirect(url_for("imports.show", job_id=real.id))
@@ -320,6 +338,8 @@ def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_co
                          progress=step, on_total=on_total)
         except ImportFailed as exc:
             raise jobs.JobError(str(exc).replace(path.name, filename)) from None
+        if not dry_run:
+            path.unlink(missing_ok=True)  # imported: the history keeps the counts and the errors
         result = report.as_dict()
         result["errors_total"] = len(report.errors)
         result["errors"] = result["errors"][:MAX_KEPT_ERRORS]

@@ -63,6 +63,15 @@ def pending_renders() -> dict[str, ConsoleJob]:
     return {job.target: job for job in rows if job.target and not jobs.is_stale(job)}
 
 
+def failed_renders() -> dict[str, ConsoleJob]:
+    """Texts whose latest render failed (the badge says so and shows why on hover)."""
+    latest = sa.select(ConsoleJob.target, sa.func.max(ConsoleJob.id).label("id")).where(
+        ConsoleJob.kind == RENDER_KIND).group_by(ConsoleJob.target).subquery()
+    rows = db().scalars(sa.select(ConsoleJob).join(latest, latest.c.id == ConsoleJob.id)
+                        .where(ConsoleJob.status == JobStatus.FAILED))
+    return {job.target: job for job in rows if job.target}
+
+
 @bp.get("/")
 @require(Role.ADMIN)
 def index():
@@ -70,7 +79,8 @@ def index():
     if scoped_store_id() is not None:
         query = query.where(Store.id == scoped_store_id())
     return render_template("stores/index.html", stores=list(db().scalars(query)), library=library(),
-                           rendering=pending_renders(), can_render=render_available(), fallback=STORE_FALLBACK,
+                           rendering=pending_renders(), failed=failed_renders(), can_render=render_available(),
+                           fallback=STORE_FALLBACK,
                            can_add=scoped_store_id() is None)
 
 

@@ -58,6 +58,10 @@ def test_preview_then_import_with_errors_csv_and_history(console, client_for, cs
         assert s.scalar(sa.select(ImportRun.rejected).order_by(ImportRun.id.desc())) == 1
     history = client.get("/admin/imports/").get_data(as_text=True)
     assert "客户.csv" in history and "admin" in history and "已导入" in history
+    # The file goes with its import: a second "import" of the same preview is refused, not repeated.
+    assert not list((settings.data_dir / "imports").iterdir())
+    again = client.post(f"/admin/imports/{preview_id}/run", data={"csrf_token": csrf})
+    assert again.status_code == 410 and "重新上传" in again.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("name, body, kind, message", [

@@ -73,3 +73,18 @@ def test_a_store_supervisor_sees_the_script_but_cannot_save_it(console, client_f
     page = client_for("sup_s1").get("/scripts/post_service/edit").get_data(as_text=True)
     assert 'data-testid="group-only"' in page and 'data-testid="save-script"' not in page
     assert "{customer}" not in page.split('data-testid="step-identity"')[1].split("</h3>")[0]  # no raw variables
+
+
+def test_without_the_render_tool_new_sentences_are_marked_and_nothing_is_queued(console, client_for, csrf, db,
+                                                                               monkeypatch, tmp_path):
+    from web import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "tts_python", lambda: tmp_path / "no-venv" / "bin" / "python")
+    client = client_for("sup_all")
+    response = client.post("/scripts/post_service/edit", data={
+        "csrf_token": csrf, "identity.say": "{customer}您好,这是一句还没有录音的新开场白,现在方便吗?"})
+    assert response.status_code == 302
+    page = client.get("/scripts/post_service/edit").get_data(as_text=True)
+    assert 'data-testid="no-render-tool"' in page and 'class="frag missing"' in page
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0

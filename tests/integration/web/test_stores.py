@@ -87,3 +87,19 @@ def test_store_windows_decide_when_the_dialer_calls(db):
     assert store_callable(evening, "Asia/Shanghai", late, NoHolidays())[0]
     # A campaign's own windows win over the store's.
     assert store_policy(policy, {"windows": "09:00-12:00"}, "09:00-21:00") is policy
+
+
+def test_without_the_render_tool_the_page_says_what_the_robot_says(console, client_for, csrf, db, monkeypatch,
+                                                                    tmp_path):
+    from web import jobs as jobs_module
+
+    monkeypatch.setattr(jobs_module, "tts_python", lambda: tmp_path / "no-venv" / "bin" / "python")
+    client = client_for("admin")
+    response = client.post("/admin/stores/new", data={"csrf_token": csrf, "code": "JH08", "name": "锦华丰田星沙店",
+                                                      "timezone": "Asia/Shanghai"})
+    assert response.status_code == 302
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0  # nothing to render with
+        store_id = s.scalar(sa.select(Store.id).where(Store.code == "JH08"))
+    page = client.get(f"/admin/stores/{store_id}").get_data(as_text=True)
+    assert 'data-testid="no-render-tool"' in page and "我们店" in page and "未渲染" in page
