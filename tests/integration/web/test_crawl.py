@@ -214,10 +214,17 @@ def _seed_codes(db, world) -> None:
 
 
 @pytest.fixture
-def crawl_world(console, db):
+def crawl_world(console, db, redis_client):
+    from callcenter.storage import live
+
     app, world = console
     _seed_codes(db, world)
-    return app, world, _data_words(db)
+    # A dialer worker online (its name is a host name: data) and one gone silent.
+    live.publish_heartbeat(redis_client, live.WorkerHeartbeat(worker="dialer-host:4242", active_calls=1, capacity=4))
+    live.publish_heartbeat(redis_client, live.WorkerHeartbeat(worker="old-host:7", active_calls=0, capacity=4, at=0.0))
+    yield app, world, _data_words(db)
+    live.remove_worker(redis_client, "dialer-host:4242")
+    live.remove_worker(redis_client, "old-host:7")
 
 
 def crawl(client, data: set[str], start: str = "/") -> tuple[dict[str, list[str]], int]:
