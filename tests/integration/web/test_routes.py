@@ -97,7 +97,7 @@ ROUTES: dict[str, tuple] = {
 }
 # Routes only group-wide users get through (a store's administrator adds no stores): the right
 # user is the group-wide one, and the store-scoped one of the same role is refused.
-GROUP_ONLY = {"stores.new": "admin"}
+GROUP_ONLY = {"stores.new": "admin", "admin.qa_activate": "admin"}  # the QA form scores every store (issue 13)
 # Open to everyone (the login page, health, language, the API's description) or token-guarded
 # (the JSON API: its own matrix in test_api.py).
 PUBLIC = {"auth.login", "auth.logout", "auth.language", "auth.health", "api.openapi", "api.docs"}
@@ -121,7 +121,8 @@ def world(console, db):
                                category=FeedbackCategory.CAR_WASH, title="洗车改善", owner="售后经理", actions="培训",
                                cycle_months=1, start_date=dt.date.today(), end_date=dt.date.today())
         token = ApiToken(name="t", token_hash="0" * 64, prefix="cc_0", user_id=w.users["agent_s1"])
-        dnc = DoNotCall(phone="13700000001", customer_id=w.customers["S1"], source="admin")
+        # The S1 customer's own number: a store's administrator manages its customers' numbers only.
+        dnc = DoNotCall(phone="13812345678", customer_id=w.customers["S1"], source="admin")
         form = QaForm(name="测试表", items=[{"key": "a", "label": "开场", "max": 10}])
         data_dir = app.extensions["callcenter"].settings.data_dir
         (data_dir / "imports").mkdir(parents=True, exist_ok=True)
