@@ -52,7 +52,8 @@ def spec() -> dict:
         "insured_here": {"type": ["boolean", "string", "null"], "description": "是/否, yes/no, 1/0"}}}
     customer = {"type": "object", "required": ["customer_id", "name", "phone"], "properties": {
         "customer_id": {"type": "string", "description": "The DMS customer number (客户编号)"},
-        "name": {"type": "string"}, "phone": {"type": "string", "description": "Mainland mobile or landline"},
+        "name": {"type": "string"}, "phone": {"type": "string", "description": "Mainland mobile or landline; masked "
+                                                                       "(138****5678) for agents' tokens"},
         "gender": _str("男/女 or M/F"), "birthday": _str("date", format="date"), "city": _str(), "district": _str(),
         "occupation": _str(), "store": _str("Store code (or name); a store-scoped token may omit it"),
         "vehicles": {"type": "array", "items": vehicle}}}
@@ -69,7 +70,9 @@ def spec() -> dict:
         "rejected": {"type": "integer"},
         "errors": {"type": "array", "items": {"type": "object", "properties": {
             "index": {"type": ["integer", "null"], "description": "position in the request's list"},
-            "field": _str(), "value": _str(), "reason": {"type": "string"}}}}}}
+            "field": _str(), "value": _str(), "reason": {"type": "string"},
+            "status": {"type": "integer", "description": "403 when the record belongs to another store than "
+                                                         "the token's (absent for invalid values)"}}}}}}
     call = {"type": "object", "properties": {
         "id": {"type": "integer"}, "customer_id": _str(), "store": _str(),
         "campaign": {"type": ["object", "null"], "properties": {
