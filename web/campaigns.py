@@ -27,6 +27,7 @@ from callcenter.storage.models import (
     CampaignStatus,
     CampaignType,
     Customer,
+    ScriptVersion,
     Store,
     TaskState,
     utcnow,
@@ -165,7 +166,9 @@ def show(campaign_id: int):
                   Customer.phone)
         .join(Customer, Customer.id == CallTask.customer_id)
         .where(CallTask.campaign_id == campaign.id).order_by(CallTask.id).limit(50)))
+    script_version = db().get(ScriptVersion, campaign.script_version_id) if campaign.script_version_id else None
     return render_template("campaigns/show.html", campaign=campaign, data=data, recent=recent, audience=audience,
+                           script_version=script_version,
                            chart=hourly_chart(data["hourly"]), states=list(TaskState),
                            workers_alive=dialer_workers_alive() if campaign.robot else None)
 

@@ -46,6 +46,8 @@ def test_preview_lists_sample_customers_with_masked_phones_then_creates(console,
         assert c.params["visit_types"] == ["maintenance"]
         version = s.get(ScriptVersion, c.script_version_id)
         assert version.script_id == "post_service" and "steps:" in version.text
+    page = client_for("sup_s1").get(created.headers["Location"]).get_data(as_text=True)
+    assert f'data-testid="script-version">第 {version.version} 版' in page
 
 
 def test_agents_cannot_open_the_form(console, client_for):
