@@ -189,9 +189,8 @@ def edit(script_id: str):
             problems = parser_problems(new_text, script_id, steps_of(new_data))
         if not field_errors and not problems:
             version = save_version(script_id, text, new_text, (request.form.get("note") or "").strip()[:200])
-            scripts.save_upload(script_id, new_text)
             audit.record("script.edit", "script", script_id, version=version.version)
-            db().commit()
+            save_together(found, text, new_text)
             job = render_script_audio(new_text, script_id)
             message = _("Script saved as version %(v)s. Running campaigns keep the version they started with.",
                         v=version.version)
@@ -359,6 +358,21 @@ def save_version(script_id: str, old_text: str, new_text: str, note: str) -> Scr
     if latest is None or latest.sha256 != _sha(old_text):
         _add_version(script_id, old_text, _("as installed before the edit"))
     return _add_version(script_id, new_text, note or None)
+
+
+def save_together(found: scripts.ScriptFile, old_text: str, new_text: str) -> None:
+    """Write the file and commit the version rows as one: if the commit fails, the file is put
+    back as it was (an upload restored, a new override removed), so neither is saved alone."""
+    target = scripts.save_upload(found.id, new_text)
+    try:
+        db().commit()
+    except Exception:
+        db().rollback()
+        if found.source == "uploaded":
+            scripts.save_upload(found.id, old_text)
+        else:
+            target.unlink(missing_ok=True)
+        raise
 
 
 def version_for_campaign(script_id: str) -> int | None:

@@ -88,3 +88,20 @@ def test_without_the_render_tool_new_sentences_are_marked_and_nothing_is_queued(
     assert 'data-testid="no-render-tool"' in page and 'class="frag missing"' in page
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
+
+
+def test_a_failed_commit_leaves_neither_the_file_nor_the_version(console, client_for, csrf, db, settings,
+                                                                  monkeypatch):
+    from sqlalchemy.orm import Session
+
+    def broken_commit(self):
+        raise sa.exc.OperationalError("COMMIT", {}, Exception("database went away"))
+
+    monkeypatch.setattr(Session, "commit", broken_commit)
+    with pytest.raises(sa.exc.OperationalError):
+        client_for("sup_all").post("/scripts/post_service/edit", data={
+            "csrf_token": csrf, "identity.say": "{customer}您好,现在方便吗?"})
+    monkeypatch.undo()
+    assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
