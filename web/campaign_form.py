@@ -96,7 +96,6 @@ def field_name(ctype: str, name: str) -> str:
 def script_names() -> dict[str, str]:
     """Script id -> its name (售后服务回访 ...), for the script select."""
     from dialog.script import ScriptError, load_script
-
     from web.scripts import list_scripts
 
     out = {}

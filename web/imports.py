@@ -31,6 +31,7 @@ from callcenter.storage import Database
 from callcenter.storage.models import Store
 from callcenter.storage.web_models import ConsoleJob, JobStatus
 from web import audit, jobs
+from web.admin import visible_stores
 from web.security import current_user, require, scoped_store_id
 from web.services import db, settings
 from web.views import Page, page_number
@@ -70,13 +71,6 @@ def job_or_404(job_id: int) -> ConsoleJob:
     if scoped_store_id() is not None and job.store_id != scoped_store_id():
         abort(404)
     return job
-
-
-def visible_stores() -> list[Store]:
-    query = sa.select(Store).order_by(Store.code)
-    if scoped_store_id() is not None:
-        query = query.where(Store.id == scoped_store_id())
-    return list(db().scalars(query))
 
 
 @bp.route("/", methods=["GET", "POST"])

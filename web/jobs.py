@@ -78,7 +78,7 @@ def _run(app: Flask, job_id: int, body: JobBody) -> None:
             _update(database, job_id, status=JobStatus.FAILED, error=str(exc), finished_at=utcnow())
             logger.info("job %s failed: %s", job_id, exc)
             return
-        except Exception as exc:  # noqa: BLE001 - the row must say the job ended
+        except Exception as exc:  # any failure: the row must say the job ended
             logger.exception("job %s crashed", job_id)
             _update(database, job_id, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
                     finished_at=utcnow())

@@ -30,6 +30,7 @@ from flask_babel import gettext as _
 
 from callcenter.domain import Intent, Role
 from callcenter.storage.models import Campaign, CampaignStatus, ScriptVersion, Store, utcnow
+from callcenter.storage.web_models import ConsoleJob
 from web import audit, jobs, scripts
 from web.labels import label
 from web.security import current_user, refuse, require, scoped_store_id
@@ -439,8 +440,6 @@ def render_script_audio(text: str, script_id: str):
         return None
     if not missing:
         return None
-    from callcenter.storage.web_models import ConsoleJob
-
     from web.stores import render_job
 
     user = current_user()

@@ -24,6 +24,7 @@ from callcenter.domain import Role
 from callcenter.storage.models import Store
 from callcenter.storage.web_models import ConsoleJob, JobStatus
 from web import audit, jobs
+from web.admin import visible_stores
 from web.security import current_user, require, scoped_store_id
 from web.services import db, settings
 
@@ -75,13 +76,9 @@ def failed_renders() -> dict[str, ConsoleJob]:
 @bp.get("/")
 @require(Role.ADMIN)
 def index():
-    query = sa.select(Store).order_by(Store.code)
-    if scoped_store_id() is not None:
-        query = query.where(Store.id == scoped_store_id())
-    return render_template("stores/index.html", stores=list(db().scalars(query)), library=library(),
+    return render_template("stores/index.html", stores=visible_stores(), library=library(),
                            rendering=pending_renders(), failed=failed_renders(), can_render=render_available(),
-                           fallback=STORE_FALLBACK,
-                           can_add=scoped_store_id() is None)
+                           fallback=STORE_FALLBACK, can_add=scoped_store_id() is None)
 
 
 @bp.route("/new", methods=["GET", "POST"])

@@ -86,11 +86,11 @@ def test_type_specific_fields(console, recent_visit, client_for, csrf, db):
 def test_the_dialer_calls_with_the_version_the_campaign_was_created_with(console, recent_visit, client_for, csrf,
                                                                         db, settings):
     """An edit after the campaign was created does not reach its calls (CallRequest.script_text)."""
+    from callcenter.storage.models import CallTask, TaskState
     from campaigns.attempts import ClaimKind, claim_attempt
     from campaigns.queue import Message
     from campaigns.rules import NoHolidays, default_policy
     from campaigns.service import change_status
-    from callcenter.storage.models import CallTask, TaskState
 
     assert client_for("sup_s1").post("/campaigns/new", data=_form(csrf, name="版本测试")).status_code == 302
     with db.session() as s:
