@@ -34,7 +34,15 @@ from sqlalchemy.orm import selectinload
 from callcenter.dms.fields import CUSTOMER_FIELDS, VEHICLE_FIELDS, parse_customer_id, parse_vin
 from callcenter.dms.importer import ImportFailed, import_customers, import_visits
 from callcenter.domain import Role
-from callcenter.storage.models import Call, Campaign, Customer, ServiceVisit, Store, Vehicle
+from callcenter.storage.models import (
+    Call,
+    Campaign,
+    Customer,
+    ServiceVisit,
+    Store,
+    Vehicle,
+    customer_in_store,
+)
 from web import audit, cache
 from web.openapi import spec
 from web.security import api_require, log_refusal, public, scoped_store_id, shown_phone
@@ -312,21 +320,24 @@ def _normalised(parse, value) -> str | None:
 
 
 def _other_stores_customers(ids: set[str]) -> set[str]:
-    """Of these customer numbers, those of customers outside the token's store."""
+    """Of these customer numbers (group-wide ones, or the token's store's own), those of
+    customers the token's store does not see: no home, car or visit in it
+    (:func:`~callcenter.storage.models.customer_in_store`)."""
     scope = scoped_store_id()
     if scope is None or not ids:
         return set()
     return set(db().scalars(sa.select(Customer.external_id).where(
-        Customer.external_id.in_(sorted(ids)), Customer.store_id != scope)))
+        Customer.external_id.in_(sorted(ids)),
+        sa.or_(Customer.scope_store_id.is_(None), Customer.scope_store_id == scope),
+        sa.not_(customer_in_store(scope)))))
 
 
 def _other_stores_vins(vins: set[str]) -> set[str]:
-    """Of these VINs, those of vehicles whose owner is outside the token's store."""
+    """Of these VINs, those of another store's vehicles."""
     scope = scoped_store_id()
     if scope is None or not vins:
         return set()
-    return set(db().scalars(sa.select(Vehicle.vin).join(Customer, Customer.id == Vehicle.customer_id).where(
-        Vehicle.vin.in_(sorted(vins)), Customer.store_id != scope)))
+    return set(db().scalars(sa.select(Vehicle.vin).where(Vehicle.vin.in_(sorted(vins)), Vehicle.store_id != scope)))
 
 
 def _outside_store(candidates: list[tuple[int, dict, list[dict]]], errors: list[dict]) -> set[int]:
@@ -365,7 +376,9 @@ def _run_import(kind: str, header: list[str], rows: list[tuple[int, list[str]]],
         line_to_index = {line: index for line, (index, _) in enumerate(rows, start=2)}
         run = import_customers if kind == "customers" else import_visits
         try:
-            report = run(svc.database, path, store_code=_scope_store_code())
+            # acting_store: the importer checks the store of every record it would change as well.
+            scope_code = _scope_store_code()
+            report = run(svc.database, path, store_code=scope_code, acting_store=scope_code)
         except ImportFailed as exc:
             abort(400, description=str(exc))
     for e in report.errors:

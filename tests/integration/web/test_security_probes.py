@@ -12,6 +12,7 @@ import re
 import pytest
 import sqlalchemy as sa
 
+from callcenter.domain import Tier
 from callcenter.logs import setup_logging
 from callcenter.storage.models import Customer, DoNotCall, ServiceVisit, User, Vehicle
 from callcenter.storage.web_models import AuditLog, LoginAttempt, QaForm
@@ -100,6 +101,31 @@ def test_attack_store_b_token_cannot_add_visits_to_store_a_customers(console, ap
         counts = dict(s.execute(sa.select(ServiceVisit.customer_id, sa.func.count())
                                 .group_by(ServiceVisit.customer_id)).all())
         assert counts == {world.customers["S1"]: 1, world.customers["S2"]: 2}
+
+
+def test_a_customer_with_a_car_at_two_stores_is_written_by_both(console, api_token, db):
+    """The dealer-group case beside the attacks above: a customer whose home is store A and who
+    services a car at store B is B's customer too, so B's token updates B's car and adds B's
+    visits; the person's own details stay the home store's (the importer's acting-store rule)."""
+    app, world = console
+    vin_b = "LFV2A21K6A4000009"
+    with db.session() as s:
+        s.add(Vehicle(customer_id=world.customers["S1"], store_id=world.stores["S2"], vin=vin_b, model="卡罗拉", tier=Tier.MID))
+    token = api_token("sup_s2", write=True)
+    pushed = app.test_client().post("/api/v1/customers", headers=_bearer(token), json={"customers": [
+        {"customer_id": "C-S1", "name": "王S1", "occupation": "教师", "vehicles": [{"vin": vin_b, "plate": "湘B88888"}]}]})
+    assert pushed.status_code == 200 and pushed.json["updated"] == 1, pushed.json["errors"]
+    day = (dt.date.today() - dt.timedelta(days=2)).isoformat()
+    visit = app.test_client().post("/api/v1/visits", headers=_bearer(token), json={"visits": [
+        {"customer_id": "C-S1", "vin": vin_b, "visit_date": day, "type": "保养", "paid": True}]})
+    assert visit.status_code == 200 and visit.json["imported"] == 1, visit.json
+    with db.session() as s:
+        customer = s.get(Customer, world.customers["S1"])
+        assert (customer.occupation, customer.store_id) == (None, world.stores["S1"])  # the home store's
+        assert s.scalar(sa.select(Vehicle.plate).where(Vehicle.vin == vin_b)) == "湘B88888"
+        assert s.scalar(sa.select(Vehicle.store_id).where(Vehicle.vin == VIN_S1)) == world.stores["S1"]
+        assert s.scalar(sa.select(ServiceVisit.store_id).where(ServiceVisit.visit_date == dt.date.fromisoformat(day))) \
+            == world.stores["S2"]
 
 
 def test_a_group_wide_token_still_writes_every_store(console, api_token, db):
