@@ -19,7 +19,18 @@ from flask_babel import gettext as _
 from callcenter.accounts import AccountError, hash_password, upsert_user
 from callcenter.domain import Role
 from callcenter.domain.phone import PhoneError, normalize_phone
-from callcenter.storage.models import Call, CallOutcome, Customer, DoNotCall, Store, User, utcnow
+from callcenter.storage.models import (
+    Call,
+    CallOutcome,
+    Customer,
+    DoNotCall,
+    ServiceVisit,
+    Store,
+    User,
+    Vehicle,
+    customer_in_store,
+    utcnow,
+)
 from callcenter.storage.web_models import ApiToken, AuditLog, QaForm
 from web import audit, scripts
 from web.auth import password_policy_error
@@ -359,14 +370,14 @@ def script(script_id: str):
 
 
 # The do-not-call list is one list of numbers for the group (the dialer checks a number, whoever
-# it belongs to). A store's administrator manages the numbers of the store's own customers only:
-# they see, add and remove those; a number that is not one of their customers' is refused with
-# one message, whether it is listed, another store's customer's or nobody's, so that nothing
-# about other stores' numbers can be learnt from the answers.
+# it belongs to). A store's administrator manages the numbers of the store's own customers only
+# (those it sees: home, car or visit there): they see, add and remove those; a number that is not
+# one of their customers' is refused with one message, whether it is listed, another store's
+# customer's or nobody's, so that nothing about other stores' numbers can be learnt from the answers.
 
 
 def _store_phones(store_id: int):
-    return sa.select(Customer.phone).where(Customer.store_id == store_id, Customer.phone.is_not(None))
+    return sa.select(Customer.phone).where(customer_in_store(store_id), Customer.phone.is_not(None))
 
 
 def _dnc_visible(entry: DoNotCall) -> bool:
@@ -376,8 +387,14 @@ def _dnc_visible(entry: DoNotCall) -> bool:
 
 
 def _dnc_shared_with_other_stores(phone: str) -> bool:
-    return db().scalar(sa.select(Customer.id).where(Customer.phone == phone,
-                                                    Customer.store_id != scoped_store_id()).limit(1)) is not None
+    """Whether a customer with ``phone`` is also another store's (home, car or visit there)."""
+    scope = scoped_store_id()
+    elsewhere = sa.or_(
+        Customer.store_id != scope,
+        sa.exists().where(Vehicle.customer_id == Customer.id, Vehicle.store_id != scope),
+        sa.exists().where(ServiceVisit.customer_id == Customer.id, ServiceVisit.store_id != scope),
+    )
+    return db().scalar(sa.select(Customer.id).where(Customer.phone == phone, elsewhere).limit(1)) is not None
 
 
 @bp.route("/dnc", methods=["GET", "POST"])
@@ -391,7 +408,7 @@ def dnc():
             return redirect(url_for("admin.dnc"))
         customer_query = sa.select(Customer).where(Customer.phone == phone)
         if scoped_store_id() is not None:
-            customer_query = customer_query.where(Customer.store_id == scoped_store_id())
+            customer_query = customer_query.where(customer_in_store(scoped_store_id()))
             if db().scalar(customer_query.limit(1)) is None:
                 flash(_("You can only list numbers of your store's customers."), "error")
                 return redirect(url_for("admin.dnc"))

@@ -182,6 +182,7 @@ def test_attack_store_supervisor_cannot_edit_a_script_for_every_store(console, c
 
 @attack
 def test_attack_store_admin_cannot_touch_or_probe_other_stores_dnc(console, client_for, csrf, db):
+    _app, world = console
     store_admin, group_admin = client_for("admin_s1"), client_for("admin")
 
     def add(client, phone):
@@ -207,6 +208,13 @@ def test_attack_store_admin_cannot_touch_or_probe_other_stores_dnc(console, clie
     # Their own customer's number works as before.
     assert add(store_admin, "13812345678")[0] == "success"
     assert "13812345678" in store_admin.get("/admin/dnc").get_data(as_text=True)
+    # A customer who also has a car at S2 is S2's too: S1's administrator may not remove the entry.
+    with db.session() as s:
+        s.add(Vehicle(customer_id=world.customers["S1"], store_id=world.stores["S2"], vin="LFV2A21K6A4000010",
+                      tier=Tier.MID))
+        shared_id = s.scalar(sa.select(DoNotCall.id).where(DoNotCall.phone == "13812345678"))
+    assert store_admin.post(f"/admin/dnc/{shared_id}/delete", data={"csrf_token": csrf}).status_code == 403
+    assert client_for("admin").post(f"/admin/dnc/{shared_id}/delete", data={"csrf_token": csrf}).status_code == 302
 
 
 # -- masked numbers -----------------------------------------------------------------------------
