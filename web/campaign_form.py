@@ -95,16 +95,9 @@ def field_name(ctype: str, name: str) -> str:
 
 def script_names() -> dict[str, str]:
     """Script id -> its name (售后服务回访 ...), for the script select."""
-    from dialog.script import ScriptError, load_script
-    from web.scripts import list_scripts
+    from web.scripts import display_name, list_scripts
 
-    out = {}
-    for found in list_scripts():
-        try:
-            out[found.id] = load_script(found.path).name or found.id
-        except (ScriptError, OSError):
-            out[found.id] = found.id
-    return out
+    return {found.id: display_name(found.id) for found in list_scripts()}
 
 
 def spec_from_form(form, stores: list[Store], scoped_store: int | None, user_id: int):
