@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("areas", nargs="*", choices=areas + [[]], help="which benchmarks (default: all)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument("--split", choices=["tune", "test"], default="test",
+                        help="calls: which personas (docs/data-card-calls.md; default test)")
+    parser.add_argument("--concurrency", type=int, default=4, help="calls: concurrent calls (default 4)")
     args = parser.parse_args(argv)
     out = HERE / "results"
     out.mkdir(exist_ok=True)

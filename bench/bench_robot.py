@@ -162,66 +162,97 @@ def _turns(call: dict, log: dict, silence: dict) -> list[dict]:
     return rows
 
 
+def bench_env(work: Path) -> dict[str, str]:
+    """The environment of a benchmark's child processes: no CALLCENTER_* of the caller's, the data
+    directory in ``work``."""
+    env = {key: v for key, v in os.environ.items() if not key.startswith("CALLCENTER_")}
+    env.update({"CALLCENTER_DATA_DIR": str(work / "var"), "CALLCENTER_LOG_LEVEL": "warning"})
+    return env
+
+
+def start_simulator(work: Path, processes: int, env: dict[str, str], *extra: str) -> tuple[subprocess.Popen, str]:
+    """``callcenter simulate`` with ``processes`` phones on free ports, its call logs in
+    ``work/calls``: (the process, started in its own session; the trunk "host:port")."""
+    port, rtp = _free_ports(processes + 1), _free_ports(200 * processes)
+    with open(work / "simulate.log", "wb") as sim_err:
+        sim = subprocess.Popen([sys.executable, "-m", "callcenter", "simulate", "--listen", f"127.0.0.1:{port}",
+                                "--processes", str(processes), "--rtp-port", str(rtp), "--log-dir",
+                                str(work / "calls"), *extra],
+                               stdout=subprocess.PIPE, stderr=sim_err, text=True, cwd=ROOT, env=env,
+                               start_new_session=True)
+    ready = sim.stdout.readline()
+    if not ready.startswith("{"):
+        _stop(sim)
+        raise RuntimeError(f"simulator did not start: {(work / 'simulate.log').read_text()[-2000:]}")
+    return sim, json.loads(ready)["trunk"]
+
+
+def start_robots(work: Path, plans: list[dict], env: dict[str, str], trunk: str, engine: str,
+                 robots: list[subprocess.Popen]) -> list[float]:
+    """One ``bench.robot_load`` process per plan, appended to ``robots`` as it starts (the caller
+    stops them); returns once every one has loaded its models: their load seconds."""
+    models = os.environ.get("CALLCENTER_MODELS_DIR") or str(ROOT / "var" / "models")
+    for p, plan in enumerate(plans):
+        path = work / f"plan{p}.json"
+        path.write_text(json.dumps(plan))
+        renv = dict(env, CALLCENTER_MODELS_DIR=models, CALLCENTER_SIP_TRUNK=trunk,
+                    CALLCENTER_SIP_BIND="127.0.0.1", CALLCENTER_RTP_PORT=str(_free_ports(40)),
+                    CALLCENTER_ASR_ENGINE=engine)
+        with open(work / f"robot{p}.log", "wb") as err:
+            robots.append(subprocess.Popen([sys.executable, "-m", "bench.robot_load", str(path)], cwd=ROOT, env=renv,
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err,
+                                           text=True, start_new_session=True))
+    loads = []
+    for p, proc in enumerate(robots):
+        line = ""
+        while not line.startswith("{"):
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"robot process {p} did not start: "
+                                   f"{(work / f'robot{p}.log').read_text()[-3000:]}")
+        loads.append(json.loads(line)["load_seconds"])
+    return loads
+
+
+def go_and_collect(work: Path, robots: list[subprocess.Popen], timeout: float = 600) -> list[dict]:
+    """Start every robot process's calls together; each process's final JSON line."""
+    for proc in robots:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outs = []
+    for p, proc in enumerate(robots):
+        out, _ = proc.communicate(timeout=timeout)
+        lines = [x for x in out.splitlines() if x.startswith("{")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"robot process {p} failed ({proc.returncode}): "
+                               f"{(work / f'robot{p}.log').read_text()[-3000:]}")
+        outs.append(json.loads(lines[-1]))
+    return outs
+
+
 def _level(engine: str, k: int, work: Path, silence: dict) -> dict:
     from campaigns.simulator.customer import read_call_logs
 
     work.mkdir(parents=True)
     _free_ports.release()  # the previous level's processes are gone, and their ports with them
     processes = math.ceil(k / CALLS_PER_PROCESS)
-    env = {key: v for key, v in os.environ.items() if not key.startswith("CALLCENTER_")}
-    env.update({"CALLCENTER_DATA_DIR": str(work / "var"), "CALLCENTER_LOG_LEVEL": "warning"})
-    models = os.environ.get("CALLCENTER_MODELS_DIR") or str(ROOT / "var" / "models")
-    port, rtp = _free_ports(processes + 1), _free_ports(200 * processes)
+    env = bench_env(work)
     log_dir = work / "calls"
-    sim_err = open(work / "simulate.log", "wb")  # noqa: SIM115 - closed in finally
-    sim = subprocess.Popen([sys.executable, "-m", "callcenter", "simulate", "--listen", f"127.0.0.1:{port}",
-                            "--processes", str(processes), "--rtp-port", str(rtp), "--log-dir", str(log_dir)],
-                           stdout=subprocess.PIPE, stderr=sim_err, text=True, cwd=ROOT, env=env,
-                           start_new_session=True)
+    sim, trunk = start_simulator(work, processes, env)
     robots: list[subprocess.Popen] = []
     try:
-        ready = sim.stdout.readline()
-        if not ready.startswith("{"):
-            raise RuntimeError(f"simulator did not start: {(work / 'simulate.log').read_text()[-2000:]}")
-        trunk = json.loads(ready)["trunk"]
         t_load = time.monotonic()
-        for p in range(processes):
-            calls = [{"number": f"1390000{1000 + i:04d}", "call_id": 1000 * (p + 1) + i,
-                      "delay": round(SPREAD * i / k, 2)}
-                     for i in range(p, k, processes)]  # process p takes calls p, p+P, ...: phases interleave
-            plan = work / f"plan{p}.json"
-            plan.write_text(json.dumps({"name": f"bench-robot{p}", "calls": calls}))
-            renv = dict(env, CALLCENTER_MODELS_DIR=models, CALLCENTER_SIP_TRUNK=trunk,
-                        CALLCENTER_SIP_BIND="127.0.0.1", CALLCENTER_RTP_PORT=str(_free_ports(40)),
-                        CALLCENTER_ASR_ENGINE=engine)
-            robots.append(subprocess.Popen([sys.executable, "-m", "bench.robot_load", str(plan)], cwd=ROOT, env=renv,
-                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                           stderr=open(work / f"robot{p}.log", "wb"),  # noqa: SIM115
-                                           text=True, start_new_session=True))
-        loads = []
-        for p, proc in enumerate(robots):
-            line = ""
-            while not line.startswith("{"):
-                line = proc.stdout.readline()
-                if not line:
-                    raise RuntimeError(f"robot process {p} did not start: "
-                                       f"{(work / f'robot{p}.log').read_text()[-3000:]}")
-            loads.append(json.loads(line)["load_seconds"])
+        plans = [{"name": f"bench-robot{p}",
+                  "calls": [{"number": f"1390000{1000 + i:04d}", "call_id": 1000 * (p + 1) + i,
+                             "delay": round(SPREAD * i / k, 2)}
+                            for i in range(p, k, processes)]}  # process p takes calls p, p+P, ...: phases interleave
+                 for p in range(processes)]
+        loads = start_robots(work, plans, env, trunk, engine, robots)
         load_wall = time.monotonic() - t_load
         time.sleep(1.0)
         load_before = os.getloadavg()
         sim0, busy0, t0 = tree_cpu(sim.pid), machine_busy(), time.monotonic()
-        for proc in robots:
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
-        outs = []
-        for p, proc in enumerate(robots):
-            out, _ = proc.communicate(timeout=600)
-            lines = [x for x in out.splitlines() if x.startswith("{")]
-            if proc.returncode != 0 or not lines:
-                raise RuntimeError(f"robot process {p} failed ({proc.returncode}): "
-                                   f"{(work / f'robot{p}.log').read_text()[-3000:]}")
-            outs.append(json.loads(lines[-1]))
+        outs = go_and_collect(work, robots)
         wall = time.monotonic() - t0
         sim_cpu = tree_cpu(sim.pid) - sim0
         busy = machine_busy() - busy0
@@ -232,7 +263,6 @@ def _level(engine: str, k: int, work: Path, silence: dict) -> dict:
         for proc in robots:
             _stop(proc)
         _stop(sim)
-        sim_err.close()
     calls = [c for o in outs for c in o["calls"]]
     (work / "robot_calls.json").write_text(json.dumps(calls, ensure_ascii=False, indent=1))
     robot_cpu = sum(o["cpu_seconds"] for o in outs)

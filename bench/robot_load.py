@@ -4,7 +4,12 @@ calls (pjsua2: one phone, 4 calls per process) through the whole robot of a work
 feedback classifier), built as ``callcenter dial`` builds it.
 
 Usage: ``python -m bench.robot_load PLAN.json``. PLAN: ``calls``: ``[{"number", "call_id",
-"delay"}]`` (``delay``: seconds after "go" before dialling). Settings come from ``CALLCENTER_*``
+"delay"}]`` (``delay``: seconds after "go" before dialling; optional ``script``, default
+post_service); ``workers`` (optional): run the calls that many at a time, each thread taking the
+next call when its last one ended (``delay`` then only staggers the first calls); ``record``
+(optional): write each call's outcome into the database of the settings with
+:func:`campaigns.outcomes.record_outcome`, as a dialer worker does, on the call row ``call_id``
+that the caller created (``bench/bench_calls.py``). Settings come from ``CALLCENTER_*``
 (the benchmark sets the trunk, ports, data and models directories and the ASR engine).
 
 Protocol on stdout/stdin: one JSON line ``{"ready": ...}`` once the models are loaded and the
@@ -94,6 +99,11 @@ def main() -> int:
 
     runner.asr.open_stream = tapped_open_stream
     results: list = [None] * len(plan["calls"])
+    db = None
+    if plan.get("record"):
+        from callcenter.storage import Database
+
+        db = Database(settings.database_url)
     try:
         fragments = runner.warm_up()
         print(json.dumps({"ready": True, "load_seconds": round(time.monotonic() - t0, 1), "fragments": fragments,
@@ -106,7 +116,7 @@ def main() -> int:
             time.sleep(max(0.0, go + call["delay"] - time.monotonic()))
             observer = _TimingObserver()
             request = CallRequest(call_id=call["call_id"], task_id=0, attempt=1, campaign_id=0, customer_id=0,
-                                  store_id=0, phone=call["number"], script="post_service",
+                                  store_id=0, phone=call["number"], script=call.get("script", "post_service"),
                                   context=default_context(), store_timezone=settings.timezone)
             try:
                 result = runner.run(request, observer)
@@ -114,6 +124,12 @@ def main() -> int:
                 results[i] = {"number": call["number"], "error": f"{type(exc).__name__}: {exc}"}
                 return
             out = describe(result)
+            if db is not None:
+                from campaigns.outcomes import record_outcome
+                from campaigns.rules import RetryPolicy
+
+                with db.session() as session:
+                    out["recorded"] = record_outcome(session, call["call_id"], result, RetryPolicy()).recorded
             handle = tap.handles.get(f"c{call['call_id']}a1")
             tel = handle.wait_ended(timeout=5) if handle is not None else None
             stream = streams.get(f"call-{call['call_id']}")
@@ -130,7 +146,25 @@ def main() -> int:
             })
             results[i] = out
 
-        threads = [threading.Thread(target=one, args=(i, c), name=f"bench-call-{i}") for i, c in enumerate(plan["calls"])]
+        if plan.get("workers"):
+            todo = list(enumerate(plan["calls"]))
+            lock = threading.Lock()
+
+            def pooled() -> None:
+                while True:
+                    with lock:
+                        if not todo:
+                            return
+                        i, call = todo.pop(0)
+                    try:
+                        one(i, call)
+                    except Exception as exc:  # noqa: BLE001 - one call's recording must not stop the others
+                        results[i] = {"number": call["number"], "error": f"{type(exc).__name__}: {exc}"}
+
+            threads = [threading.Thread(target=pooled, name=f"bench-pool-{w}") for w in range(plan["workers"])]
+        else:
+            threads = [threading.Thread(target=one, args=(i, c), name=f"bench-call-{i}")
+                       for i, c in enumerate(plan["calls"])]
         for t in threads:
             t.start()
         for t in threads:
@@ -140,6 +174,8 @@ def main() -> int:
     finally:
         runner.close()
         phone.close()
+        if db is not None:
+            db.dispose()
     print(json.dumps({"calls": results, "cpu_seconds": round(cpu, 2), "wall_seconds": round(time.monotonic() - go, 1),
                       "max_rss_mb": round(usage1.ru_maxrss / 1024, 1)}, ensure_ascii=False), flush=True)
     return 0

@@ -270,11 +270,11 @@ class PromptIndex:
     def nbytes(self) -> int:
         return self._matrix.nbytes
 
-    def locate(self, feats: np.ndarray) -> Match | None:
+    def locate(self, feats: np.ndarray, min_score: float = MIN_SCORE) -> Match | None:
         """Where in which fragment the audio whose features are ``feats`` ends.
 
         ``feats`` should end with speech (trailing silence cut off); at least two windows
-        (1.28 s) are needed. Returns the best match, or None when nothing scores above the bar.
+        (1.28 s) are needed. Returns the best match, or None when nothing scores ``min_score``.
         """
         if len(feats) < MIN_WINDOWS * WINDOW:
             return None
@@ -298,7 +298,7 @@ class PromptIndex:
         combined = np.where(count >= MIN_WINDOWS, total / count, -1.0)
         best = int(np.argmax(combined))
         score = float(combined[best])
-        if score < MIN_SCORE:
+        if score < min_score:
             return None
         owner = self._owner[best]
         others = np.where(self._owner != owner, combined, -1.0)

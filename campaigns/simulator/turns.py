@@ -168,6 +168,7 @@ class TurnTaker:
         self._context: str | None = None
         self._asked: dict[str, int] = {}
         self._confirming: tuple[str, str] | None = None  # (step, label) of the confirmation last answered
+        self._near: Match | None = None  # the best match below the bar of the last unplaced utterance
         self._transferred = False  # the robot said it is transferring: a person waits for the agent
 
     # -- input -------------------------------------------------------------------------------------
@@ -265,6 +266,7 @@ class TurnTaker:
         if self._utt == self._answered_utt:
             return []  # the question we barged in on: the robot has stopped (or finished) it
         match = self._locate(self._last_voiced)
+        self._near = self._locate(self._last_voiced, 0.0) if match is None else None
         if self.state is State.SPEAK:
             self._deferred = (self._last_voiced, match)  # decide once our line is over
             return []
@@ -317,12 +319,14 @@ class TurnTaker:
         return out
 
     # -- deciding ------------------------------------------------------------------------------------
-    def _locate(self, end: float) -> Match | None:
+    def _locate(self, end: float, min_score: float | None = None) -> Match | None:
         pcm = b"".join(p for (ft, p, _v) in self._frames if ft <= end + 1e-9)
         if len(pcm) < WINDOW * HOP * 2:
             return None
         feats = features(pcm)
-        return self.index.locate(feats[-(SPAN * WINDOW):])
+        if min_score is None:
+            return self.index.locate(feats[-(SPAN * WINDOW):])
+        return self.index.locate(feats[-(SPAN * WINDOW):], min_score)
 
     def _prompt_id(self, match: Match | None) -> str | None:
         if match is None:
@@ -335,6 +339,11 @@ class TurnTaker:
         """The robot finished (or, barging in, is finishing) a turn: what do we do?"""
         heard = {"start": round(self._utt_start, 2), "end": round(end, 2)}
         if match is None:
+            near = self._near  # for the log: what the audio was closest to, below the bar
+            if near is not None:
+                refs = self.index.refs(near, self.script) or near.fragment.inner
+                heard.update(nearest=refs[0].prompt_id if refs else None, nearest_score=round(near.score, 3),
+                             nearest_margin=round(near.margin, 3))
             return self._unrecognised(t, heard)
         refs = self.index.refs(match, self.script)
         if not refs:
