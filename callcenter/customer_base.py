@@ -246,9 +246,9 @@ def classes_query(
 ) -> sa.Subquery:
     """The customers' classes as of ``as_of`` in SQL: the twin of :func:`classify_customers`.
 
-    One row per customer who has a car or a paid visit (with ``store_id``: a car or a paid visit in
+    One row per customer who has a car or a paid visit (with ``store_id``: a car or a visit in
     that store, classified on that store's own, as the module says; prospects, in no class but the
-    base, have no row): ``customer_id``, ``last_touch``,
+    base, have no row or one in no class): ``customer_id``, ``last_touch``,
     ``latest_vehicle_id`` (the highest vehicle id, NULL without one) and the booleans ``active``,
     ``lapsed`` and ``insured``. Works on SQLite and PostgreSQL.
 

@@ -195,6 +195,8 @@ class CustomerStoreTouch(Base):
     What a store's own customer-base classes and its campaigns' audiences are computed from (a
     customer who services one car in store A and another in store B is active or lapsed in each
     store on that store's own visits). Kept by triggers like customer_touch (migration dms0001).
+    Any car or visit (paid or not) in the store gives the pair a row, so a row also says that the
+    store sees the customer (:func:`customer_in_store`).
     """
 
     __tablename__ = "customer_store_touch"
@@ -216,10 +218,11 @@ def customer_in_store(store_id: int) -> sa.ColumnElement[bool]:
     A customer belongs to the dealer group; each store sees them through its own cars and visits
     (and sees only those: callers filter vehicles, visits and calls by their ``store_id``).
     """
+    # The per-store summary has a row for every car and visit of the customer in the store: one
+    # index range, where probing every customer's cars and visits cost two lookups per customer.
     return sa.or_(
         Customer.store_id == store_id,
-        sa.exists().where(Vehicle.customer_id == Customer.id, Vehicle.store_id == store_id),
-        sa.exists().where(ServiceVisit.customer_id == Customer.id, ServiceVisit.store_id == store_id),
+        Customer.id.in_(sa.select(CustomerStoreTouch.customer_id).where(CustomerStoreTouch.store_id == store_id)),
     )
 
 

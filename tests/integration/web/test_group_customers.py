@@ -77,3 +77,16 @@ def test_a_ticket_opened_in_a_store_for_a_group_customer_is_that_stores(console,
                                                   "department": "after_sales", "call_id": s1_call,
                                                   "csrf_token": csrf})
     assert response.status_code == 404
+
+
+def test_an_unpaid_visit_in_a_store_is_enough_for_the_store_to_see_the_customer(console, client_for, db):
+    _app, world = console
+    with db.session() as s:
+        c = Customer(external_id="G-2", store_id=world.stores["S1"], name="司马光", phone="13700002222")
+        s.add(c)
+        s.flush()
+        s.add(ServiceVisit(dedup_key="g2", customer_id=c.id, store_id=world.stores["S2"], paid=False,
+                           visit_date=dt.date.today() - dt.timedelta(days=3), visit_type=VisitType.WARRANTY))
+        customer_id = c.id
+    assert client_for("agent_s2").get(f"/customers/{customer_id}").status_code == 200
+    assert "司马光" in client_for("agent_s2").get("/customers/?q=司马").get_data(as_text=True)

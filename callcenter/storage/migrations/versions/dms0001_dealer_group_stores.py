@@ -16,7 +16,10 @@ its visits. Now:
   store (the store that first imported the customer).
 - ``customer_store_touch``: customer_touch per (store, customer), from that store's cars and visits
   only, kept by triggers the same way (see campaigns0002): a store's own 保有/有效/流失 classes and
-  its campaigns' audiences read it; the group's read customer_touch.
+  its campaigns' audiences read it; the group's read customer_touch. Any car or visit (paid or
+  not) of the customer in the store gives the pair its row: the row is also what says that the
+  store sees the customer (``customer_in_store``), one index range instead of probing every
+  customer's cars and visits.
 
 SQLite rebuilds ``customers`` and ``vehicles`` here (batch "move and copy"), which drops the
 triggers on ``vehicles``: they are created again. ``upgrade_database`` runs SQLite migrations with
@@ -61,10 +64,11 @@ def _sqlite_store_recompute(who: str, store: str, m) -> str:
 def sqlite_triggers(m) -> dict[str, str]:
     later = m._sqlite_later
     return {
+        # Every visit (paid or not) gives the pair its row: the row says the store sees the customer.
         "trg_customer_store_touch_visit_insert": f"""
-            CREATE TRIGGER trg_customer_store_touch_visit_insert AFTER INSERT ON service_visits WHEN NEW.paid BEGIN
+            CREATE TRIGGER trg_customer_store_touch_visit_insert AFTER INSERT ON service_visits BEGIN
             INSERT INTO customer_store_touch (customer_id, store_id, last_paid_visit)
-            VALUES (NEW.customer_id, NEW.store_id, NEW.visit_date)
+            VALUES (NEW.customer_id, NEW.store_id, CASE WHEN NEW.paid THEN NEW.visit_date END)
             ON CONFLICT ({_KEY}) DO UPDATE SET {later('last_paid_visit')};
             END""",
         "trg_customer_store_touch_visit_update": f"""
@@ -119,7 +123,8 @@ def pg_functions(m) -> dict[str, str]:
     return {
         "customer_store_touch_visits_inserted": f"""
             INSERT INTO customer_store_touch AS t (customer_id, store_id, last_paid_visit)
-            SELECT customer_id, store_id, max(visit_date) FROM new_rows WHERE paid GROUP BY customer_id, store_id
+            SELECT customer_id, store_id, max(CASE WHEN paid THEN visit_date END) FROM new_rows
+            GROUP BY customer_id, store_id
             ON CONFLICT ({_KEY}) DO UPDATE
             SET last_paid_visit = greatest(t.last_paid_visit, excluded.last_paid_visit);""",
         "customer_store_touch_cars_inserted": f"""
@@ -156,7 +161,7 @@ BACKFILL = f"""
     INSERT INTO customer_store_touch ({_COLUMNS})
     SELECT k.customer_id, k.store_id, paid.last, car.last, coalesce(car.mid, 0), coalesce(car.premium, 0),
            car.latest, car.insured
-    FROM (SELECT customer_id, store_id FROM service_visits WHERE paid
+    FROM (SELECT customer_id, store_id FROM service_visits
           UNION SELECT customer_id, store_id FROM vehicles) k
     LEFT JOIN (SELECT customer_id, store_id, max(visit_date) AS last FROM service_visits WHERE paid
                GROUP BY customer_id, store_id) paid ON paid.customer_id = k.customer_id AND paid.store_id = k.store_id
