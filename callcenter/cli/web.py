@@ -59,6 +59,7 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
                 "errorlog": "-",
                 "loglevel": settings.log_level.lower(),
                 "proc_name": "callcenter-console",
+                "logger_class": gunicorn_logger_class(),
                 "forwarded_allow_ips": (",".join(settings.trusted_proxy_addresses) if settings.trusted_proxies
                                         else "127.0.0.1"),
             }
@@ -73,6 +74,22 @@ def serve(host: str, port: int, workers: int | None, threads: int | None) -> Non
 
     click.echo(f"console on http://{host}:{port} ({settings.web_workers} workers x {settings.web_threads} threads)")
     Console().run()
+
+
+def gunicorn_logger_class():
+    """gunicorn's logger with our filter on its own lines too (worker errors may quote a request
+    path): control characters escaped and phone numbers masked, as in every other log line."""
+    from gunicorn.glogging import Logger
+
+    from callcenter.logs import PhoneMaskingFilter
+
+    class FilteredLogger(Logger):
+        def setup(self, cfg) -> None:
+            super().setup(cfg)
+            for handler in self.error_log.handlers:
+                handler.addFilter(PhoneMaskingFilter())
+
+    return FilteredLogger
 
 
 @click.group("console")

@@ -102,3 +102,17 @@ def test_the_depth_cut_keeps_shallow_values_and_strings():
     assert inner == TOO_DEEP
     deep = "[" * 50_000 + "]" * 50_000
     assert json.loads(_cut_deep(deep, 3)) == [[[TOO_DEEP]]]
+
+
+@pytest.mark.attack
+def test_gunicorns_own_log_lines_are_filtered_too(capsys):
+    from gunicorn.config import Config
+
+    from callcenter.cli.web import gunicorn_logger_class
+
+    config = Config()
+    config.set("errorlog", "-")
+    log = gunicorn_logger_class()(config)
+    log.error("Error handling request %s", "/x\n2026-12-06 INFO forged 138-1234-5678")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\\x0a2026-12-06" in err and "138****5678" in err
