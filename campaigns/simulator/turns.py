@@ -429,7 +429,10 @@ class TurnTaker:
             step = script.steps.get(script.start)
             return (step.id, step.context) if step is not None and not step.terminal else (None, None)
         step = script.steps[self._question]
-        candidates = [step.on.get("affirm"), step.goto, *(b.goto for b in step.branches), step.on.get("deny")]
+        # A score question branches on the score: the branch of the score this persona meant first.
+        scores = [int(x) for x in self.book.means(self.persona, step.id, step.context) if x.isdigit()]
+        branches = sorted(step.branches, key=lambda br: not any(br.matches(v) for v in scores))
+        candidates = [step.on.get("affirm"), step.goto, *(br.goto for br in branches), step.on.get("deny")]
         steps = [script.steps[c] for c in candidates if c and c in script.steps]
         questions = [s for s in steps if not s.terminal and s.expect != "none"]
         own = [s for s in questions if s.id in self.persona.answers]

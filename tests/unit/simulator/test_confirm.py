@@ -196,3 +196,12 @@ def test_reversed_audio_is_not_mistaken_for_a_real_prompt(confirm_world, robot):
 
     match = index.locate(features(np.frombuffer(robot("post_service", "advisor"), dtype="<i2")))
     assert match is not None and any(r.key == "advisor" for r in match.fragment.final)
+
+
+def test_an_unplaced_prompt_after_a_low_score_is_taken_for_the_low_score_branch(book, index):
+    from campaigns.simulator.turns import TurnTaker
+
+    for persona, expected in (("complains_parts", "improvement"), ("satisfied", "advisor")):
+        turns = TurnTaker(book.personas[persona], book, index)
+        turns._question, turns._context = "satisfaction", "sat"
+        assert turns._guess_next() == (expected, "open"), persona  # score 2 -> improvement; 5 -> advisor
