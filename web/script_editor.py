@@ -325,16 +325,41 @@ def _template_names(template: str) -> set[str] | None:
 _STEP_REF = re.compile(r"step '([a-z0-9_]+)'")
 
 
+def _parser_messages(titles: dict[str, str]) -> tuple[tuple[re.Pattern, object], ...]:
+    """The robot parser's problems that a form edit can cause, in the reader's language."""
+    def chain(m):
+        return " → ".join(titles.get(sid, sid) for sid in m.group(1).split(" -> "))
+
+    return (
+        (re.compile(r"branches are for expect"), lambda m: _("score ranges only work when the answer is a score")),
+        (re.compile(r"no branch for score\(s\) (.+) and no goto"),
+         lambda m: _("no score range covers %(scores)s and there is no next step", scores=m.group(1))),
+        (re.compile(r"problem is for yes_no questions"),
+         lambda m: _("the problem a 'no' reports needs a yes-or-no question")),
+        (re.compile(r"leads nowhere"), lambda m: _("the step leads nowhere: choose where the answers go")),
+        (re.compile(r"steps (.+) form a loop that never listens"),
+         lambda m: _("these steps talk in a circle without a question: %(steps)s", steps=chain(m))),
+        (re.compile(r"optional variable \{(\w+)\} is spoken: give it a fallback"),
+         lambda m: _("the value {%(name)s} may be missing and has nothing to say instead", name=m.group(1))),
+        (re.compile(r"goes to unknown step"), lambda m: _("it goes to a step that does not exist")),
+    )
+
+
 def parser_problems(text: str, script_id: str, steps: list[StepView]) -> list[str]:
     """What the robot's parser still finds wrong, each prefixed with the step it names."""
     titles = {st.id: st.title for st in steps}
+    known = _parser_messages(titles)
     out = []
     for problem in scripts.validate(text, f"{script_id}.yaml"):
         match = _STEP_REF.search(problem)
         where = titles.get(match.group(1)) if match else None
         detail = problem.split(": ", 2)[-1]
-        out.append(_("%(step)s: the script check failed: %(detail)s", step=where, detail=detail) if where
-                   else _("The script check failed: %(detail)s", detail=detail))
+        said = next((say(m) for pattern, say in known if (m := pattern.search(detail))), None)
+        if said is not None:
+            out.append(_("%(step)s: %(problem)s", step=where, problem=said) if where else said)
+        else:
+            out.append(_("%(step)s: the script check failed: %(detail)s", step=where, detail=detail) if where
+                       else _("The script check failed: %(detail)s", detail=detail))
     return out
 
 

@@ -105,3 +105,13 @@ def test_a_failed_commit_leaves_neither_the_file_nor_the_version(console, client
     assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+
+
+def test_the_robot_parsers_problems_are_said_in_chinese_naming_the_step(console, client_for, csrf, settings):
+    """Turning the score question into free text leaves its score ranges without a score."""
+    response = client_for("sup_all").post("/scripts/post_service/edit", data={
+        "csrf_token": csrf, "satisfaction.say": "请问您对这次服务满意吗?", "satisfaction.expect": "text"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "第2步" in page and "分数段只适用于打分的回答" in page and "branches" not in page
+    assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
