@@ -151,11 +151,14 @@ def error_page(exc: HTTPException):
         403: _("You are not allowed to open this page"),
         404: _("Not found"),
         405: _("Not allowed"),
+        409: _("This cannot be done now"),
         413: _("The upload is too large"),
         429: _("Too many attempts"),
     }
-    title = titles.get(exc.code or 500, exc.name)
-    return render_template("error.html", code=exc.code, title=title, message=exc.description), exc.code
+    title = titles.get(exc.code or 500, _("Something went wrong"))
+    # Werkzeug's own descriptions are English; only a description the console wrote is shown.
+    message = exc.description if exc.description != type(exc).description else None
+    return render_template("error.html", code=exc.code, title=title, message=message), exc.code
 
 
 def _nav():

@@ -32,6 +32,7 @@ ROUTES: dict[str, tuple] = {
     "customers.show": ("GET", lambda w: f"/customers/{w.customers['S1']}", Role.AGENT, "S1", None),
     "tickets.index": ("GET", lambda w: "/tickets/", Role.AGENT, None, None),
     "tickets.show": ("GET", lambda w: f"/tickets/{w.tickets['S1']}", Role.AGENT, "S1", None),
+    "tickets.recording": ("GET", lambda w: f"/tickets/{w.tickets['S1']}/recording", Role.AGENT, "S1", None),
     "tickets.update": ("POST", lambda w: f"/tickets/{w.tickets['S1']}", Role.AGENT, "S1",
                        lambda w: {"action": "note", "note": "已联系客户"}),
     "tickets.create": ("POST", lambda w: "/tickets/new", Role.AGENT, "S1",
