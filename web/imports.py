@@ -39,6 +39,9 @@ from web.views import Page, page_number
 bp = Blueprint("imports", __name__, url_prefix="/admin/imports")
 
 KINDS = ("customers", "visits")
+# Whose customer numbers the file's are (the importer's id_scope): the group's, or the store's own
+# (a store with its own DMS installation: C0001 there is not C0001 elsewhere).
+ID_SCOPES = ("group", "store")
 SUFFIXES = (".csv", ".txt", ".tsv", ".xlsx", ".xls")
 # Rejections kept on the job for the preview and the CSV download. A file with more bad rows
 # than this is not worth importing; the counts stay exact.
@@ -84,6 +87,9 @@ def index():
         if kind not in KINDS:
             errors["kind"] = _("Choose what the file holds: customers or visits.")
         store = _chosen_store(values.get("store", ""), stores, errors)
+        id_scope = values.get("id_scope", "group")
+        if id_scope not in ID_SCOPES:
+            errors["id_scope"] = _("Choose how the DMS numbers customers.")
         upload = request.files.get("file")
         name = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1] if upload else ""
         suffix = Path(name).suffix.lower()
@@ -101,7 +107,7 @@ def index():
             prune(folder)
             stored = secrets.token_hex(16) + suffix
             (folder / stored).write_bytes(data)
-            job = _start(kind, name[:255], stored, store, dry_run=True)
+            job = _start(kind, name[:255], stored, store, dry_run=True, id_scope=id_scope)
             return redirect(url_for("imports.show", job_id=job.id))
     page, per_page = page_number(20)
     query = sa.select(ConsoleJob).where(ConsoleJob.kind.in_([f"import_{k}" for k in KINDS]))
@@ -143,11 +149,14 @@ def _chosen_store(raw: str, stores: list[Store], errors: dict[str, str]) -> Stor
     return store
 
 
-def _start(kind: str, filename: str, stored: str, store: Store | None, *, dry_run: bool) -> ConsoleJob:
+def _start(kind: str, filename: str, stored: str, store: Store | None, *, dry_run: bool,
+           id_scope: str) -> ConsoleJob:
     user = current_user()
+    # The options ride on the row's result until the importer's report replaces it (which
+    # repeats them), so that "import" after the preview runs with the same ones.
     job = ConsoleJob(kind=f"import_{kind}", dry_run=dry_run, filename=filename, stored_name=stored,
                      store_id=store.id if store else scoped_store_id(), created_by=user.id, username=user.username,
-                     target=store.code if store else None)
+                     target=store.code if store else None, result={"id_scope": id_scope})
     db().add(job)
     db().flush()
     if not dry_run:
@@ -157,7 +166,7 @@ def _start(kind: str, filename: str, stored: str, store: Store | None, *, dry_ru
     # rows and never changes another store's customers, cars or visits.
     acting = store.code if store is not None and scoped_store_id() is not None else None
     jobs.submit(job.id, import_body(kind, upload_dir() / stored, filename, dry_run=dry_run,
-                                    store_code=job.target, acting_store=acting))
+                                    store_code=job.target, acting_store=acting, id_scope=id_scope))
     return job
 
 
@@ -194,7 +203,8 @@ def run(job_id: int):
         abort(410, description=_("The uploaded file is gone (imported already, or older than a week); upload it "
                                  "again."))
     store = db().get(Store, job.store_id) if job.store_id and job.target else None
-    real = _start(job.kind.removeprefix("import_"), job.filename or "", job.stored_name, store, dry_run=False)
+    real = _start(job.kind.removeprefix("import_"), job.filename or "", job.stored_name, store, dry_run=False,
+                  id_scope=(job.result or {}).get("id_scope", "group"))
     return redirect(url_for("imports.show", job_id=real.id))
 
 
@@ -310,7 +320,7 @@ def reason_text(reason: str) -> str:
 
 
 def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_code: str | None,
-                acting_store: str | None):
+                acting_store: str | None, id_scope: str = "group"):
     """The job that runs the importer on ``path`` and keeps its report on the job row."""
 
     def body(database: Database, job_id: int, progress) -> dict:
@@ -329,7 +339,7 @@ def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_co
         run = import_customers if kind == "customers" else import_visits
         try:
             report = run(database, path, dry_run=dry_run, store_code=store_code, acting_store=acting_store,
-                         progress=step, on_total=on_total)
+                         id_scope=id_scope, progress=step, on_total=on_total)
         except ImportFailed as exc:
             raise jobs.JobError(str(exc).replace(path.name, filename)) from None
         if not dry_run:
@@ -338,6 +348,7 @@ def import_body(kind: str, path: Path, filename: str, *, dry_run: bool, store_co
         result["errors_total"] = len(report.errors)
         result["errors"] = result["errors"][:MAX_KEPT_ERRORS]
         result["rows_rejected"] = sorted({e["row"] for e in result["errors"]})[:MAX_KEPT_ERRORS]
+        result["id_scope"] = id_scope
         return result
 
     return body

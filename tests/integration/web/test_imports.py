@@ -163,3 +163,21 @@ def test_an_excel_visits_export_is_previewed_and_imported(console, client_for, c
 def _last_job(db) -> int:
     with db.session() as s:
         return s.scalar(sa.select(sa.func.max(ConsoleJob.id)))
+
+
+def test_a_store_with_its_own_customer_numbers(console, client_for, csrf, db):
+    """Two stores' DMS installations both have a C0001: with the store's own numbers they stay two people."""
+    _app, world = console
+    client = client_for("admin")
+    body = "客户编号,姓名,手机号\nC0001,{name},{phone}\n"
+    for store, name, phone in (("S1", "一店的客户", "13900006001"), ("S2", "二店的客户", "13900006002")):
+        preview = jobs.wait(_job_id(_upload(client, csrf, body.format(name=name, phone=phone).encode(),
+                                            store=str(world.stores[store]), id_scope="store")), db)
+        assert preview.status is JobStatus.DONE and preview.result["id_scope"] == "store", preview.error
+        real = jobs.wait(_job_id(client.post(f"/admin/imports/{preview.id}/run", data={"csrf_token": csrf})), db)
+        assert real.status is JobStatus.DONE and real.result["imported"] == 1, real.error
+    with db.session() as s:
+        names = {c.store_id: c.name for c in s.scalars(sa.select(Customer).where(Customer.external_id == "C0001"))}
+    assert names == {world.stores["S1"]: "一店的客户", world.stores["S2"]: "二店的客户"}
+    bad = _upload(client, csrf, body.encode(), id_scope="everyone")
+    assert bad.status_code == 400 and 'data-testid="error-id_scope"' in bad.get_data(as_text=True)
