@@ -307,6 +307,7 @@ class CallOutcome(str, enum.Enum):
 
     COMPLETED = "completed"  # the script ran to its end
     PARTIAL = "partial"  # answered, ended before the script's end
+    REFUSED = "refused"  # 拒访: declined the survey; neither a completed revisit nor a failure to reach
     CALLBACK = "callback"  # customer asked to be called later
     OPT_OUT = "opt_out"  # asked not to be called again
     WRONG_NUMBER = "wrong_number"
@@ -362,7 +363,6 @@ class Campaign(Base):
     type: Mapped[CampaignType] = mapped_column(str_enum(CampaignType))
     script: Mapped[str] = mapped_column(sa.String(64))  # dialog script id
     # The script version (``script_versions``) the campaign was created with: the console's
-    REFUSED = "refused"  # 拒访: declined the survey; neither a completed revisit nor a failure to reach
     # script editor saves new versions, and a running campaign keeps calling with this one.
     # NULL: the installed file (campaigns created before console0001, or from the CLI).
     script_version_id: Mapped[int | None] = mapped_column(sa.ForeignKey("script_versions.id"))
