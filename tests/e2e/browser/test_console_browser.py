@@ -139,7 +139,7 @@ def test_an_agent_calls_back_a_customer_whose_transfer_failed(console_server, pa
     from callcenter.storage.models import Callback, CallbackStatus, CallOutcome, Customer, DoNotCall, utcnow
     from campaigns.outcomes import TRANSFER_FAILED_TASK
 
-    base, db = console_server
+    _base, db = console_server
     with db.session() as s:
         store = s.scalar(sa.select(Store.id).where(Store.code == "JH01"))
         customer = s.scalar(sa.select(Customer).where(
