@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from callcenter.domain import Department, FeedbackCategory, Role
-from callcenter.storage.models import Call, DoNotCall, ScriptVersion, User
+from callcenter.storage.models import Call, Customer, DoNotCall, ScriptVersion, User
 from callcenter.storage.web_models import ApiToken, ConsoleJob, ImprovementPlan, JobStatus, QaForm
 from web.security import session_stamp
 
@@ -122,8 +122,12 @@ def world(console, db):
                                category=FeedbackCategory.CAR_WASH, title="洗车改善", owner="售后经理", actions="培训",
                                cycle_months=1, start_date=dt.date.today(), end_date=dt.date.today())
         token = ApiToken(name="t", token_hash="0" * 64, prefix="cc_0", user_id=w.users["agent_s1"])
-        # The S1 customer's own number: a store's administrator manages its customers' numbers only.
-        dnc = DoNotCall(phone="13812345678", customer_id=w.customers["S1"], source="admin")
+        # A number of an S1 customer (a store's administrator manages its customers' numbers only);
+        # not the seeded customer's, whom agent.dial calls.
+        listed = Customer(external_id="C-S1-DNC", store_id=w.stores["S1"], name="免打扰", phone="13700000001")
+        s.add(listed)
+        s.flush()
+        dnc = DoNotCall(phone="13700000001", customer_id=listed.id, source="admin")
         form = QaForm(name="测试表", items=[{"key": "a", "label": "开场", "max": 10}])
         data_dir = app.extensions["callcenter"].settings.data_dir
         (data_dir / "imports").mkdir(parents=True, exist_ok=True)
