@@ -60,6 +60,7 @@ _PERSONA_KEYS = {"description", "sip", "ring_seconds", "hang_up_after", "barge_i
 # Labels a robot confirmation names (issue 11: "{script}.{step}.confirm.{label}"), besides scores.
 CONFIRM_LABELS = frozenset({"yes", "no", "opt_out", "declined", "wrong_number", "complaint", "busy", "other"})
 CONFIRM_LINES = {"yes": "对，是的。", "no": "不是。"}
+NEGATIVE_LABELS = frozenset({"no", "declined", "opt_out", "wrong_number", "busy"})
 _DIAL_PREFIX_DIGITS = 5  # a PBX's outside-line or carrier prefix ("9", "0", "17951") before a listed number
 
 
@@ -169,8 +170,17 @@ class PersonaBook:
 
     def answer(self, persona: Persona, question: str, context: str | None = None, attempt: int = 0) -> Answer | None:
         """What ``persona`` says to ``question`` the ``attempt``-th time it is asked (0: the first):
-        its own answer (the list's item, the last one repeating), else its answer to a question of the
-        same context (``context`` or the question's own), else its default; None: silence."""
+        its own answer (the list's item, the last one repeating); for a yes/no question (``context``
+        ``yn``, the robot's) it has no line for, its ``confirm.yes`` unless it meant a no there; else
+        its answer to a question of the same context (the file's for a question it lists, else
+        ``context``), else its default; None: silence."""
+        if question not in persona.answers and context == "yn" and persona.confirm_yes is not None:
+            # A yes/no question it has no line for ("……只需要一分钟,可以吗?"): yes, unless it meant
+            # a no there (its `means` for the question, or for the file's questions of its context).
+            listed = self.questions[question][0] if question in self.questions else None
+            meant = persona.means.get(question) or (self.means(persona, question, listed) if listed else frozenset())
+            if not meant & NEGATIVE_LABELS:
+                return persona.confirm_yes
         qid = self._own_question(persona, question, context)
         if qid is None:
             return persona.default

@@ -205,3 +205,19 @@ def test_an_unplaced_prompt_after_a_low_score_is_taken_for_the_low_score_branch(
         turns = TurnTaker(book.personas[persona], book, index)
         turns._question, turns._context = "satisfaction", "sat"
         assert turns._guess_next() == (expected, "open"), persona  # score 2 -> improvement; 5 -> advisor
+
+
+def test_a_yes_no_question_without_a_line_gets_yes_unless_the_persona_meant_no():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    tune = load_personas(root / "bench" / "data" / "calls" / "personas-tune.yaml")
+    # "……只需要一分钟,可以吗?" (identity_explain, a yes/no step) to a customer who said 是我，什么事:
+    hedger = tune.personas["hedge_probably_five"]
+    assert tune.answer(hedger, "identity_explain", "yn").key == "confirm_yes"
+    # ... to one who declined: its own refusal again, never a yes.
+    refuser = tune.personas["refused_not_interested"]
+    assert tune.answer(refuser, "identity_explain", "yn").text == refuser.answers["identity"].text
+    # A persona with its own line says it.
+    which = tune.personas["question_which_store"]
+    assert tune.answer(which, "identity_explain", "yn").text == which.answers["identity_explain"].text
