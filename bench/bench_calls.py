@@ -244,17 +244,56 @@ def markdown(result: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def rescore(path: Path) -> dict[str, Any]:
+    """Judge the calls of a results file again from what was recorded (its ``concluded``), with the
+    current scoring rules and expectations: ``python -m bench.bench_calls rescore FILE.json``."""
+    from campaigns.personas import load_personas
+    from campaigns.personas.scoring import Concluded, Expected, judge, summarize
+
+    result = json.loads(path.read_text(encoding="utf-8"))
+    book = load_personas(ROOT / result["personas_file"])
+    pairs = []
+    for row in result["calls"]:
+        expected = Expected.from_expect(book.personas[row["persona"]].expect)
+        c = row["concluded"]
+        got = Concluded(c["outcome"], c["score5"], frozenset(c["categories"]), c["tickets"], c["callback"], c["dnc"],
+                        c.get("disposition"))
+        j = judge(expected, got)
+        row["judgement"] = j.as_dict()
+        pairs.append((expected, got, j))
+    unplaced = result["summary"].get("prompts_unrecognised")
+    result["summary"] = summarize(pairs)
+    if unplaced is not None:
+        result["summary"]["prompts_unrecognised"] = unplaced
+    return result
+
+
+def _write(result: dict[str, Any], split: str) -> tuple[Path, Path]:
+    out = ROOT / "var" / "bench"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = out / f"calls-{split}.json", out / f"calls-{split}.md"
+    paths[0].write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    paths[1].write_text(markdown(result, f"Calls, {split} split, {result['date']}"), encoding="utf-8")
+    return paths
+
+
 def run(args) -> dict:
     split = getattr(args, "split", None) or "test"
     concurrency = getattr(args, "concurrency", None) or 4
     result = evaluate(personas_file(split), concurrency=concurrency)
     result["split"] = split
     result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    out = ROOT / "var" / "bench"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"calls-{split}.json").write_text(json.dumps(result, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    (out / f"calls-{split}.md").write_text(markdown(result, f"Calls, {split} split, {result['date']}"),
-                                           encoding="utf-8")
-    return {"split": split, "summary": result["summary"], "json": str(out / f"calls-{split}.json"),
-            "markdown": str(out / f"calls-{split}.md"), "calls_wall_seconds": result["calls_wall_seconds"],
-            "total_wall_seconds": result["total_wall_seconds"], "work_dir": result["work_dir"]}
+    json_path, md_path = _write(result, split)
+    return {"split": split, "summary": result["summary"], "json": str(json_path), "markdown": str(md_path),
+            "calls_wall_seconds": result["calls_wall_seconds"], "total_wall_seconds": result["total_wall_seconds"],
+            "work_dir": result["work_dir"]}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 3 or sys.argv[1] != "rescore":
+        sys.exit("usage: python -m bench.bench_calls rescore var/bench/calls-<split>.json")
+    rescored = rescore(Path(sys.argv[2]))
+    print(json.dumps(rescored["summary"], ensure_ascii=False, indent=1))
+    print(_write(rescored, rescored["split"]))

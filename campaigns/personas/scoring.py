@@ -5,7 +5,9 @@ docs/data-card-calls.md): ``outcome``, ``score5`` (null: no score given), ``cate
 complaint categories the customer stated; ``praise`` is never scored), ``allowed`` (categories a
 reasonable reader might also tag: not counted as false), ``tickets`` (the departments that must get
 a ticket; ``tickets_allowed`` and the departments of ``allowed`` categories may), ``callback`` and
-``dnc`` (the customer asked to be called later / never again). :func:`concluded` reads what the
+``dnc`` (the customer asked to be called later / never again). A customer who asks for a person
+expects ``transferred``; where no agent could take the call the robot concludes ``transfer_failed``
+(an agent calls back), which counts as right, its agent callback included. :func:`concluded` reads what the
 robot recorded for a call (the call row, its tags, tickets, callbacks, the do-not-call list),
 :func:`judge` compares one call, :func:`summarize` totals many. Plain functions; the database
 reads run in the caller's session.
@@ -23,6 +25,9 @@ from sqlalchemy.orm import Session
 from callcenter.domain import CATEGORY_DEPARTMENT, FeedbackCategory
 
 PRAISE = FeedbackCategory.PRAISE.value
+# Outcomes that are right for an expected outcome besides itself: a request for a person the robot
+# understood and tried to hand over, when nobody could take it (the bench has no agents).
+ALSO_RIGHT = {"transferred": frozenset({"transfer_failed"})}
 
 
 def _departments(categories: Iterable[str]) -> frozenset[str]:
@@ -63,6 +68,9 @@ class Expected:
     @property
     def complaint(self) -> bool:
         return bool(self.categories or self.tickets)
+
+    def outcome_right(self, outcome: str | None) -> bool:
+        return outcome == self.outcome or outcome in ALSO_RIGHT.get(self.outcome or "", ())
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,10 @@ def judge(expected: Expected, got: Concluded) -> Judgement:
     tags = got.categories - {PRAISE}
     tickets_false = tuple(sorted(d for d, n in got.tickets.items() if n and d not in expected.tickets
                                  and d not in expected.tickets_allowed for _ in range(n)))
+    # A failed hand-over schedules an agent's callback: not a callback the customer asked for.
+    agent_callback = got.outcome == "transfer_failed" and expected.outcome_right(got.outcome)
     return Judgement(
-        outcome_ok=got.outcome == expected.outcome,
+        outcome_ok=expected.outcome_right(got.outcome),
         score_ok=got.score5 == expected.score5,
         tags_true=tuple(sorted(tags & expected.categories)),
         tags_false=tuple(sorted(tags - expected.categories - expected.allowed)),
@@ -123,7 +133,7 @@ def judge(expected: Expected, got: Concluded) -> Judgement:
         tickets_false=tickets_false,
         tickets_missed=tuple(sorted(d for d in expected.tickets if not got.tickets.get(d))),
         tickets_duplicate=sum(n - 1 for n in got.tickets.values() if n > 1),
-        callback_ok=got.callback == expected.callback,
+        callback_ok=got.callback == expected.callback or (agent_callback and not expected.callback),
         dnc_ok=got.dnc == expected.dnc and (got.outcome != "opt_out" or got.dnc),
     )
 
@@ -170,8 +180,9 @@ def summarize(pairs: list[tuple[Expected, Concluded, Judgement]]) -> dict[str, A
             "complaint_calls_missing_share": _share(sum(1 for _e, j in complaint if j.tickets_missed), len(complaint)),
         },
         "opt_out": _recall(pairs, lambda e: e.outcome == "opt_out", lambda c: c.outcome == "opt_out"),
-        "transfer": _recall(pairs, lambda e: e.outcome == "transferred", lambda c: c.outcome == "transferred"),
-        "callback": _recall(pairs, lambda e: e.callback, lambda c: c.callback),
+        "transfer": _recall(pairs, lambda e: e.outcome == "transferred",
+                            lambda c: c.outcome in ("transferred", "transfer_failed")),
+        "callback": _recall(pairs, lambda e: e.callback, lambda c: c.callback and c.outcome != "transfer_failed"),
         "opt_outs_on_dnc_list": {"n": sum(1 for _e, c, _j in pairs if c.outcome == "opt_out" and c.dnc),
                                  "of": sum(1 for _e, c, _j in pairs if c.outcome == "opt_out")},
     }

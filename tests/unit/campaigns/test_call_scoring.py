@@ -148,3 +148,12 @@ def test_the_demo_reports_tag_and_ticket_correctness_from_the_shipped_personas(t
     assert (judged["calls"], judged["tags_exact"], judged["tickets_exact"]) == (2, 1, 0)
     assert judged["tickets"]["missed"] == 1 and judged["tickets"]["on_satisfied_calls"] == 1
     assert judged["tags"]["false"] == 1 and judged["tags"]["recall"] == 1.0
+
+
+def test_a_hand_over_nobody_could_take_counts_as_the_transfer_asked_for():
+    e = Expected.from_expect({"outcome": "transferred"})
+    j = judge(e, Concluded("transfer_failed", callback=True))  # the agent's callback comes with it
+    assert j.ok
+    assert not judge(Expected.from_expect({"outcome": "completed"}), Concluded("transfer_failed", callback=True)).ok
+    s = summarize([(e, Concluded("transfer_failed", callback=True), j)])
+    assert s["transfer"]["recall"] == 1.0 and s["callback"]["flagged"] == 0
