@@ -56,9 +56,9 @@ FILE_TYPES = {"CSV", "TSV", "TXT", "XLSX", "XLS", "YAML", "YML", "WAV", "MP3", "
 # Environment variable names on the administrator's settings pages are what they type into files.
 ENV_NAME = re.compile(r"CALLCENTER_[A-Z0-9_]+")
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-']*")
-# Roles without a store start from the same pages as their store-scoped colleagues; both are walked
-# for administrators, whose store scope changes what the user pages show.
-EXTRA_USERS = {"admin_s1": "store administrator"}
+# Each role is walked once (administrator group-wide, supervisor and agent of a store); administrators
+# and supervisors also in the other scope, which changes what their pages show (users, filters).
+EXTRA_USERS = {"admin_s1": "store administrator", "sup_all": "group-wide supervisor"}
 PER_KIND = 2
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # /api/ is for the DMS integrators' programmers: its reference is generated from the OpenAPI
