@@ -92,8 +92,11 @@ def index():
         query = query.where(Campaign.status == CampaignStatus(request.args["status"]))
     total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     campaigns = list(db().scalars(query.order_by(Campaign.id.desc()).limit(per_page).offset((page - 1) * per_page)))
+    robot_active = any(c.robot and c.status in (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.DRAFT)
+                       for c in campaigns)
     return render_template("campaigns/index.html", campaigns=campaigns, page=Page(campaigns, page, per_page, total),
-                           counts=task_counts([c.id for c in campaigns]), statuses=list(CampaignStatus))
+                           counts=task_counts([c.id for c in campaigns]), statuses=list(CampaignStatus),
+                           workers_alive=dialer_workers_alive() if robot_active else None)
 
 
 def progress(campaign: Campaign) -> dict:

@@ -105,6 +105,7 @@ def test_without_a_dialer_worker_starting_warns_and_asks_first(console, client_f
     page = client.get(f"/campaigns/{cid}").get_data(as_text=True)
     assert "没有在线的外呼进程" in page and 'name="without_worker" value="1"' in page and "仍然启动吗" in page
     assert "没有在线的外呼进程" in client.get("/campaigns/wallboard").get_data(as_text=True)
+    assert "没有在线的外呼进程" in client.get("/campaigns/").get_data(as_text=True)
     refused = client.post(f"/campaigns/{cid}/state", data={"action": "start", "csrf_token": csrf},
                           follow_redirects=True).get_data(as_text=True)
     assert "没有在线的外呼进程" in refused
