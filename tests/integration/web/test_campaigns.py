@@ -72,8 +72,10 @@ def test_a_bad_request_says_why_and_stores_nothing(console, visit_two_days_ago, 
     client = client_for("sup_s1")
     with db.session() as s:
         before = s.scalar(sa.select(sa.func.count()).select_from(Campaign))
-    for data, why in (({"type": "post_service", "params": "{not json"}, "JSON"),
-                      ({"type": "custom"}, "custom"),
+    for data, why in (({"type": "post_service", "p_post_service_window_first": "三天"}, "0 到 30 之间的整数"),
+                      ({"type": "post_service", "p_post_service_window_first": "5",
+                        "p_post_service_window_last": "2"}, ""),
+                      ({"type": "custom"}, "自定义活动必须选择话术"),
                       ({"type": "winback", "as_of": "2001-01-01"}, "")):
         response = client.post("/campaigns/new", data={**data, "csrf_token": csrf})
         assert response.status_code == 400 and why in response.get_data(as_text=True)
