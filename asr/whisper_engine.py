@@ -32,7 +32,7 @@ from asr import bandext, vocabulary
 from asr.audio import StreamResampler, pcm16_to_float
 from asr.textnorm import normalize_for_scoring, tidy_chinese, to_simplified
 from asr.vad import RATE, Segmenter, SileroDetector, SpeechPause, SpeechStart, VadConfig
-from callcenter.domain import AnswerChoice, AudioFrame, TranscriptEvent
+from callcenter.domain import OTHER_CHOICE, AnswerChoice, AudioFrame, ChoiceScore, TranscriptEvent
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,22 @@ class WhisperOptions:
     lm_weight: float = 0.1
     # Map narrowband (telephone) utterances' features towards wideband ones (asr.bandext).
     band_extension: bool = True
+    # Closed answers (set_choices): each phrase's log-probability given the audio (its tokens and the
+    # end of text), divided by its length in characters ** choice_length_norm, is a score s; a label
+    # gets sum(exp(s / choice_temperature)) over its phrases, "other" exp((s_free - choice_other_margin)
+    # / choice_temperature) for the free transcript when it is none of the phrases. Tuned on the
+    # closed-answer tuning split (docs/data-card-closed-answers.md, docs/benchmarks.md).
+    choice_length_norm: float = 0.5
+    choice_temperature: float = 1.0
+    choice_other_margin: float = 8.0
+    # Encoder positions (20 ms each) the answers are scored on beyond the utterance's own; None: the
+    # whole decoding context. Each forced decode attends to its own copy of the encoder output, so
+    # fewer positions cost less, but Whisper reads a clip cut close to its end badly (三分 scored
+    # -21 with 25 positions of margin, -7 with the 8 s context).
+    choice_context_margin: int | None = None
+    # Domain hotwords (保养 钣喷 刹车片 ...) while a closed question is open: off, since a one-second
+    # answer was transcribed as one of them (五分 -> 钣喷, 八分吧 -> 刹车片); the step's phrases stay.
+    closed_domain_hotwords: bool = False
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -97,6 +113,9 @@ class Decoded:
     raw_text: str = ""
     rejected: str | None = None
     seconds: float = 0.0  # wall time of the model run that decoded it (shared by a batch)
+    choices: tuple[ChoiceScore, ...] = ()  # closed answers' probabilities, best first (set_choices)
+    phrase_scores: tuple[tuple[str, str, float, int], ...] = ()  # (label, phrase, log-prob, chars); "other"
+    choice_seconds: float = 0.0  # wall time of scoring the answers (shared by a batch)
 
 
 def compression_ratio(text: str) -> float:
@@ -132,6 +151,28 @@ def hallucination_reason(text: str, avg_logprob: float, no_speech_prob: float, o
     return None
 
 
+def calibrate(phrase_scores: Sequence[tuple[str, str, float, int]], labels: Sequence[str],
+              options: WhisperOptions) -> tuple[ChoiceScore, ...]:
+    """Choice probabilities, best first, from ``(label, phrase, log-probability, characters)`` of the
+    answers' phrases and of the free transcript (label ``"other"``); see :class:`WhisperOptions`."""
+    o = options
+    weights: dict[str, list[float]] = {label: [] for label in labels}
+    weights.setdefault(OTHER_CHOICE, [])
+    for label, _, logprob, chars in phrase_scores:
+        s = logprob / chars ** o.choice_length_norm
+        if label == OTHER_CHOICE:
+            s -= o.choice_other_margin
+        weights.setdefault(label, []).append(s / o.choice_temperature)
+    flat = [v for vs in weights.values() for v in vs]
+    if not flat:
+        return ()
+    top = max(flat)
+    mass = {label: sum(math.exp(v - top) for v in vs) for label, vs in weights.items()}
+    total = sum(mass.values())
+    return tuple(sorted((ChoiceScore(label, round(m / total, 4)) for label, m in mass.items()),
+                        key=lambda c: -c.probability))
+
+
 MAX_BATCH = 4  # a worker process holds at most 4 calls
 _DECODE_FAILED = Decoded("", 0.0, -10.0, 1.0, rejected="decode error")
 
@@ -142,6 +183,7 @@ class _Request:
 
     samples: np.ndarray
     hotwords: str | None
+    choices: tuple[AnswerChoice, ...] | None = None
     result: Decoded | None = None
     error: BaseException | None = None
 
@@ -217,8 +259,10 @@ class WhisperEngine:
         previous = self._tokenizer.encode(" " + prompt.strip()) if prompt else []
         return self._model.get_prompt(self._tokenizer, previous, without_timestamps=True, hotwords=hotwords)
 
-    def decode(self, samples: np.ndarray, *, extra_hotwords: Sequence[str] | None = None) -> Decoded:
-        """Transcribe one utterance (float32 mono 16 kHz, at most 30 s).
+    def decode(self, samples: np.ndarray, *, extra_hotwords: Sequence[str] | None = None,
+               choices: Sequence[AnswerChoice] | None = None) -> Decoded:
+        """Transcribe one utterance (float32 mono 16 kHz, at most 30 s); with ``choices`` (a closed
+        question's answers) also score each answer against the audio (``Decoded.choices``).
 
         Any thread may call it. Utterances of other streams that wait while a decode runs are
         decoded together in the next batch (up to :data:`MAX_BATCH`): when several customers stop
@@ -227,7 +271,7 @@ class WhisperEngine:
         samples, rejected = self._screen(samples)
         if rejected is not None:
             return rejected
-        req = _Request(samples, self._hotwords(extra_hotwords))
+        req = _Request(samples, self._hotwords(extra_hotwords, bool(choices)), tuple(choices) if choices else None)
         with self._cond:
             self._waiting.append(req)
             while req.result is None and req.error is None and self._busy:
@@ -245,7 +289,8 @@ class WhisperEngine:
         if batch:
             try:
                 decoded: list[Decoded] | BaseException = self._decode_now([r.samples for r in batch],
-                                                                          [r.hotwords for r in batch])
+                                                                          [r.hotwords for r in batch],
+                                                                          [r.choices for r in batch])
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it, then it propagates
                 decoded = exc
             with self._cond:
@@ -260,8 +305,8 @@ class WhisperEngine:
         assert req.result is not None
         return req.result
 
-    def decode_batch(self, utterances: Sequence[np.ndarray], *,
-                     extra_hotwords: Sequence[str] | None = None) -> list[Decoded]:
+    def decode_batch(self, utterances: Sequence[np.ndarray], *, extra_hotwords: Sequence[str] | None = None,
+                     choices: Sequence[AnswerChoice] | None = None) -> list[Decoded]:
         """Transcribe several utterances in one encoder/decoder batch (they are padded to the longest).
 
         Offline use (evaluation of many files); live streams call :meth:`decode`, which batches the
@@ -277,13 +322,14 @@ class WhisperEngine:
                 todo.append((i, samples))
         if not todo:
             return results  # type: ignore[return-value]
-        hotwords = self._hotwords(extra_hotwords)
+        hotwords = self._hotwords(extra_hotwords, bool(choices))
         with self._cond:
             while self._busy:
                 self._cond.wait()
             self._busy = True
         try:
-            decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo))
+            decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo),
+                                       [tuple(choices) if choices else None] * len(todo))
         finally:
             with self._cond:
                 self._release()
@@ -304,21 +350,25 @@ class WhisperEngine:
             return samples, Decoded("", 0.0, -10.0, 1.0, rejected="silence")
         return samples[: FULL_CONTEXT * 160], None
 
-    def _hotwords(self, extra: Sequence[str] | None) -> str | None:
-        hotwords = self.options.hotwords
+    def _hotwords(self, extra: Sequence[str] | None, closed: bool = False) -> str | None:
+        """The hotwords of a decode: the step's phrases before the domain terms; for a closed
+        question (``closed``) with ``closed_domain_hotwords`` off, the step's phrases alone."""
+        hotwords = None if closed and not self.options.closed_domain_hotwords else self.options.hotwords
         if extra:
             hotwords = " ".join([*extra, hotwords or ""]).strip()
         return hotwords
 
-    def _decode_now(self, batch: list[np.ndarray], hotwords: list[str | None]) -> list[Decoded]:
+    def _decode_now(self, batch: list[np.ndarray], hotwords: list[str | None],
+                    choices: list[tuple[AnswerChoice, ...] | None] | None = None) -> list[Decoded]:
         """One batch through the model (the caller holds the engine: ``_busy``)."""
         o = self.options
+        choices = choices or [None] * len(batch)
         started = time.perf_counter()
-        decoded = self._run(batch, o.prompt, hotwords)
+        decoded = self._run(batch, o.prompt, hotwords, choices)
         retry = [k for k, d in enumerate(decoded) if d.rejected == "prompt echo"]
         if retry and o.prompt:
             # The prompt came back as the transcript: decode those again with no prompt at all.
-            again = self._run([batch[k] for k in retry], None, [None] * len(retry))
+            again = self._run([batch[k] for k in retry], None, [None] * len(retry), [choices[k] for k in retry])
             for k, d in zip(retry, again):
                 decoded[k] = d
         elapsed = time.perf_counter() - started
@@ -326,7 +376,8 @@ class WhisperEngine:
         self.batched_utterances += len(batch)
         return [replace(d, seconds=elapsed) for d in decoded]
 
-    def _run(self, batch: list[np.ndarray], prompt: str | None, hotwords: list[str | None]) -> list[Decoded]:
+    def _run(self, batch: list[np.ndarray], prompt: str | None, hotwords: list[str | None],
+             choices: list[tuple[AnswerChoice, ...] | None] | None = None) -> list[Decoded]:
         import ctranslate2
 
         o = self.options
@@ -362,6 +413,101 @@ class WhisperEngine:
             text = "" if reason else self._postprocess(raw)
             confidence = 0.0 if reason else float(min(1.0, math.exp(avg_logprob)))
             out.append(Decoded(text, confidence, avg_logprob, result.no_speech_prob, raw_text=raw, rejected=reason))
+        if choices and any(choices):
+            out = self._with_choices(encoder_output, batch, out, choices)
+        return out
+
+    # -- closed answers ---------------------------------------------------------------------------
+
+    def _with_choices(self, encoder_output, batch: list[np.ndarray], decoded: list[Decoded],
+                      choices: list[tuple[AnswerChoice, ...] | None]) -> list[Decoded]:
+        """Score each utterance's expected answers against its own encoder output (computed once for
+        the transcript): every phrase's tokens and the end of text are forced through the decoder,
+        all phrases of all utterances of the batch in one call."""
+        started = time.perf_counter()
+        encoded = np.asarray(encoder_output)  # (batch, frames, width): the encoder ran once
+        items: list[tuple[int, list[tuple[str, str]]]] = []  # (utterance, [(label, text)])
+        for k, (d, cs) in enumerate(zip(decoded, choices)):
+            if not cs:
+                continue
+            texts = [(c.label, p) for c in cs for p in c.phrases]
+            free = normalize_for_scoring(d.raw_text)
+            if free and free not in {normalize_for_scoring(p) for _, p in texts}:
+                texts.append((OTHER_CHOICE, to_simplified(d.raw_text).strip()))
+            items.append((k, texts))
+        if not items:
+            return decoded
+        margin = self.options.choice_context_margin
+        if margin is not None:
+            encoded = encoded[:, : max(min(encoded.shape[1], math.ceil(batch[k].size / 320) + margin) for k, _ in items)]
+        scored = self._force_score(encoded, items)
+        seconds = time.perf_counter() - started
+        out = list(decoded)
+        for (k, texts), scores in zip(items, scored):
+            phrase_scores = tuple((label, text, lp, n) for (label, text), (lp, n) in zip(texts, scores))
+            out[k] = replace(decoded[k], choices=calibrate(phrase_scores, [c.label for c in choices[k]], self.options),
+                             phrase_scores=phrase_scores, choice_seconds=seconds)
+        return out
+
+    def _force_score(self, encoded: np.ndarray, items: list[tuple[int, list[tuple[str, str]]]]
+                     ) -> list[list[tuple[float, int]]]:
+        """(log P(text, end of text | audio), characters) of every text of every item.
+
+        ``items``: (row of ``encoded``, [(label, text)]). The texts are scored with no prompt, so
+        every phrase is on the same footing (a prompt listing the answers made Whisper copy from it:
+        二分 at -0.5 on a clear 五分). A text that is a prefix of another one of the same item (五 of
+        五分) is read off the longer one's forced decode (its end-of-text probability sits on that
+        decode's next row), so only the longest texts run through the decoder; runs of similar
+        length share one decoder call (a call runs as many steps as its longest run needs)."""
+        import ctranslate2
+
+        tok = self._tokenizer
+        start = self._prompt_tokens(None, None)
+        runs: list[tuple[int, list[int]]] = []  # (item index, tokens) forced through the decoder
+        where: list[list[tuple[int, int]]] = []  # per item, per text: (run, length in tokens)
+        for i, (_, texts) in enumerate(items):
+            seqs = [tok.encode(text) for _, text in texts]
+            mine: dict[tuple[int, ...], int] = {}
+            for seq in sorted(seqs, key=len, reverse=True):
+                key = tuple(seq)
+                if key in mine:
+                    continue
+                longer = next((r for r_key, r in mine.items() if r_key[: len(key)] == key), None)
+                if longer is None:
+                    runs.append((i, seq))
+                    longer = len(runs) - 1
+                mine[key] = longer
+            where.append([(mine[tuple(seq)], len(seq)) for seq in seqs])
+        groups: dict[int, list[int]] = {}  # by length: 1, 2-3, 4-7, 8-15 ... tokens
+        for r, (_, seq) in enumerate(runs):
+            groups.setdefault(len(seq).bit_length(), []).append(r)
+        cumulative: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for members in groups.values():
+            longest = max(len(runs[r][1]) for r in members)
+            features = ctranslate2.StorageView.from_array(
+                np.ascontiguousarray(encoded[[items[runs[r][0]][0] for r in members]]))
+            results = self._model.model.generate(
+                features, [start + runs[r][1] for r in members], beam_size=1,
+                # CTranslate2 4.x reaches the row after a forced prefix of n tokens only at a
+                # max_length of about len(start) + 2n - 2 (measured); rows past it stop at the end of text.
+                max_length=len(start) + 2 * longest + 2,
+                return_logits_vocab=True, suppress_blank=False, suppress_tokens=[])
+            for r, result in zip(members, results):
+                seq = runs[r][1]
+                logits = np.asarray(result.logits[0], dtype=np.float32)[: len(seq) + 1]
+                if logits.shape[0] < len(seq) + 1:
+                    raise RuntimeError(f"forced decode gave {logits.shape[0]} rows for {len(seq)} tokens")
+                top = logits.max(axis=1, keepdims=True)
+                logp = logits - (top + np.log(np.exp(logits - top).sum(axis=1, keepdims=True)))
+                tokens = np.concatenate([[0.0], np.cumsum(logp[np.arange(len(seq)), seq])])
+                cumulative[r] = (tokens, logp[:, tok.eot])
+        out = []
+        for (_, texts), places in zip(items, where):
+            scores = []
+            for (_, text), (run, n) in zip(texts, places):
+                tokens, eot = cumulative[run]
+                scores.append((float(tokens[n] + eot[n]), max(1, len(normalize_for_scoring(text)))))
+            out.append(scores)
         return out
 
     def _postprocess(self, raw: str) -> str:
@@ -424,7 +570,7 @@ class WhisperRecognizer:
         """One utterance's decode, or None when it failed: that loses the utterance (logged), not
         the stream."""
         try:
-            return self.engine.decode(ev.samples, extra_hotwords=self._grammar)
+            return self.engine.decode(ev.samples, extra_hotwords=self._grammar, choices=self._choices)
         except Exception:  # the call goes on; the dialog hears nothing and asks again
             logger.exception("utterance %.2f-%.2f s could not be decoded", ev.start, ev.end)
             self.decode_errors += 1
@@ -438,7 +584,7 @@ class WhisperRecognizer:
                     events.append(TranscriptEvent(text="", is_final=False, start=ev.start, end=ev.start,
                                                   confidence=0.0))
                 continue
-            key = (ev.start, ev.end, ev.samples.size, self._grammar)
+            key = (ev.start, ev.end, ev.samples.size, self._grammar, self._choices)
             if isinstance(ev, SpeechPause):
                 if self._speculative is not None:
                     self.speculative_misses += 1
@@ -459,5 +605,5 @@ class WhisperRecognizer:
                 logger.debug("utterance %.2f-%.2f s rejected (%s): %r", ev.start, ev.end, decoded.rejected,
                              decoded.raw_text)
             events.append(TranscriptEvent(text=decoded.text, is_final=True, start=ev.start, end=ev.end,
-                                          confidence=round(decoded.confidence, 3)))
+                                          confidence=round(decoded.confidence, 3), choices=decoded.choices))
         return events

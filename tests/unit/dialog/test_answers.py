@@ -132,3 +132,12 @@ def test_scores_are_renormalised_and_bad_input_is_refused(nlu):
     assert d.label == "yes" and d.confidence == 1.0
     with pytest.raises(ValueError, match="closed question"):
         decide("text", nlu.parse("好", "open"))
+
+
+def test_an_explicit_score_in_the_text_outweighs_a_lukewarm_audio_rival(nlu):
+    # "二分" transcribed right, the audio slightly prefers 三: the words carry it.
+    d = decide("score5", nlu.parse("二分", "sat"), scores(**{"3": 0.5, "2": 0.35, "4": 0.1, OTHER_CHOICE: 0.05}))
+    assert d.label == "2"
+    # The audio sure of another answer: not the text's answer on its own.
+    d = decide("score5", nlu.parse("二分", "sat"), scores(**{"3": 0.995, "2": 0.004, OTHER_CHOICE: 0.001}))
+    assert d.label != "2"
