@@ -14,6 +14,9 @@ did before), the ``other`` rejection rate on answers that fit none (label None),
 yes answers (yes/no, identity), and the milliseconds the answer scoring adds to a turn (p50/p95
 per utterance, and the whole decode for scale). Per-clip details go to bench/results/closed-clips.jsonl
 (what the tuning reads).
+
+Tuning runs: ``CALLCENTER_BENCH_CLOSED_SPLIT=tune`` runs one split only;
+``CALLCENTER_BENCH_CLOSED_OPTIONS='{"choice_context_margin": 100}'`` overrides WhisperOptions fields.
 """
 
 from __future__ import annotations
