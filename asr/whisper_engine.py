@@ -93,6 +93,11 @@ class WhisperOptions:
     # Domain hotwords (保养 钣喷 刹车片 ...) while a closed question is open: off, since a one-second
     # answer was transcribed as one of them (五分 -> 钣喷, 八分吧 -> 刹车片); the step's phrases stay.
     closed_domain_hotwords: bool = False
+    # Scoring is skipped where it cannot change the answer, to keep its cost (about 0.5 s per
+    # utterance on 2 cores) off most turns: the transcript is one of the phrases word for word (a
+    # clear 五分), or longer than this many characters (a sentence no short phrase fits: the scores
+    # all go to "other" and the dialog reads the words).
+    choice_skip_longer_than: int = 10
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -432,7 +437,10 @@ class WhisperEngine:
                 continue
             texts = [(c.label, p) for c in cs for p in c.phrases]
             free = normalize_for_scoring(d.raw_text)
-            if free and free not in {normalize_for_scoring(p) for _, p in texts}:
+            phrases = {normalize_for_scoring(p) for _, p in texts}
+            if d.text and (free in phrases or len(free) > self.options.choice_skip_longer_than):
+                continue  # the words decide: no choices, as for an engine that cannot score
+            if free and free not in phrases:
                 texts.append((OTHER_CHOICE, to_simplified(d.raw_text).strip()))
             items.append((k, texts))
         if not items:

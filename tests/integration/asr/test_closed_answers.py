@@ -58,10 +58,11 @@ def hear(whisper, step, clip: str):
 def test_closed_answers_are_decided_from_the_audio(whisper, nlu, steps, qtype, clip, said, expected):
     step = steps[qtype]
     final = hear(whisper, step, clip)
-    labels = [c.label for c in final.choices]
-    assert set(labels) == {c.label for c in choices_for(step)} | {OTHER_CHOICE}
-    assert sum(c.probability for c in final.choices) == pytest.approx(1.0, abs=0.01)
-    assert [c.probability for c in final.choices] == sorted((c.probability for c in final.choices), reverse=True)
+    if final.choices:  # none when the words are one of the answers verbatim: scoring could not change them
+        labels = [c.label for c in final.choices]
+        assert set(labels) == {c.label for c in choices_for(step)} | {OTHER_CHOICE}
+        assert sum(c.probability for c in final.choices) == pytest.approx(1.0, abs=0.01)
+        assert [c.probability for c in final.choices] == sorted((c.probability for c in final.choices), reverse=True)
     decision = decide(step.expect, nlu.parse(final.text, step.context), final.choices)
     assert decision.label == expected, (said, final.text, final.choices[:3], decision)
 
