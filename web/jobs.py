@@ -60,6 +60,15 @@ def submit(job_id: int, body: JobBody) -> Future:
     return _pool().submit(_run, app, job_id, body)
 
 
+def drain(timeout: float = 120.0) -> None:
+    """Wait until every job submitted so far has finished (the pool runs them one at a time, in
+    order, so a no-op queued now runs last). For shutdown and for tests that empty the database."""
+    with _executor_lock:
+        pool = _executor
+    if pool is not None:
+        pool.submit(lambda: None).result(timeout=timeout)
+
+
 def _run(app: Flask, job_id: int, body: JobBody) -> None:
     database: Database = app.extensions["callcenter"].database
     with app.app_context():

@@ -213,6 +213,9 @@ def db(request, tmp_path):
         shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
         database = Database(f"sqlite:///{path}")
     else:
+        from web import jobs
+
+        jobs.drain()  # an import a previous test started on the console's job thread still writes
         database = Database(request.getfixturevalue("_web_postgres"))
         # DELETE, children first: on a few dozen rows it takes milliseconds where TRUNCATE of 25
         # tables took ~1.5 s (a new file for each table).
@@ -223,6 +226,9 @@ def db(request, tmp_path):
             for table in reversed(Base.metadata.sorted_tables):
                 conn.execute(table.delete())
     yield database
+    from web import jobs
+
+    jobs.drain()
     database.dispose()
 
 
