@@ -100,6 +100,8 @@ GREETING = "__greeting__"
 # complaint from a "no") is confirmed first when the understanding is less sure than this and no
 # high-precision phrase rule decided it.
 CONFIRM_BELOW = 0.85
+# The model's reading needed to leave the survey for a human or a callback from an open question.
+OFF_SCRIPT_IN_TEXT = 0.7
 # An utterance at least this long that the recognizer could not turn into words was the customer
 # talking (a mumble, a word lost on the line): "not understood", never "are you still there?".
 UNUSABLE_SPEECH_SECONDS = 0.3
@@ -109,6 +111,9 @@ SKIPPABLE = ("score5", "nps", "text", "reason")
 # The audio's best expected answer contradicts the words' reading with at least this probability:
 # neither is trusted and the customer is asked again.
 AUDIO_RIVAL = 0.3
+# Declining the survey in so many words, even after confirming who one is.
+DECLINES = re.compile(r"(回访|调查|问卷|评价)(就)?(算了|不用了|不做了|免了)|不(用|需要|想|做|接受)(做)?(回访|调查|问卷|评价)"
+                      r"|没(什么|啥)好(说|聊|评价)的|不想(回答|参加|配合)|就算了吧")
 # Someone else picked up the customer's phone (a relative, a colleague), or says the customer is away.
 SOMEONE_ELSE = re.compile(
     r"我是(他|她)(的)?(老婆|爱人|媳妇|妻子|太太|老公|丈夫|先生|儿子|女儿|闺女|妈|妈妈|爸|爸爸|父亲|母亲|家人|家属"
@@ -502,6 +507,12 @@ class Conversation:
         if intent in ("opt_out", "wrong_number", "ask_human", "busy_callback") and intent in self.script.handlers:
             if intent == "busy_callback" and step.expect == "time":
                 pass  # "明天上午" to "when shall we call you?" answers the question
+            elif intent in ("ask_human", "busy_callback") and step.expect in ("text", "reason") \
+                    and result.rule is None and result.confidence < OFF_SCRIPT_IN_TEXT:
+                # A feedback sentence that mentions phoning ("以后有事打电话问我") is feedback: only a
+                # plain request (a phrase rule) or a sure reading leaves the survey from an open question.
+                intent = Intent.AFFIRM.value
+                result = replace(result, intent=intent)
             elif intent in ("opt_out", "wrong_number") and result.rule is None \
                     and result.confidence < CONFIRM_BELOW:
                 # The model's reading, no phrase said it plainly: ask before acting on it.
@@ -527,6 +538,10 @@ class Conversation:
             out = self._complaint(step, r) + self._record(step, True, r.text, r)
             target = step.on.get("affirm") or step.goto
             return out + (self._goto(target) if target else self._no_match(r))
+        if r.intent != Intent.DENY.value and DECLINES.search(r.text):
+            # "是我,不过回访就算了吧": the customer, declining the survey, and saying so plainly.
+            r = replace(r, intent=Intent.DENY.value, confidence=max(r.confidence, 0.9), rule="declines")
+            return self._answer_yes_no(step, r)
         relative = SOMEONE_ELSE.search(r.text)
         if relative:
             self.turns[-1]["answered_by"] = relative.group(0)
@@ -862,7 +877,9 @@ class Conversation:
         """A complaint heard at a step that asked something else: record it, classify, ticket."""
         out = self._record_raw(f"complaint_{step.id}", r.text, r.text)
         classified = self._classify(step, r, open_tickets=True)
-        if not classified and not (self._tickets - {"praise"}):
+        sure = r.rule in ("complaint", "complaint word", "score+complaint") or r.confidence >= 0.8
+        if not classified and not (self._tickets - {"praise"}) and sure:
+            # A complaint nobody could place still reaches a person, if it surely was one.
             self._problems.add(None, self._question_text(step), r.text, high=True)
             self._tickets.add("complaint")
         return out

@@ -214,7 +214,9 @@ RULES: tuple[tuple[str, re.Pattern], ...] = (
         rf"|(在开车|开车呢|在开会|开会呢|在忙|很忙|忙着|正忙|没空|不得空|不得闲|唔得闲|莫得空|有点事|有事|来客户|有电话进来|顾不上|说不了话|不方便).{{0,10}}{_DEFER}"
         rf"|(晚点|晚些|回头|改天|下次|等会|待会|一会儿?|过会儿?|稍后)(再)?(打|说|联系|聊|打给我|打过来|再说)"
         r"|^(我)?(在|正在)(开车|开会)(呢|啊)?$|在开车|开着车|开车呢|在开会|开会呢|在上课|在飞机上"
-        r"|(明天|后天|下午|上午|晚上|中午|早上|周.|下周|点|小时|分钟).{0,6}(再打|再联系|再说|打给我|打过来|再聊)")),
+        r"|(明天|后天|下午|上午|晚上|中午|早上|周.|下周|点|小时|分钟).{0,6}(再打|再联系|再说|打给我|打过来|再聊)"
+        # "现在不方便,在医院排队呢": not now (a refusal says so: 不用了, 算了, 别打)
+        r"|(现在|这会儿?|暂时|此刻|正)(不太?方便|没空|没时间|在忙|忙着)(?!.{0,10}(不用|不需要|不要|算了|别打|别再))")),
     ("unclear", re.compile(
         r"听不清|没听清|听不见|听不到|信号不好|断断续续|再说一遍|大声点|没听懂|听不懂|你说(什么|啥|咩)|说的什么|讲咩"
         r"|^[喂啊嗯哦呃哈啥?？.…,!\s]*(什么|啥|啥子|乜|what|sorry)?[?？.…,!\s]*$")),
@@ -296,6 +298,7 @@ class IntentModel:
                              "build it with `callcenter classifier build-default` (scripts/setup does)") from None
 
 
+_DOUBLE_NEGATION = re.compile(r"(不是|并不是|哪有|哪里|也不是)没(有)?(洗|按时|准时|讲|说|做|弄)|没有不(准时|干净)")
 _LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|有的|好的|可以|挺好)(?!不|没)")
 # A filler the recognizer may have turned into a word ("嗯" -> "等") may precede the confirmation.
 _CONFIRMS_IDENTITY = re.compile(r"^(对|嗯|等|噢|哦|呃|喂)?[,，]?(是我|我就是|我是|是的|是啊|对的|对我是)")
@@ -360,6 +363,8 @@ class Nlu:
             if intent == "unclear" and best is not None and probs[best] > 0.8 and best != "unclear":
                 continue
             return intent, max(0.9, probs.get(intent, 0.0)), intent
+        if context == "yn" and _DOUBLE_NEGATION.search(canon):
+            return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "double negation"  # 不是没洗,洗了
         has_score = score5 is not None and context == "sat" or nps is not None and context == "nps"
         if has_score and (best == "question" or _ASKS_ABOUT_SCALE.search(canon)) and "," not in canon:
             return Intent.QUESTION.value, max(probs.get("question", 0.0), 0.7), "question about the scale"

@@ -562,3 +562,38 @@ def test_a_long_answer_no_phrase_fits_is_carried_by_its_words(scripts):
     # the audio scores every short phrase low against four seconds of speech: "other"
     scored(c, "洗了的,洗得挺干净,内饰也擦了", ("yes", 0.12), ("no", 0.05), ("other", 0.83), end=5.0)
     assert c.answers["car_washed"] is True and c.step.id == "on_time"
+
+
+def test_declining_in_so_many_words_after_saying_who_one_is_is_a_refusal(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    out = played(c, heard(c, "是我,不过回访就算了吧,没什么好说的"))
+    assert out[-1].outcome == "refused"
+
+
+def test_not_now_is_a_callback_and_a_phone_mentioned_in_feedback_is_feedback(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    assert say_of(heard(c, "现在不方便,在医院排队呢")).step == "callback_time"
+
+    from dialog.nlu import NluResult
+
+    class Guessing(Nlu):
+        def parse(self, text, context=None, now=None):
+            if text == "以后有事打电话问我就行":
+                return NluResult(text, "busy_callback", 0.55, None, None, None, {}, None, False)
+            return super().parse(text, context, now)
+
+    c = Conversation(scripts["post_service"], VALUES, Guessing(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "五分"))
+    out = played(c, answer(c, "以后有事打电话问我就行"))
+    assert c.answers["advisor"] == "以后有事打电话问我就行" and c.step.id == "car_wash"
+
+
+def test_a_double_negation_is_a_yes():
+    from dialog.nlu import Nlu
+
+    assert Nlu().parse("不是没洗,洗了的", "yn").intent == "affirm"
+    assert Nlu().parse("现在不方便,不用了", "id").intent != "busy_callback"
