@@ -248,10 +248,10 @@ def derive_outcome(result: CallResult) -> CallOutcome:
         return CallOutcome.CALLBACK
     if end is CallEnd.COMPLETED:
         return CallOutcome.COMPLETED
-    if end is CallEnd.CUSTOMER_HUNG_UP:
-        return CallOutcome.HUNG_UP
     if end is CallEnd.REFUSED:
         return CallOutcome.REFUSED
+    if end is CallEnd.CUSTOMER_HUNG_UP:
+        return CallOutcome.HUNG_UP
     return CallOutcome.PARTIAL  # no input, maximum duration, or the runner did not say
 
 
