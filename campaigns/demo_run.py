@@ -84,7 +84,7 @@ _SIP_ENV_REMOVED = ("CALLCENTER_SIP_PROXY", "CALLCENTER_SIP_REGISTRAR", "CALLCEN
 DISPOSITION_ZH = {"answered": "接通", "busy": "占线", "no_answer": "无人接听", "rejected": "拒接", "not_found": "空号",
                   "unavailable": "无法接通", "failed": "失败", "network_error": "网络错误", "lost": "中断"}
 OUTCOME_ZH = {"completed": "完成回访", "partial": "未完成", "refused": "拒访", "callback": "约定回拨", "opt_out": "拒绝再访",
-              "wrong_number": "打错", "answering_machine": "语音信箱", "transferred": "转人工", "hung_up": "中途挂断",
+              "wrong_number": "打错", "answering_machine": "语音信箱", "transferred": "转人工", "transfer_failed": "转人工失败", "hung_up": "中途挂断",
               "not_reached": "未接通", "error": "系统错误"}
 CATEGORY_ZH = {"service_process": "服务流程", "service_attitude": "服务态度", "wait_time": "等待时间",
                "repair_quality": "维修质量", "car_wash": "洗车", "parts_wait": "等配件", "price": "价格",
@@ -686,9 +686,17 @@ def _personas() -> Callable[[str], Any]:
     return persona
 
 
-def _expected_outcomes() -> Callable[[str], str | None]:
+def scripted_outcome(expected: str | None, agents: bool) -> str | None:
+    """What the script prescribes for a persona on this demo: asking for a person ends
+    ``transfer_failed`` (the robot says nobody is free and leaves the agents a callback task) when
+    no agent extension is configured (CALLCENTER_TRANSFER_TARGET), as in the default demo."""
+    return "transfer_failed" if expected == "transferred" and not agents else expected
+
+
+def _expected_outcomes(agents: bool) -> Callable[[str], str | None]:
     persona = _personas()
-    return lambda phone: (p.expect.get("outcome") if (p := persona(phone)) is not None else None)
+    return lambda phone: scripted_outcome(p.expect.get("outcome") if (p := persona(phone)) is not None else None,
+                                          agents)
 
 
 def _expectations() -> Callable[[str], Mapping[str, Any] | None]:
@@ -696,12 +704,12 @@ def _expectations() -> Callable[[str], Mapping[str, Any] | None]:
     return lambda phone: (p.expect if (p := persona(phone)) is not None and p.expect.get("outcome") else None)
 
 
-def _call_line(call: SeenCall, phone: str | None, persona: Any) -> str:
+def _call_line(call: SeenCall, phone: str | None, persona: Any, agents: bool = False) -> str:
     """One ended call as the console shows it; for answered calls, who the simulated customer was
     and whether the robot ended the call as the script prescribes for them (✓/✗)."""
     disposition = call.disposition or "lost"
     answered = disposition == "answered"
-    expected = persona.expect.get("outcome") if answered and persona is not None else None
+    expected = scripted_outcome(persona.expect.get("outcome"), agents) if answered and persona is not None else None
     parts = [f"通话 #{call.id} {call.customer_id or '?'} {mask_phone(phone) if phone else ''}".rstrip()]
     if answered and persona is not None:
         parts.append(f"模拟客户: {persona.description}")
@@ -819,7 +827,7 @@ def run_demo(settings: Settings, options: DemoOptions, *, make_token: Callable[[
         say(f"回访活动开始 campaign #{campaign['id']} started")
         seen = _watch(db, api, campaign["id"], settings, options, say, stop, services.check, campaign_status)
         figures = compute_figures(db, campaign["id"], seen, started_at=started_at, options=options,
-                                  expected=_expected_outcomes(), expect=_expectations())
+                                  expected=_expected_outcomes(bool(settings.transfer_target)), expect=_expectations())
         figures["run"] = {"startup_seconds": round(startup, 1), "total_seconds": round(time.monotonic() - run_t0, 1)}
         path = data_dir / "demo-figures.json"
         path.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
@@ -915,7 +923,7 @@ def _watch(db: Database, api: ConsoleApi, campaign_id: int, settings: Settings, 
                 phones = dict(s.execute(sa.select(Call.id, Call.phone).where(Call.id.in_([c.id for c in new]))).all())
             for call in new:
                 phone = phones.get(call.id)
-                say(_call_line(call, phone, persona(phone) if phone else None))
+                say(_call_line(call, phone, persona(phone) if phone else None, bool(settings.transfer_target)))
         if time.monotonic() - last_status_at >= 1.0:
             last_status_at = time.monotonic()
             status = campaign_status(db, campaign_id, settings)
