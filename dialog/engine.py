@@ -104,7 +104,7 @@ CONFIRM_BELOW = 0.85
 OFF_SCRIPT_IN_TEXT = 0.7
 # An utterance at least this long that the recognizer could not turn into words was the customer
 # talking (a mumble, a word lost on the line): "not understood", never "are you still there?".
-UNUSABLE_SPEECH_SECONDS = 0.3
+UNUSABLE_SPEECH_SECONDS = 0.15  # a bare "三分" was cut to 0.22 s by the VAD
 # Closed questions whose answer can be skipped when it cannot be understood after the re-prompts:
 # the call goes on without the answer instead of ending (everything after it would be lost).
 SKIPPABLE = ("score5", "nps", "text", "reason")
@@ -384,6 +384,9 @@ class Conversation:
         if not text:
             if self._held:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
+            if ev.choices and self.step is not None and self.step.expect in CLOSED_EXPECTS:
+                # No words, but the audio scored the expected answers ("三分" of 0.2 s): let it speak.
+                return self._understand("", ev.start, ev.end, choices=ev.choices)
             if ev.end - ev.start >= UNUSABLE_SPEECH_SECONDS and self.step is not None:
                 return self._unusable(ev)
             return [self._timer("no_input", self._timeout())]

@@ -597,3 +597,12 @@ def test_a_double_negation_is_a_yes():
 
     assert Nlu().parse("不是没洗,洗了的", "yn").intent == "affirm"
     assert Nlu().parse("现在不方便,不用了", "id").intent != "busy_callback"
+
+
+def test_a_score_with_no_words_at_all_is_taken_from_the_audio(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    # the decode of a 0.2 s "三分" was rejected (no words); the audio still scored the answers
+    out = scored(c, "", ("3", 0.9), ("2", 0.05), ("other", 0.05), start=3.0, end=3.22)
+    assert c.answers["overall_score"] == 3 and c.step.id == "improvement"
