@@ -67,7 +67,7 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
-from dialog.answers import CLOSED_EXPECTS, choices_for, decide
+from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label
 from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score
 from dialog.prompts import PromptLibrary, render
@@ -406,12 +406,7 @@ class Conversation:
         logger.info("call %s step %s: %.1f s of speech not recognised", self.call_id, step.id, ev.end - ev.start)
         out: list = [CancelTimer("no_input")]
         if self._pending is not None:
-            p = self._pending
-            p.tries += 1
-            if p.tries < 2:
-                return out + self._say_confirmation()
-            self._pending = None
-            return out + p.no()
+            return out + self._confirmation_unclear()
         return out + self._no_match(None)
 
     @staticmethod
@@ -426,7 +421,7 @@ class Conversation:
         if d.label is None:
             heard = [c for c in choices if c.label != OTHER_CHOICE]
             rival = max(heard, key=lambda c: c.probability) if heard else None
-            said = decide(step.expect, result, ()).label
+            said = text_label(step.expect, result)[0]
             if said is not None and result.rule is None and rival is not None and rival.label != said \
                     and rival.probability >= AUDIO_RIVAL:
                 # The model's reading of the words says one answer and the audio another: ask, do not
@@ -711,12 +706,19 @@ class Conversation:
             self._pending = None  # "别问了,转人工": a plain request of its own
             return out + self._route_global(result.intent, text)
         if verdict is None:
-            p.tries += 1
-            if p.tries < 2:
-                return out + self._say_confirmation()
-            verdict = False  # still not sure: do not act on it (the safe path)
+            return out + self._confirmation_unclear()
         self._pending = None
         return out + (p.yes() if verdict else p.no())
+
+    def _confirmation_unclear(self) -> list:
+        """No clear yes or no (silence, a mumble): ask once more, then take the safe path (do not act)."""
+        p = self._pending
+        assert p is not None
+        p.tries += 1
+        if p.tries < 2:
+            return self._say_confirmation()
+        self._pending = None
+        return p.no()
 
     @staticmethod
     def _confirmation_verdict(p: _Confirmation, text: str, result: NluResult) -> bool | None:
@@ -801,12 +803,7 @@ class Conversation:
             return [StopSpeaking("max_duration")] * (self.state is State.SPEAKING) + \
                 self._end_politely("goodbye_timeout", outcome, "max_duration")
         if ev.name == "no_input" and self.state is State.LISTENING and self._pending is not None:
-            p = self._pending
-            p.tries += 1
-            if p.tries < 2:
-                return self._say_confirmation()
-            self._pending = None
-            return p.no()
+            return self._confirmation_unclear()
         if ev.name == "no_input" and self.state is State.LISTENING and self.step is not None:
             step = self.step
             self._no_input_count += 1
