@@ -43,6 +43,12 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
+                if self._listener is not listener:
+                    # cut() ran while this connection was being set up: it must not outlive the cut
+                    # (a connection slipping through let a worker record a call during the outage).
+                    for s in (client, upstream):
+                        s.close()
+                    return
                 self._conns.update((client, upstream))
                 self.accepted += 1
             threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
@@ -67,10 +73,10 @@ class TcpProxy:
 
     def cut(self) -> None:
         """The server "goes away": no new connections, every open one reset."""
-        if self._listener is not None:
-            self._listener.close()
-            self._listener = None
         with self._lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             conns = list(self._conns)
         for s in conns:
             try:
