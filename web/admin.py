@@ -237,7 +237,8 @@ def tokens():
         user = db().get(User, form.get("user_id", type=int) or 0)
         name = form.get("name", "").strip()[:100]
         days = form.get("expires_days", type=int)
-        if user is None or (scoped_store_id() is not None and user.store_id != scoped_store_id()) or not user.active:
+        if (user is None or (scoped_store_id() is not None and user.store_id != scoped_store_id())
+                or not user.active or user.role is Role.MANAGER):  # the API has nothing for managers
             flash(_("Choose an active user of your scope."), "error")
         elif not name:
             flash(_("Give the token a name (which system uses it)."), "error")
@@ -253,7 +254,7 @@ def tokens():
             db().commit()
             created = token
     query = sa.select(ApiToken).order_by(ApiToken.revoked_at.is_not(None), ApiToken.created_at.desc())
-    user_query = sa.select(User).where(User.active.is_(True)).order_by(User.username)
+    user_query = sa.select(User).where(User.active.is_(True), User.role != Role.MANAGER).order_by(User.username)
     if scoped_store_id() is not None:
         query = query.join(User, User.id == ApiToken.user_id).where(User.store_id == scoped_store_id())
         user_query = user_query.where(User.store_id == scoped_store_id())
@@ -427,7 +428,10 @@ def dnc():
     page, per_page = page_number(50)
     query = sa.select(DoNotCall)
     if scoped_store_id() is not None:
-        query = query.where(DoNotCall.phone.in_(_store_phones(scoped_store_id())))
+        # From each entry to its customers by the phone index: "phone IN (the store's phones)" built
+        # the list of every phone of the store first (150-200 ms per query on 100,000 customers).
+        query = query.where(sa.exists().where(Customer.phone == DoNotCall.phone,
+                                              customer_in_store(scoped_store_id())))
     q = re.sub(r"\D", "", request.args.get("q", ""))
     if q:
         query = query.where(DoNotCall.phone.like(f"%{q}%"))

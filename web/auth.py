@@ -29,7 +29,7 @@ from web.security import (
     login_lock,
     public,
     record_login_attempt,
-    require,
+    signed_in,
 )
 from web.services import db
 
@@ -46,13 +46,15 @@ def _safe_next(target: str | None) -> str | None:
 
 
 def home_url() -> str:
+    if has_role(Role.MANAGER):
+        return url_for("reports.index")
     if has_role(Role.SUPERVISOR):
         return url_for("reports.index") if has_role(Role.ADMIN) else url_for("calls.index")
     return url_for("agent.workspace")
 
 
 @bp.get("/")
-@require(Role.AGENT)
+@signed_in
 def index():
     return redirect(home_url())
 
@@ -124,7 +126,7 @@ def language():
 
 
 @bp.route("/account", methods=["GET", "POST"])
-@require(Role.AGENT)
+@signed_in  # managers too: everybody changes their own password
 def account():
     from callcenter.accounts import hash_password, verify_password
 

@@ -135,7 +135,7 @@ def filtered_calls(args) -> tuple[sa.Select, list[str]]:
 
 
 @bp.get("/")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def index():
     page, per_page = page_number()
     query, problems = filtered_calls(request.args)
@@ -182,7 +182,7 @@ def matching_lines(call_ids: list[int], q: str) -> dict[int, str]:
 
 
 @bp.get("/<int:call_id>")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def show(call_id: int):
     call = call_or_404(call_id)
     utterances = list(db().scalars(sa.select(Utterance).where(Utterance.call_id == call.id).order_by(Utterance.seq)))
@@ -245,7 +245,7 @@ def recording_path(call: Call) -> Path | None:
 
 
 @bp.get("/<int:call_id>/recording")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def recording(call_id: int):
     return send_recording(call_or_404(call_id))
 

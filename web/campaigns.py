@@ -82,7 +82,7 @@ def task_counts(campaign_ids: list[int]) -> dict[int, dict[str, int]]:
 
 
 @bp.get("/")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def index():
     page, per_page = page_number()
     query = sa.select(Campaign)
@@ -156,7 +156,7 @@ def hourly_chart(hourly: dict) -> dict:
 
 
 @bp.get("/<int:campaign_id>")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def show(campaign_id: int):
     campaign = campaign_or_404(campaign_id)
     data = progress(campaign)
@@ -177,7 +177,7 @@ def show(campaign_id: int):
 
 
 @bp.get("/<int:campaign_id>/progress.json")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def progress_json(campaign_id: int):
     campaign = campaign_or_404(campaign_id)
     data = progress(campaign)
@@ -185,13 +185,13 @@ def progress_json(campaign_id: int):
 
 
 @bp.get("/wallboard")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def wallboard():
     return render_template("campaigns/wallboard.html", board=board())
 
 
 @bp.get("/wallboard.json")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def wallboard_json():
     return jsonify(board())
 

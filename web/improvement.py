@@ -68,7 +68,7 @@ def comparison(plan: ImprovementPlan) -> dict:
 
 
 @bp.get("/")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def index():
     query = sa.select(ImprovementPlan).order_by(ImprovementPlan.status, ImprovementPlan.end_date.desc())
     if scoped_store_id() is not None:
@@ -147,7 +147,7 @@ def new():
 
 
 @bp.get("/<int:plan_id>")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def show(plan_id: int):
     plan = plan_or_404(plan_id)
     result = plan.result if plan.status is PlanStatus.CLOSED and plan.result else comparison(plan)

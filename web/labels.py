@@ -37,6 +37,7 @@ from web.i18n import N_, gettext
 _PAIRS: list[tuple[enum.Enum, object]] = [
     (Role.AGENT, N_("Agent")),
     (Role.SUPERVISOR, N_("Supervisor")),
+    (Role.MANAGER, N_("Manager")),
     (Role.ADMIN, N_("Administrator")),
     (CustomerClass.BASE, N_("Base customers")),
     (CustomerClass.ACTIVE, N_("Active customers")),

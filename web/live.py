@@ -24,7 +24,7 @@ from flask import Blueprint, Response, abort
 from callcenter.domain import Role
 from callcenter.storage import live as events
 from callcenter.storage.models import Call
-from web.security import current_user, ensure_in_scope, has_role, require, scoped_store_id
+from web.security import current_user, ensure_in_scope, oversees, require, scoped_store_id
 from web.services import REDIS_ERRORS, db, redis
 
 logger = logging.getLogger(__name__)
@@ -100,7 +100,7 @@ def _scope_filter() -> Callable[[events.Event], bool]:
 
 
 @bp.get("/calls")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def calls_stream():
     keep = _scope_filter()
     try:
@@ -112,13 +112,13 @@ def calls_stream():
 
 
 @bp.get("/calls/<int:call_id>")
-@require(Role.AGENT)
+@require(Role.AGENT, managers=True)
 def call_stream(call_id: int):
     call = db().get(Call, call_id)
     if call is None:
         abort(404)
     ensure_in_scope(call.store_id)
-    if not has_role(Role.SUPERVISOR) and call.agent_id != current_user().id:
+    if not oversees() and call.agent_id != current_user().id:
         abort(404)
     try:
         first = events.recent_lines(redis(), call_id)

@@ -104,7 +104,7 @@ def common(store: Store | None, computed_at: dt.datetime) -> dict:
 
 
 @bp.get("/")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def index():
     store = chosen_store()
     tz = settings().timezone
@@ -141,7 +141,7 @@ def _base_stats(store: Store | None, as_of: dt.date) -> dict:
 
 
 @bp.get("/customer-base")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def customer_base():
     store = chosen_store()
     try:
@@ -166,7 +166,7 @@ def customer_base():
 
 
 @bp.get("/customer-base/trend.json")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def customer_base_trend():
     """Month-end counts over the last 12 months (loaded after the page: each point is a full
     classification of the customer base, cached for hours once computed)."""
@@ -197,7 +197,7 @@ def customer_base_trend():
 
 
 @bp.get("/feedback")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def feedback():
     store = chosen_store()
     first, last = period()
@@ -219,7 +219,7 @@ def feedback():
 
 
 @bp.get("/top-problems")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def top_problems():
     store = chosen_store()
     month = reporting.parse_month(request.args.get("month"), today())
@@ -241,7 +241,7 @@ def top_problems():
 
 
 @bp.get("/satisfaction")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def satisfaction():
     store = chosen_store()
     first, last = period()
@@ -263,7 +263,7 @@ def satisfaction():
 
 
 @bp.get("/winback")
-@require(Role.SUPERVISOR)
+@require(Role.SUPERVISOR, managers=True)
 def winback():
     store = chosen_store()
     first, last = period()

@@ -6,8 +6,10 @@ view without one is refused (and :func:`check_every_view_has_a_rule` stops the a
 from starting), so a new route can never be open by omission. The check runs in
 ``before_request`` on the request's worker thread.
 
-Roles are ordered agent < supervisor < admin: a view for supervisors admits admins. A user
-with a store sees that store only; a user without one sees the whole group. Objects of
+Roles are ordered agent < supervisor < admin: a view for supervisors admits admins. Managers
+stand beside that ladder and only read: a view admits them when it says so
+(``require(..., managers=True)``), and then for GET only, so no write opens to them by a rank.
+A user with a store sees that store only; a user without one sees the whole group. Objects of
 another store answer 404, not 403, so that their existence does not leak.
 """
 
@@ -35,6 +37,7 @@ from web.services import db
 
 logger = logging.getLogger(__name__)
 
+# The ladder. Role.MANAGER is not on it: managers get exactly the views marked for them.
 ROLE_RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_FIELD = "csrf_token"
@@ -66,9 +69,10 @@ CSP = (
 @dataclass(frozen=True)
 class Rule:
     public: bool = False
-    min_role: Role | None = None
+    min_role: Role | None = None  # None (not public): every logged-in user, whatever the role
     api: bool = False
     write: bool = False
+    managers: bool = False  # managers may read it too (GET and HEAD only)
 
 
 def _mark(rule: Rule) -> Callable:
@@ -84,9 +88,17 @@ def public(view: Callable) -> Callable:
     return _mark(Rule(public=True))(view)
 
 
-def require(role: Role) -> Callable:
-    """A logged-in user of ``role`` or higher."""
-    return _mark(Rule(min_role=role))
+def signed_in(view: Callable) -> Callable:
+    """Every logged-in user, whatever the role (the start page, one's own password)."""
+    return _mark(Rule())(view)
+
+
+def require(role: Role, *, managers: bool = False) -> Callable:
+    """A logged-in user of ``role`` or higher; with ``managers``, managers too, to read only
+    (their POST, PUT, PATCH and DELETE are refused with 403 whatever the view does)."""
+    if role not in ROLE_RANK:
+        raise ValueError(f"require() takes a role of the ladder, not {role}")
+    return _mark(Rule(min_role=role, managers=managers))
 
 
 def api_require(role: Role, *, write: bool = False) -> Callable:
@@ -109,8 +121,40 @@ def current_user() -> User | None:
 
 
 def has_role(role: Role) -> bool:
+    """The current user has ``role`` or one above it on the ladder (a manager: only Role.MANAGER)."""
     user = current_user()
-    return user is not None and ROLE_RANK[user.role] >= ROLE_RANK[role]
+    if user is None:
+        return False
+    if role not in ROLE_RANK or user.role not in ROLE_RANK:
+        return user.role is role
+    return ROLE_RANK[user.role] >= ROLE_RANK[role]
+
+
+def admits(rule: Rule, user: User | None, method: str) -> bool:
+    """Whether ``rule`` lets ``user`` (None: anonymous) make a ``method`` request."""
+    if rule.public:
+        return True
+    if user is None:
+        return False
+    if rule.min_role is None:
+        return True
+    if user.role in ROLE_RANK:
+        return ROLE_RANK[user.role] >= ROLE_RANK[rule.min_role]
+    return user.role is Role.MANAGER and rule.managers and method not in UNSAFE_METHODS
+
+
+def may(endpoint: str, method: str = "GET") -> bool:
+    """Whether the current user may open ``endpoint`` (with ``method``): the pages show a link, a
+    button or a form only where it leads somewhere (the sidebar, "New plan", the tag forms)."""
+    view = current_app.view_functions.get(endpoint)
+    rule = getattr(view, "_access", None)
+    return isinstance(rule, Rule) and not rule.api and admits(rule, current_user(), method)
+
+
+def oversees() -> bool:
+    """Supervisors, administrators and managers see every call and ticket of their scope; an
+    agent sees their own (and the tickets nobody has yet)."""
+    return has_role(Role.SUPERVISOR) or has_role(Role.MANAGER)
 
 
 def scoped_store_id() -> int | None:
@@ -128,7 +172,8 @@ def store_clause(column) -> sa.ColumnElement[bool]:
 def sees_full_phones() -> bool:
     """The one masking rule, for every path (pages, exports, the API): supervisors and
     administrators see whole numbers; agents see them masked (the whole number only while
-    dialing, audited as ``phone.reveal``), and may find a customer by a whole number only."""
+    dialing, audited as ``phone.reveal``), and may find a customer by a whole number only;
+    managers, who read and never dial, see them masked."""
     return has_role(Role.SUPERVISOR)
 
 
@@ -345,7 +390,10 @@ def _before_request():
             refuse(401, None)
         log_refusal(302, "not logged in")
         return redirect(url_for("auth.login", next=request.full_path if request.method == "GET" else None))
-    if ROLE_RANK[g.user.role] < ROLE_RANK[rule.min_role]:
+    if not admits(rule, g.user, request.method):
+        if g.user.role is Role.MANAGER and request.method in UNSAFE_METHODS:
+            log_refusal(403, "managers only read")
+            abort(403)
         refuse(403, None)
     return None
 
@@ -406,7 +454,7 @@ def init_app(app: Flask) -> None:
     app.after_request(_after_request)
     app.register_error_handler(HTTPException, _http_error)
     app.jinja_env.globals.update(csrf_token=csrf_token, current_user=current_user, has_role=has_role,
-                                 Role=Role)
+                                 may=may, Role=Role)
 
 
 def _http_error(exc: HTTPException):

@@ -32,7 +32,16 @@ from web.calls import recording_path, send_recording
 from web.customers import customer_or_404
 from web.labels import choices
 from web.labels import of as label_of
-from web.security import current_user, ensure_in_scope, has_role, require, scoped_store_id, store_clause
+from web.security import (
+    current_user,
+    ensure_in_scope,
+    has_role,
+    may,
+    oversees,
+    require,
+    scoped_store_id,
+    store_clause,
+)
 from web.services import db, settings
 from web.views import Page, fmt_datetime, page_number
 
@@ -62,13 +71,15 @@ def ticket_or_404(ticket_id: int) -> Ticket:
     if ticket is None:
         abort(404)
     ensure_in_scope(ticket.store_id)
-    if not has_role(Role.SUPERVISOR) and ticket.assignee_id not in (None, current_user().id):
+    if not oversees() and ticket.assignee_id not in (None, current_user().id):
         abort(404)  # an agent sees the tickets of their store that are theirs or nobody's
     return ticket
 
 
 def assignable_users(store_id: int | None) -> list[User]:
-    query = sa.select(User).where(User.active.is_(True)).order_by(User.display_name, User.username)
+    """Who may work a ticket of ``store_id``: its store's and the group's staff (managers only read)."""
+    query = (sa.select(User).where(User.active.is_(True), User.role != Role.MANAGER)
+             .order_by(User.display_name, User.username))
     if store_id is not None:
         query = query.where(sa.or_(User.store_id == store_id, User.store_id.is_(None)))
     return list(db().scalars(query))
@@ -182,13 +193,13 @@ def _status_label(status: TicketStatus) -> str:
 
 
 @bp.get("/")
-@require(Role.AGENT)
+@require(Role.AGENT, managers=True)
 def index():
     page, per_page = page_number()
     args = request.args
     status = args.get("status", "active")
     query = sa.select(Ticket).where(store_clause(Ticket.store_id))
-    if not has_role(Role.SUPERVISOR):
+    if not oversees():
         query = query.where(sa.or_(Ticket.assignee_id == current_user().id, Ticket.assignee_id.is_(None)))
     if status == "active":
         query = query.where(Ticket.status.in_(OPEN_STATES))
@@ -212,7 +223,7 @@ def index():
 
 
 @bp.get("/<int:ticket_id>")
-@require(Role.AGENT)
+@require(Role.AGENT, managers=True)
 def show(ticket_id: int):
     ticket = ticket_or_404(ticket_id)
     events = list(db().scalars(sa.select(TicketEvent).where(TicketEvent.ticket_id == ticket.id)
@@ -225,7 +236,8 @@ def show(ticket_id: int):
     turns = list(db().scalars(sa.select(Utterance).where(Utterance.call_id == call.id)
                               .order_by(Utterance.seq))) if call else []
     next_states = [st for st in TRANSITIONS[ticket.status]
-                   if st is not TicketStatus.VERIFIED or verification_problem(ticket, None, "-") is None]
+                   if st is not TicketStatus.VERIFIED or verification_problem(ticket, None, "-") is None
+                   ] if may("tickets.update", "POST") else []
     return render_template(
         "tickets/show.html", ticket=ticket, history=[describe(e, users) for e in events], users=users,
         callbacks=callbacks, next_states=next_states, assignees=assignable_users(ticket.store_id),
@@ -235,7 +247,7 @@ def show(ticket_id: int):
 
 
 @bp.get("/<int:ticket_id>/recording")
-@require(Role.AGENT)
+@require(Role.AGENT, managers=True)
 def recording(ticket_id: int):
     """The recording of the call the ticket came from, for whoever may work the ticket (an agent
     cannot open the call pages; the ticket is their way to hear what the customer said)."""
@@ -301,7 +313,8 @@ def update(ticket_id: int):
             if not has_role(Role.SUPERVISOR):
                 abort(403)
             assignee = db().get(User, form.get("assignee_id", type=int) or 0)
-            if assignee is None or not assignee.active or assignee.store_id not in (None, ticket.store_id):
+            if (assignee is None or not assignee.active or assignee.role is Role.MANAGER
+                    or assignee.store_id not in (None, ticket.store_id)):
                 raise TicketError(_("Choose an active user of the ticket's store."))
             ticket.assignee_id = assignee.id
             db().add(TicketEvent(ticket_id=ticket.id, user_id=current_user().id, action="assigned",

@@ -24,7 +24,6 @@ from callcenter.domain import (
     Department,
     FeedbackCategory,
     Intent,
-    Role,
     Sentiment,
     Speaker,
 )
@@ -32,23 +31,23 @@ from callcenter.storage.models import CallOutcome, utcnow
 from web import labels, scripts
 from web.i18n import N_
 from web.i18n import gettext as translate
-from web.security import current_user, has_role, shown_phone
+from web.security import current_user, may, shown_phone
 from web.services import settings
 
 logger = logging.getLogger("web.requests")
 
-# (endpoint, label, icon, minimum role). The sidebar shows what the user may open.
-NAVIGATION: tuple[tuple[str, object, str, Role], ...] = (
-    ("agent.workspace", N_("Workspace"), "headset", Role.AGENT),
-    ("customers.index", N_("Customers"), "users", Role.AGENT),
-    ("tickets.index", N_("Tickets"), "ticket", Role.AGENT),
-    ("calls.index", N_("Calls"), "phone", Role.SUPERVISOR),
-    ("campaigns.index", N_("Campaigns"), "megaphone", Role.SUPERVISOR),
-    ("campaigns.wallboard", N_("Wallboard"), "monitor", Role.SUPERVISOR),
-    ("reports.index", N_("Reports"), "chart", Role.SUPERVISOR),
-    ("improvement.index", N_("Improvement plans"), "target", Role.SUPERVISOR),
-    ("script_editor.index", N_("Scripts"), "file", Role.SUPERVISOR),
-    ("admin.index", N_("Administration"), "settings", Role.ADMIN),
+# (endpoint, label, icon). The sidebar shows what the user may open (each view's access rule).
+NAVIGATION: tuple[tuple[str, object, str], ...] = (
+    ("agent.workspace", N_("Workspace"), "headset"),
+    ("customers.index", N_("Customers"), "users"),
+    ("tickets.index", N_("Tickets"), "ticket"),
+    ("calls.index", N_("Calls"), "phone"),
+    ("campaigns.index", N_("Campaigns"), "megaphone"),
+    ("campaigns.wallboard", N_("Wallboard"), "monitor"),
+    ("reports.index", N_("Reports"), "chart"),
+    ("improvement.index", N_("Improvement plans"), "target"),
+    ("script_editor.index", N_("Scripts"), "file"),
+    ("admin.index", N_("Administration"), "settings"),
 )
 
 
@@ -169,7 +168,7 @@ def _nav():
     here = request.endpoint or ""
     return [
         (ep, translate(lbl), icon, here == ep or (here not in endpoints and here.split(".")[0] == ep.split(".")[0]))
-        for ep, lbl, icon, role in NAVIGATION if has_role(role)
+        for ep, lbl, icon in NAVIGATION if may(ep)
     ]
 
 

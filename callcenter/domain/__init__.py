@@ -35,9 +35,13 @@ class VisitType(str, enum.Enum):
 
 
 class Role(str, enum.Enum):
-    AGENT = "agent"
-    SUPERVISOR = "supervisor"
-    ADMIN = "admin"
+    """Console roles. Agents, supervisors and administrators form a ladder (each may do what the
+    one below may); a manager stands beside it and only reads."""
+
+    AGENT = "agent"  # 坐席: calls customers, works their tickets
+    SUPERVISOR = "supervisor"  # 主管: calls, QA, tags, campaigns, scripts, plans
+    MANAGER = "manager"  # 经理: a store's or the group's manager: reads reports, calls and tickets
+    ADMIN = "admin"  # 管理员: users, stores, imports, settings
 
 
 class CustomerClass(str, enum.Enum):

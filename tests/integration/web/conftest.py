@@ -1,8 +1,8 @@
 """A small dealer group for the console's tests, on SQLite and PostgreSQL (the ``db`` fixture),
 with Redis at ``CALLCENTER_TEST_REDIS_URL`` (flushed by ``redis_client``).
 
-Two stores; per store an agent and a supervisor, plus a store administrator for S1 and a
-group-wide administrator and supervisor. Each store has customers, a robot campaign with calls
+Two stores; per store an agent and a supervisor, plus a store administrator and a store manager
+for S1 and a group-wide administrator, supervisor and manager. Each store has customers, a robot campaign with calls
 (transcripts, tags, a recording), a ticket, a callback and an agent preview campaign.
 """
 
@@ -78,6 +78,8 @@ USERS = {
     "sup_s2": (Role.SUPERVISOR, "S2"),
     "agent_s1": (Role.AGENT, "S1"),
     "agent_s2": (Role.AGENT, "S2"),
+    "mgr_s1": (Role.MANAGER, "S1"),
+    "mgr_all": (Role.MANAGER, None),
 }
 
 

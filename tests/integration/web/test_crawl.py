@@ -56,9 +56,10 @@ FILE_TYPES = {"CSV", "TSV", "TXT", "XLSX", "XLS", "YAML", "YML", "WAV", "MP3", "
 # Environment variable names on the administrator's settings pages are what they type into files.
 ENV_NAME = re.compile(r"CALLCENTER_[A-Z0-9_]+")
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-']*")
-# Each role is walked once (administrator group-wide, supervisor and agent of a store); administrators
-# and supervisors also in the other scope, which changes what their pages show (users, filters).
-EXTRA_USERS = {"admin_s1": "store administrator", "sup_all": "group-wide supervisor"}
+# Each role is walked once (administrator group-wide, supervisor, agent and manager of a store);
+# administrators, supervisors and managers also in the other scope, which changes what their pages
+# show (users, filters).
+EXTRA_USERS = {"admin_s1": "store administrator", "sup_all": "group-wide supervisor", "mgr_all": "group-wide manager"}
 PER_KIND = 2
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 # /api/ is for the DMS integrators' programmers: its reference is generated from the OpenAPI
@@ -179,7 +180,8 @@ def _seed_codes(db, world) -> None:
             user = s.get(User, uid)
             user.username = "zh" + re.sub(r"[^a-z0-9]", "", username) + "x"
             user.display_name = {"admin": "王总", "admin_s1": "李店长", "sup_all": "赵主管", "sup_s1": "钱主管",
-                                 "sup_s2": "孙主管", "agent_s1": "周坐席", "agent_s2": "吴坐席"}[username]
+                                 "sup_s2": "孙主管", "agent_s1": "周坐席", "agent_s2": "吴坐席", "mgr_s1": "郑经理",
+                                 "mgr_all": "冯总经理"}[username]
         for n, (source, code) in enumerate((("robot", "S1"), ("admin", "S1"), ("agent", "S1"), ("api", "S2"))):
             customer = s.get(Customer, world.customers[code])
             s.add(DoNotCall(phone=f"1390000{n:04d}", customer_id=customer.id, source=source,
@@ -289,7 +291,7 @@ def _client_zh(client_for, username):
 
 
 CRAWLERS = {
-    Role.ADMIN: "admin", Role.SUPERVISOR: "sup_s1", Role.AGENT: "agent_s1",
+    Role.ADMIN: "admin", Role.SUPERVISOR: "sup_s1", Role.AGENT: "agent_s1", Role.MANAGER: "mgr_s1",
 }
 
 

@@ -8,6 +8,7 @@ the store its object belongs to (None when it has none) and form data for POSTs.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -104,6 +105,25 @@ GROUP_ONLY = {"stores.new": "admin", "admin.qa_activate": "admin"}  # the QA for
 PUBLIC = {"auth.login", "auth.logout", "auth.language", "auth.health", "api.openapi", "api.docs"}
 TOKEN = {"api.stores", "api.customers", "api.customer", "api.push_customers", "api.visits", "api.push_visits",
          "api.calls", "api.call", "api.campaigns"}
+
+# What a manager (read-only, beside the agent < supervisor < admin ladder) opens: every report,
+# the top-3 and improvement plans, calls with their transcripts and recordings, tickets, campaigns'
+# progress and the wallboard, and their own account. Every other route answers them 403, and so
+# does every write (test_security_probes.py: test_attack_a_manager_writes_nothing).
+MANAGER_READS = {
+    "auth.index", "auth.account",
+    "reports.index", "reports.customer_base", "reports.customer_base_trend", "reports.feedback",
+    "reports.top_problems", "reports.satisfaction", "reports.winback",
+    "improvement.index", "improvement.show",
+    "calls.index", "calls.show", "calls.recording", "live.calls_stream", "live.call_stream",
+    "tickets.index", "tickets.show", "tickets.recording",
+    "campaigns.index", "campaigns.show", "campaigns.progress_json", "campaigns.wallboard",
+    "campaigns.wallboard_json",
+}
+# The one write a manager makes: their own password.
+MANAGER_WRITES = {"auth.account"}
+# Forms every page carries: the language switch and logging out.
+EVERYONE_POSTS = ("/language", "/logout")
 
 RANK = {Role.AGENT: 1, Role.SUPERVISOR: 2, Role.ADMIN: 3}
 # Who plays each part: a user of the right role in the other store, and one just below the role.
@@ -222,3 +242,49 @@ def test_every_form_post_needs_the_csrf_token(world, client_for):
         response = client_for(RIGHT[role]).post(url(world), data=data(world) if data else {})
         assert response.status_code == 400, endpoint
         assert "CSRF" in response.get_data(as_text=True), endpoint
+
+
+def _store_manager(db, store_id: int, client_for):
+    """A client logged in as a manager of ``store_id`` who is not in the seed."""
+    with db.session() as s:
+        user = User(username=f"mgr_{store_id}", password_hash="x", role=Role.MANAGER, store_id=store_id)
+        s.add(user)
+        s.flush()
+        uid, stamp = user.id, session_stamp(user)
+    client = client_for(None)
+    with client.session_transaction() as sess:
+        sess["uid"], sess["stamp"] = uid, stamp
+    return client
+
+
+@pytest.mark.parametrize("endpoint", sorted(e for e, r in ROUTES.items() if r[0] == "GET"))
+def test_a_manager_reads_what_is_theirs_and_nothing_else(endpoint, world, client_for, csrf, db):
+    """A store's manager opens the reading pages of their store (no form on them but the language
+    switch and logout: nothing offered that would be refused) and gets 403 on every other page; a
+    manager of the other store gets 404 on the store's objects; a group-wide manager opens them."""
+    _method, url, _role, store, _data = ROUTES[endpoint]
+    path = url(world)
+    response = client_for("mgr_s1").get(path)
+    response.close()
+    if endpoint not in MANAGER_READS:
+        assert response.status_code == 403
+        return
+    assert response.status_code in (200, 302), response.get_data(as_text=True)[:500]
+    if response.mimetype == "text/html" and response.status_code == 200 and endpoint not in MANAGER_WRITES:
+        html = response.get_data(as_text=True)
+        actions = re.findall(r'<form[^>]*method="post"[^>]*>', html)
+        assert all(any(f'action="{a}' in f for a in EVERYONE_POSTS) for f in actions), actions
+    if store:
+        assert _request(_store_manager(db, world.stores["S2"], client_for), "GET", path, None, csrf
+                        ).status_code == 404, "other store"
+    assert _request(client_for("mgr_all"), "GET", path, None, csrf).status_code in (200, 302), "group-wide"
+
+
+def test_a_manager_starts_on_the_reports_and_sees_them_in_the_sidebar(world, client_for):
+    client = client_for("mgr_s1")
+    response = client.get("/")
+    assert response.status_code == 302 and response.headers["Location"].endswith("/reports/")
+    html = client.get("/reports/").get_data(as_text=True)
+    sidebar = html.split('<ul class="nav">', 1)[1].split("</ul>", 1)[0]
+    links = set(re.findall(r'<a href="([^"]+)"', sidebar))
+    assert links == {"/tickets/", "/calls/", "/campaigns/", "/campaigns/wallboard", "/reports/", "/improvement/"}

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from callcenter.domain import Tier
 from callcenter.logs import setup_logging
 from callcenter.storage.models import Customer, DoNotCall, ServiceVisit, User, Vehicle
-from callcenter.storage.web_models import AuditLog, LoginAttempt, QaForm
+from callcenter.storage.web_models import ApiToken, AuditLog, LoginAttempt, QaForm
 from web import create_app
 from web.security import FIRST_LOCK, MAX_FAILURES_PER_USER
 
@@ -258,6 +258,83 @@ def test_attack_agent_api_token_gets_the_masked_numbers_the_console_shows(consol
     assert [c["phone"] for c in supervisor] == ["13812345678"]
 
 
+def test_a_manager_reads_calls_and_tickets_with_masked_numbers(console, client_for):
+    """Managers read and never dial: the call and ticket pages show them the masked number."""
+    _app, world = console
+    for url in (f"/calls/{world.calls['S1']}", f"/tickets/{world.tickets['S1']}"):
+        page = client_for("mgr_s1").get(url).get_data(as_text=True)
+        assert "138****5678" in page and "13812345678" not in page, url
+
+
+# -- a read-only manager (issue 12) -------------------------------------------------------------
+
+
+def _every_row(db) -> dict[str, list[str]]:
+    """Every row of every table as text: a write anywhere changes it."""
+    from callcenter.storage.models import Base
+
+    with db.engine.connect() as conn:
+        return {t.name: sorted(repr(tuple(row)) for row in conn.execute(t.select()))
+                for t in Base.metadata.sorted_tables}
+
+
+@attack
+def test_attack_a_manager_writes_nothing(console, client_for, csrf, db):
+    """A manager with a valid session and CSRF token posts to every route that takes a write (each
+    URL method of the console, not a list kept by hand): 403 each, and no row of any table changes.
+    Their own password (/account) is the one write they make."""
+    app, world = console
+    ids = {"call_id": world.calls["S1"], "ticket_id": world.tickets["S1"], "campaign_id": world.campaigns["S1"],
+           "user_id": world.users["agent_s1"], "store_id": world.stores["S1"]}
+    urls = app.url_map.bind("localhost")
+    before = _every_row(db)
+    writes = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions[rule.endpoint]
+        if not rule.methods & {"POST", "PUT", "PATCH", "DELETE"} or view._access.public or view._access.api:
+            continue
+        if rule.endpoint == "auth.account":
+            continue
+        values = {arg: ids.get(arg, 1) if type(rule._converters[arg]).__name__ == "IntegerConverter" else "nps"
+                  for arg in rule.arguments}
+        path = urls.build(rule.endpoint, values)
+        for method in sorted(rule.methods & {"POST", "PUT", "PATCH", "DELETE"}):
+            response = client_for("mgr_all").open(path, method=method, data={
+                "csrf_token": csrf, "action": "add", "category": "wait_time", "note": "经理改的", "status": "closed"})
+            writes.append((method, path, response.status_code))
+    assert len(writes) >= 20, writes  # 24 when this was written
+    assert [w for w in writes if w[2] != 403] == []
+    assert _every_row(db) == before
+    changed = client_for("mgr_s1").post("/account", data={
+        "current_password": PASSWORD, "new_password": "Jingli-mima-2026", "confirm_password": "Jingli-mima-2026",
+        "csrf_token": csrf})
+    assert changed.status_code == 302
+
+
+@attack
+def test_attack_a_managers_api_token_reads_and_writes_nothing(console, api_token, client_for, csrf, db):
+    """The API serves the DMS and its integrators; a manager's token (made behind the token page's
+    back: the page offers no manager) gets 403 on every call, reads and writes alike."""
+    app, world = console
+    headers = _bearer(api_token("mgr_all", write=True))
+    client = app.test_client()
+    for path in ("/api/v1/stores", "/api/v1/customers", "/api/v1/customers/C-S1", "/api/v1/visits",
+                 "/api/v1/calls", f"/api/v1/calls/{world.calls['S1']}", "/api/v1/campaigns"):
+        assert client.get(path, headers=headers).status_code == 403, path
+    pushed = client.post("/api/v1/customers", headers=headers,
+                         json={"customers": [{"customer_id": "C-S1", "name": "经理改名"}]})
+    assert pushed.status_code == 403
+    with db.session() as s:
+        assert s.get(Customer, world.customers["S1"]).name == "王S1"
+    page = client_for("admin").get("/admin/tokens").get_data(as_text=True)
+    assert f'value="{world.users["mgr_all"]}"' not in page
+    refused = client_for("admin").post("/admin/tokens", data={
+        "user_id": world.users["mgr_all"], "name": "经理的令牌", "csrf_token": csrf})
+    assert refused.status_code == 200
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ApiToken).where(ApiToken.name == "经理的令牌")) == 0
+
+
 # -- sessions -----------------------------------------------------------------------------------
 
 
@@ -317,7 +394,7 @@ def test_attack_weak_passwords_are_refused_on_every_console_path(console, client
         "store_id": str(world.stores["S1"]), "csrf_token": csrf})
     assert new.status_code == 400
     with db.session() as s:
-        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == 7
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == len(world.users)
         assert s.scalar(sa.select(AuditLog.id).where(AuditLog.action == "user.password_change")) is None
 
 

@@ -77,6 +77,19 @@ def test_assigning_to_someone_of_another_store_is_refused(console, client_for, c
         assert s.get(Ticket, world.tickets["S1"]).assignee_id is None
 
 
+def test_managers_are_not_offered_or_taken_as_assignees(console, client_for, csrf, db):
+    """Managers read tickets; they do not work them (issue 12)."""
+    _app, world = console
+    sup = client_for("sup_s1")
+    page = sup.get(f"/tickets/{world.tickets['S1']}").get_data(as_text=True)
+    assert f'value="{world.users["mgr_s1"]}"' not in page and f'value="{world.users["agent_s1"]}"' in page
+    page = _post(sup, world.tickets["S1"], csrf, action="assign",
+                 assignee_id=world.users["mgr_s1"]).get_data(as_text=True)
+    assert "请选择该工单门店的有效用户" in page
+    with db.session() as s:
+        assert s.get(Ticket, world.tickets["S1"]).assignee_id is None
+
+
 def test_a_ticket_from_the_call_page_belongs_to_the_customer_of_the_call(console, client_for, csrf, db):
     app, world = console
     client = client_for("sup_s1")
