@@ -229,11 +229,13 @@ def load_demo(db, *, as_of: dt.date, n_customers: int = 5000, seed: int = 2026,
         raise RuntimeError(f"demo data rejected by the importer: {report_c.errors[:3]} {report_v.errors[:3]}")
     credentials = {}
     with db.session() as s:
+        # The group's manager reads every store's reports; the supervisor and agent work at JH01.
         for username, role, store in (("admin", Role.ADMIN, None), ("supervisor", Role.SUPERVISOR, "JH01"),
-                                      ("agent", Role.AGENT, "JH01")):
+                                      ("agent", Role.AGENT, "JH01"), ("manager", Role.MANAGER, None)):
             password = secrets.token_urlsafe(9)
             upsert_user(s, username, password, role, store_code=store,
-                        display_name={"admin": "系统管理员", "supervisor": "客服主管", "agent": "回访专员"}[username])
+                        display_name={"admin": "系统管理员", "supervisor": "客服主管", "agent": "回访专员",
+                                      "manager": "集团售后经理"}[username])
             credentials[username] = password
     if settings is not None:
         path = Path(settings.data_dir) / "demo-credentials.txt"

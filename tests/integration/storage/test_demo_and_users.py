@@ -20,7 +20,7 @@ AS_OF = dt.date(2026, 11, 20)
 def test_demo_is_realistic_and_loads_once(db):
     result = load_demo(db, as_of=AS_OF, n_customers=600, seed=7)
     assert result["customers"] == 600 and result["stores"] == 2
-    assert set(result["users"]) == {"admin", "supervisor", "agent"}
+    assert set(result["users"]) == {"admin", "supervisor", "agent", "manager"}
     with db.session() as s:
         stats = customer_base_stats(s, AS_OF)
         # every class is represented, in proportions a dealer would recognise
