@@ -85,7 +85,7 @@ def console_server(tmp_path_factory):
     load_demo(db, as_of=dt.date.today(), n_customers=400, seed=11)
     with db.session() as s:
         for username, role, store in (("agent", Role.AGENT, "JH01"), ("supervisor", Role.SUPERVISOR, "JH01"),
-                                      ("admin", Role.ADMIN, None)):
+                                      ("admin", Role.ADMIN, None), ("manager", Role.MANAGER, None)):
             upsert_user(s, username, PASSWORD, role, store_code=store)
     generate(db, calls=1500, end=dt.date.today(), months=4, seed=5, recordings=30, data_dir=data)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") or k.startswith("CALLCENTER_TEST_")}

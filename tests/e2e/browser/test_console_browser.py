@@ -1,6 +1,7 @@
 """The console in Chromium: an agent handles a task, a supervisor plays a call from a transcript
-line, a manager reads a report with its chart drawn."""
+line and corrects its tags, a manager reads every report (issue 12)."""
 
+import datetime as dt
 import re
 import time
 
@@ -82,23 +83,152 @@ def test_a_supervisor_plays_a_call_from_a_line_of_its_transcript(console_server,
     shot(page, "supervisor-call-playing")
 
 
-def test_a_manager_reads_a_report_with_its_chart_drawn(console_server, page, login, shot):
+# The report pages a manager reads: each tab of the reports (zh-CN) and the page's title.
+REPORT_TABS = {"概览": "报表", "客户基盘": "客户基盘", "客户反馈率": "客户反馈率", "前三问题": "前三问题",
+               "满意度与 NPS": "满意度与 NPS", "流失召回": "流失召回"}
+
+
+def read_page(page, title: str, shot, name: str) -> str:
+    """The page titled ``title`` as a manager reads it: in Chinese, every chart drawn, its figures
+    shown, no form to change anything (the sidebar's language switch and logout are outside main)."""
+    assert page.locator("html").get_attribute("lang") == "zh-CN"
+    assert page.locator("h1").inner_text().strip() == title
+    page.wait_for_selector("main [data-chart]:not([data-rendered='1'])", state="detached")
+    charts = page.locator("main [data-chart]")
+    assert all(charts.nth(i).locator("canvas").count() == 1 for i in range(charts.count()))
+    assert page.locator("main form[method=post]").count() == 0
+    text = page.locator("main").inner_text()
+    assert re.search(r"[\u4e00-\u9fff]", text) and re.search(r"\d", text)
+    shot(page, f"manager-{name}")
+    return text
+
+
+def test_a_manager_reads_every_report(console_server, page, login, shot):
+    """The group's manager (read-only) starts on the reports, reads each tab with its figures and
+    charts, downloads one, then reads the improvement plans, a campaign's progress, the wallboard, a
+    call and a ticket, and is offered nothing to change on the way."""
+    from callcenter.domain import Department, FeedbackCategory
+    from callcenter.storage.models import Ticket, utcnow
+    from callcenter.storage.web_models import ImprovementPlan
+
     base, db = console_server
-    login(page, "admin")
-    page.goto(base + "/reports/feedback")
-    chart = page.locator("[data-chart=chart-feedback]")
-    page.wait_for_selector("[data-chart=chart-feedback][data-rendered='1']")
-    assert chart.locator("canvas").count() == 1
-    box = chart.bounding_box()
-    assert box["width"] > 600 and box["height"] > 200
-    assert page.locator("[data-testid=feedback-table] tbody tr").count() >= 2
-    shot(page, "manager-feedback-report")
-    with page.expect_download() as download:
-        page.click("[data-testid=export-xlsx]")
-    assert download.value.suggested_filename.endswith(".xlsx")
-    page.goto(base + "/reports/customer-base")
-    page.wait_for_selector("[data-testid=trend-chart][data-rendered='1']", timeout=120_000)
-    shot(page, "manager-customer-base")
+    today = utcnow().date()
+    with db.session() as s:
+        store = s.scalar(sa.select(Store.id).where(Store.code == "JH01"))
+        s.add(ImprovementPlan(store_id=store, department=Department.AFTER_SALES, category=FeedbackCategory.WAIT_TIME,
+                              title="缩短交车等待", owner="售后经理", actions="加开快保工位", cycle_months=1,
+                              start_date=today - dt.timedelta(days=45), end_date=today - dt.timedelta(days=15)))
+        call_id = s.scalar(sa.select(Call.id).where(Call.store_id == store, Call.recording.is_not(None))
+                           .order_by(Call.id))
+        ticket_id = s.scalar(sa.select(Ticket.id).where(Ticket.store_id == store).order_by(Ticket.id))
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+
+    login(page, "manager")
+    assert page.url.endswith("/reports/")
+    assert page.locator(".sidebar .nav a").all_inner_texts() == ["工单", "通话", "外呼活动", "监控大屏", "报表", "改善计划"]
+    assert "经理" in page.locator(".sidebar .who").inner_text()
+
+    for n, (tab, title) in enumerate(REPORT_TABS.items()):
+        page.locator("main nav.btn-row a", has_text=tab).click()
+        page.wait_for_load_state("networkidle")
+        if tab == "客户基盘":
+            page.wait_for_selector("[data-testid=trend-chart][data-rendered='1']", timeout=120_000)
+        text = read_page(page, title, shot, f"report-{n}")
+        if tab == "客户反馈率":
+            assert page.locator("[data-testid=feedback-table] tbody tr").count() >= 2
+            box = page.locator("[data-chart=chart-feedback]").bounding_box()
+            assert box["width"] > 600 and box["height"] > 200
+            with page.expect_download() as download:
+                page.click("[data-testid=export-xlsx]")
+            assert download.value.suggested_filename.endswith(".xlsx")
+        elif tab == "客户基盘":
+            assert "保有客户" in text and "有效客户" in text and "流失客户" in text
+        elif tab == "前三问题":
+            assert page.locator("main [data-chart^=chart-top-]").count() >= 1
+            assert page.locator("main a.btn", has_text=re.compile(r"^计划$")).count() == 0
+        elif tab == "满意度与 NPS":
+            assert page.locator("main [data-chart=chart-nps]").count() == 1
+        elif tab == "流失召回":
+            assert page.locator("[data-testid=new-winback]").count() == 0
+
+    page.locator(".sidebar .nav a", has_text="改善计划").click()
+    page.wait_for_load_state("networkidle")
+    read_page(page, "改善计划", shot, "plans")
+    page.locator("[data-testid=plans] a", has_text="缩短交车等待").click()
+    page.wait_for_load_state("networkidle")
+    read_page(page, "缩短交车等待", shot, "plan")
+    assert page.locator("main [data-chart=chart-plan]").count() == 1
+
+    page.locator(".sidebar .nav a", has_text="外呼活动").click()
+    page.wait_for_load_state("networkidle")
+    read_page(page, "外呼活动", shot, "campaigns")
+    assert page.locator("[data-testid=new-campaign]").count() == 0
+    page.locator("[data-testid=campaigns] tbody tr a").first.click()
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector("main [data-chart=chart-hourly][data-rendered='1']")
+    assert page.locator("[data-testid^=campaign-]").count() == 0  # no start, pause or cancel
+
+    page.locator(".sidebar .nav a", has_text="监控大屏").click()
+    page.wait_for_load_state("networkidle")
+    read_page(page, "监控大屏", shot, "wallboard")
+
+    page.locator(".sidebar .nav a", has_text="通话").click()
+    page.wait_for_load_state("networkidle")
+    assert page.locator("[data-testid=calls] tbody tr").count() > 0
+    page.goto(f"{base}/calls/{call_id}")  # one with a transcript (the other tests add calls without)
+    assert page.locator("#transcript .turn").count() >= 2
+    assert page.locator("main form[method=post]").count() == 0  # no tag, QA or ticket forms
+    assert re.search(r"1\d\d\*{4}\d{4}", page.locator("main .kv").first.inner_text())  # the number masked
+    shot(page, "manager-call")
+
+    page.locator(".sidebar .nav a", has_text="工单").click()
+    page.wait_for_load_state("networkidle")
+    page.goto(f"{base}/tickets/{ticket_id}")
+    assert "工单" in page.title()
+    assert page.locator("main form[method=post]").count() == 0
+    shot(page, "manager-ticket")
+    assert refused == []
+
+
+def test_a_supervisor_corrects_a_calls_tags(console_server, page, login, shot):
+    """On a call page the supervisor adds a tag the model missed, with the customer's words as
+    evidence, and removes one it got wrong; both are saved and kept for retraining."""
+    from callcenter.storage.models import CallTag, Utterance
+    from callcenter.storage.web_models import TagCorrection
+
+    base, db = console_server
+    with db.session() as s:
+        store = s.scalar(sa.select(Store.id).where(Store.code == "JH01"))
+        tagged = sa.select(CallTag.call_id).where(CallTag.source == "model")
+        call_id = s.scalar(sa.select(Call.id).where(Call.store_id == store, Call.id.in_(tagged)).order_by(Call.id))
+        wrong = s.scalar(sa.select(CallTag.category).where(CallTag.call_id == call_id, CallTag.source == "model"))
+        has = set(s.scalars(sa.select(CallTag.category).where(CallTag.call_id == call_id)))
+        words = s.scalar(sa.select(Utterance.text).where(Utterance.call_id == call_id, Utterance.speaker == "customer")
+                         .order_by(Utterance.seq))[:6]
+        missed = next(c for c in ("parts_wait", "price", "car_wash", "wait_time", "service_attitude") if c not in has)
+    page.on("dialog", lambda dialog: dialog.accept())
+    login(page, "supervisor")
+    page.goto(f"{base}/calls/{call_id}")
+    tags = page.locator("[data-testid=tags]")
+    missed_label = page.locator(f"#category option[value={missed}]").inner_text().strip()
+    wrong_label = page.locator(f"#category option[value={wrong}]").inner_text().strip()
+    page.select_option("#category", missed)
+    page.fill("#evidence", words)
+    page.click("[data-testid=add-tag] button[type=submit]")
+    page.wait_for_load_state("networkidle")
+    assert "标签已纠正" in page.locator(".flash.success").inner_text()
+    added = tags.locator(".btn-row", has_text=missed_label)
+    assert "主管标注" in added.inner_text()
+    assert page.locator(f"#transcript mark.evidence[title='{missed_label}']").count() >= 1
+    tags.locator(".btn-row", has_text=wrong_label).locator("button", has_text="标错了").click()
+    page.wait_for_load_state("networkidle")
+    shot(page, "supervisor-tags-corrected")
+    with db.session() as s:
+        categories = dict(s.execute(sa.select(CallTag.category, CallTag.source).where(CallTag.call_id == call_id)).all())
+        assert categories.get(missed) == "supervisor" and wrong not in categories
+        actions = sorted(s.scalars(sa.select(TagCorrection.action).where(TagCorrection.call_id == call_id)))
+        assert actions == ["add", "remove"]
 
 
 # -- issue 12: the jobs that were broken --------------------------------------------------------
