@@ -2,7 +2,8 @@
 
 Each ``bench/bench_<area>.py`` has ``run(args) -> dict``; results are printed and written
 to ``bench/results/<area>.json`` with the machine and the date. ``docs/benchmarks.md``
-quotes the latest figures.
+quotes the latest figures. A result whose ``failures`` list is not empty (a target missed)
+is marked FAIL and makes the exit status 1, as an area that raised does.
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
                   "quick": args.quick, "results": result}
         (out / f"{area}.json").write_text(json.dumps(record, ensure_ascii=False, indent=2))
         print(json.dumps(result, ensure_ascii=False, indent=2), flush=True)
+        # A benchmark that checks targets lists what missed them under "failures".
+        if result.get("failures"):
+            print(f"!! {area}: FAIL ({len(result['failures'])} targets missed)", file=sys.stderr)
+            for failure in result["failures"]:
+                print(f"!!   {failure}", file=sys.stderr)
+            failed += 1
     return 1 if failed else 0
 
 
