@@ -80,7 +80,11 @@ def _store_choice(raw: str | None) -> int | None:
     Raises:
         AccountError: an unknown store, or a scope the current admin cannot give.
     """
-    store_id = int(raw) if raw and raw.isdigit() else None
+    raw = (raw or "").strip()
+    # Junk is an unknown store, not "group-wide"; isdigit() let "²" through to int().
+    if raw and not (raw.isdecimal() and len(raw) <= 9):
+        raise AccountError(_("Unknown store."))
+    store_id = int(raw) if raw else None
     scope = scoped_store_id()
     if scope is not None and store_id != scope:
         raise AccountError(_("You can only manage users of your own store."))

@@ -132,7 +132,7 @@ def spec_from_form(form, stores: list[Store], scoped_store: int | None, user_id:
         if p.kind == "int":
             if raw == "":
                 continue
-            if not raw.isdigit() or not p.lo <= int(raw) <= p.hi:
+            if not raw.isdecimal() or not p.lo <= int(raw) <= p.hi:  # isdigit() lets "²" through to int()
                 errors[key] = _("A whole number from %(lo)s to %(hi)s.", lo=p.lo, hi=p.hi)
             else:
                 params[p.name] = int(raw)
@@ -148,7 +148,7 @@ def spec_from_form(form, stores: list[Store], scoped_store: int | None, user_id:
                 errors[key] = _("A percentage from %(lo)s to %(hi)s.", lo=p.lo, hi=p.hi)
         elif p.kind == "days_list":
             parts = [x.strip() for x in re.split(r"[,，、\s]+", raw) if x.strip()]
-            if not parts or not all(x.isdigit() and p.lo <= int(x) <= p.hi for x in parts) \
+            if not parts or not all(x.isdecimal() and p.lo <= int(x) <= p.hi for x in parts) \
                     or len(set(parts)) != len(parts):
                 errors[key] = _("Different whole numbers of days from %(lo)s to %(hi)s, e.g. 60,30,7.",
                                 lo=p.lo, hi=p.hi)
@@ -189,10 +189,10 @@ def spec_from_form(form, stores: list[Store], scoped_store: int | None, user_id:
     if form.get("holidays_set"):
         params["holidays"] = form.get("holidays") == "1"
     channels = (form.get("max_channels") or "4").strip()
-    if not channels.isdigit() or not 1 <= int(channels) <= 256:
+    if not channels.isdecimal() or not 1 <= int(channels) <= 256:
         errors["max_channels"] = _("A whole number from %(lo)s to %(hi)s.", lo=1, hi=256)
     attempts = (form.get("max_attempts") or "").strip()
-    if attempts and (not attempts.isdigit() or not 1 <= int(attempts) <= 10):
+    if attempts and (not attempts.isdecimal() or not 1 <= int(attempts) <= 10):
         errors["max_attempts"] = _("A whole number from %(lo)s to %(hi)s.", lo=1, hi=10)
     script = form.get("script") or None
     if script is not None and script not in script_names():

@@ -179,7 +179,7 @@ def validate(form, store: Store | None) -> tuple[dict, dict[str, str]]:
         raw = (form.get(key) or "").strip()
         if not raw:
             clean[key] = None
-        elif not raw.isdigit() or not 1 <= int(raw) <= 24:
+        elif not raw.isdecimal() or not 1 <= int(raw) <= 24:  # isdigit() lets "²" through to int()
             errors[key] = _("A whole number of months from 1 to 24, or empty for the group's default.")
         else:
             clean[key] = int(raw)

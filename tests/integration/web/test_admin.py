@@ -151,3 +151,63 @@ def test_the_user_form_is_the_new_users_and_says_what_is_wrong_next_to_the_field
     with db.session() as s:
         assert s.get(User, uid).active is False
     assert client.get(f"/admin/users/{world.users['agent_s2']}").status_code == 404  # another store's user
+
+
+GOOD_USER = {"username": "new.agent", "display_name": "新坐席", "password": "Lan-hua-2026!", "role": "agent"}
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("username", "", "请输入用户名"),
+    ("username", "wang wu", "不能有空格或汉字"),
+    ("username", "王五", "不能有空格或汉字"),
+    ("username", "a" * 65, "最多 64 个"),
+    ("username", "sup_s1", "已被使用"),  # a duplicate
+    ("password", "", "至少需要 8 个字符"),
+    ("password", "short1!", "至少需要 8 个字符"),
+    ("password", "x" * 129, "最多 128 个字符"),
+    ("password", "Woaini1314", "太常见"),
+    ("password", "new.agent-2026!", "不能包含用户名"),
+    ("role", "owner", "请选择角色"),
+    ("role", "", "请选择角色"),
+    ("store_id", "999999", "未知门店"),
+    ("store_id", "²", "未知门店"),  # a digit to str.isdigit(), not to int()
+    ("store_id", "9" * 30, "未知门店"),  # past PostgreSQL's integer
+    ("store_id", "S1", "未知门店"),  # junk is not "group-wide"
+])
+def test_a_bad_new_user_is_named_next_to_the_field_and_nothing_is_saved(console, client_for, csrf, db, field,
+                                                                         value, message):
+    _app, world = console
+    with db.session() as s:
+        users = s.scalar(sa.select(sa.func.count()).select_from(User))
+    form = {**GOOD_USER, "store_id": str(world.stores["S1"]), "csrf_token": csrf, field: value}
+    response = client_for("admin").post("/admin/users/new", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and f'data-testid="error-{field}"' in page and message in page
+    assert 'value="新坐席"' in page  # what was typed is kept
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(User)) == users
+    assert not _audit(db, "user.create")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("password", "short1!", "至少需要 8 个字符"),
+    ("password", "Woaini1314", "太常见"),
+    ("password", "agent_s1-Lanhua!", "不能包含用户名"),
+    ("role", "root", "请选择角色"),
+    ("store_id", "999999", "未知门店"),
+])
+def test_a_bad_edit_of_a_user_changes_nothing(console, client_for, csrf, db, field, value, message):
+    _app, world = console
+    uid = world.users["agent_s1"]
+    with db.session() as s:
+        before = s.get(User, uid)
+        before = (before.role, before.store_id, before.active, before.display_name, before.password_hash)
+    form = {"display_name": "周坐席", "role": "supervisor", "store_id": str(world.stores["S2"]), "active": "",
+            "password": "Lan-hua-2026!", "csrf_token": csrf, field: value}
+    response = client_for("admin").post(f"/admin/users/{uid}", data=form)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and f'data-testid="error-{field}"' in page and message in page
+    with db.session() as s:
+        after = s.get(User, uid)
+        assert (after.role, after.store_id, after.active, after.display_name, after.password_hash) == before
+    assert not _audit(db, "user.update") and not _audit(db, "user.role_change")

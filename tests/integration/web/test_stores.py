@@ -71,6 +71,20 @@ def test_without_the_render_tool_a_new_store_says_so_and_queues_nothing(console,
     ("timezone", "Mars/Base", "时区"),
     ("cycle_months_mid", "30", "1 到 24"),
     ("calling_windows", "20:00-09:00", "09:00-12:00,14:00-20:00"),
+    ("code", "JH 03", "字母、数字"),
+    ("code", "锦华03", "字母、数字"),
+    ("code", "J" * 33, "最多 32 位"),
+    ("name", "锦" * 101, "最多 100 个字"),
+    ("city", "长" * 51, "最多 50 个字"),
+    ("timezone", "", "时区"),
+    ("timezone", "../../etc/passwd", "时区"),
+    ("cycle_months_mid", "0", "1 到 24"),
+    ("cycle_months_mid", "三", "1 到 24"),
+    ("cycle_months_mid", "²", "1 到 24"),  # a digit to str.isdigit(), not to int()
+    ("cycle_months_premium", "-6", "1 到 24"),
+    ("calling_windows", "09:00-12:00,11:00-13:00", "不重叠"),
+    ("calling_windows", "上午", "09:00-12:00,14:00-20:00"),
+    ("calling_windows", "25:00-26:00", "09:00-12:00,14:00-20:00"),
 ])
 def test_bad_input_is_named_next_to_its_field_and_nothing_is_saved(console, client_for, csrf, db, field, value,
                                                                     message):
@@ -81,6 +95,31 @@ def test_bad_input_is_named_next_to_its_field_and_nothing_is_saved(console, clie
     assert f'data-testid="error-{field}"' in page and message in page
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Store)) == 2
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("name", "", "门店名称"),
+    ("name", "二店", "同名"),
+    ("timezone", "Asia/Nowhere", "时区"),
+    ("cycle_months_premium", "1.5", "1 到 24"),
+    ("calling_windows", "9-12", "09:00-12:00,14:00-20:00"),
+])
+def test_a_bad_edit_keeps_the_store_as_it_was_and_what_was_typed(console, client_for, csrf, db, field, value,
+                                                                  message):
+    _app, world = console
+    form = {"csrf_token": csrf, "name": "一店改名", "city": "株洲市", "timezone": "Asia/Urumqi",
+            "cycle_months_mid": "5", "cycle_months_premium": "7", "calling_windows": "10:00-12:00", field: value}
+    response = client_for("admin").post(f"/admin/stores/{world.stores['S1']}", data=form)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert f'data-testid="error-{field}"' in page and message in page
+    assert f'value="{value}"' in page and 'value="株洲市"' in page  # what was typed is kept
+    with db.session() as s:
+        store = s.get(Store, world.stores["S1"])
+        assert (store.name, store.city, store.timezone, store.cycle_months_mid, store.calling_windows) == \
+            ("一店", "长沙市", "Asia/Shanghai", None, None)
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(AuditLog)) == 0
 
 
 def test_store_admin_edits_only_their_store(console, client_for, csrf, db):
