@@ -32,7 +32,7 @@ from callcenter.storage.models import Store
 from callcenter.storage.web_models import ConsoleJob, JobStatus
 from web import audit, jobs
 from web.admin import visible_stores
-from web.security import current_user, require, scoped_store_id
+from web.security import current_user, has_role, require, scoped_store_id
 from web.services import db, settings
 from web.views import Page, page_number
 
@@ -101,6 +101,15 @@ def index():
             data = upload.read()
             if not data:
                 errors["file"] = _("The file is empty.")
+            else:
+                # What would fail the whole file is said here, next to the field, instead of as a
+                # failed preview: a broken workbook, a PDF named .csv, an unknown text encoding.
+                from callcenter.dms.readers import UnreadableFile, check_readable
+
+                try:
+                    check_readable(data, name)
+                except UnreadableFile as exc:
+                    errors["file"] = _("This file cannot be imported: %(why)s.", why=failure_text(str(exc)))
         if not errors:
             folder = upload_dir()
             folder.mkdir(parents=True, exist_ok=True)
@@ -109,6 +118,23 @@ def index():
             (folder / stored).write_bytes(data)
             job = _start(kind, name[:255], stored, store, dry_run=True, id_scope=id_scope)
             return redirect(url_for("imports.show", job_id=job.id))
+    return _index_page(stores, values, errors), 400 if errors else 200
+
+
+@bp.errorhandler(413)
+def too_large(exc):
+    """An upload over the console's request limit, said next to the file field (nothing of it was
+    read or stored); other users and pages get the plain error page."""
+    from web.views import error_page
+
+    if request.endpoint != "imports.index" or not has_role(Role.ADMIN):
+        return error_page(exc)
+    errors = {"file": _("The upload is too large: at most %(mb)s MB. Split the export (by store or by month) "
+                        "and upload the parts.", mb=_max_mb())}
+    return _index_page(visible_stores(), {}, errors), 413
+
+
+def _index_page(stores: list[Store], values, errors: dict[str, str]) -> str:
     page, per_page = page_number(20)
     query = sa.select(ConsoleJob).where(ConsoleJob.kind.in_([f"import_{k}" for k in KINDS]))
     if scoped_store_id() is not None:
@@ -116,8 +142,7 @@ def index():
     total = db().scalar(sa.select(sa.func.count()).select_from(query.subquery()))
     rows = list(db().scalars(query.order_by(ConsoleJob.id.desc()).limit(per_page).offset((page - 1) * per_page)))
     return render_template("imports/index.html", stores=stores, values=values, errors=errors,
-                           page=Page(rows, page, per_page, total), max_mb=_max_mb(),
-                           stale=jobs.is_stale), 400 if errors else 200
+                           page=Page(rows, page, per_page, total), max_mb=_max_mb(), stale=jobs.is_stale)
 
 
 def prune(folder: Path, keep: dt.timedelta = KEEP_PREVIEWS) -> None:
@@ -290,11 +315,21 @@ _FAILURES: tuple[tuple[re.Pattern, object], ...] = (
                                                                       cols=m.group(1))),
     (re.compile(r"no data rows"), lambda m: _("the file has a header but no data rows")),
     (re.compile(r"the file is empty|the first sheet is empty"), lambda m: _("the file is empty")),
-    (re.compile(r"unknown text encoding|the text looks like"),
+    (re.compile(r"unknown text encoding|the text looks like|byte-order mark but invalid"),
      lambda m: _("unknown text encoding: save the file as UTF-8 or GBK (in Excel: CSV UTF-8)")),
-    (re.compile(r"not a text file"), lambda m: _("not a CSV or Excel file")),
+    (re.compile(r"not a text file|not a CSV file"), lambda m: _("not a CSV or Excel file")),
+    (re.compile(r"broken CSV after row (\d+)"),
+     lambda m: _("the CSV breaks off after row %(row)s (a quotation mark without its pair?)", row=m.group(1))),
     (re.compile(r"not a readable Excel workbook"), lambda m: _("not a readable Excel workbook")),
+    (re.compile(r"the workbook has no sheets|the workbook's first sheet is missing"),
+     lambda m: _("the workbook has no sheet to import")),
+    (re.compile(r"not a DMS export"), lambda m: _("the workbook is far larger than a DMS export")),
+    (re.compile(r"the first sheet (?:reaches [^:]*: |spans )([\d,]+) rows x ([\d,]+) columns"),
+     lambda m: _("the first sheet reaches %(rows)s rows and %(cols)s columns, more than is read: is there a stray "
+                 "cell far outside the table? Delete it, or copy the table into a new workbook",
+                 rows=m.group(1), cols=m.group(2))),
     (re.compile(r"no store defined yet"), lambda m: _("no store exists yet: add one on the stores page first")),
+    (re.compile(r"unknown store '"), lambda m: _("unknown store: add it on the stores page first")),
 )
 
 

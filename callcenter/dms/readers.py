@@ -86,6 +86,34 @@ def open_table(path: Path) -> Table:
     return _open_text(path)
 
 
+def check_readable(data: bytes, name: str) -> None:
+    """Refuse what :func:`open_table` would refuse about a file as a whole, cheaply: the text's
+    encoding, a workbook's archive or compound-file structure and its sheet list, without reading
+    rows or building the workbook. For an upload form, before the file is queued for import (the
+    import still checks everything).
+
+    Raises:
+        UnreadableFile: empty, binary but no workbook, a broken workbook, an unknown encoding.
+    """
+    if not data:
+        raise UnreadableFile(f"{name}: the file is empty")
+    if data.startswith(_XLSX_MAGIC):
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                _first_sheet_part(zf)
+        except UnreadableFile as exc:
+            raise UnreadableFile(f"{name}: {exc}") from None
+        except (zipfile.BadZipFile, KeyError, ElementTree.ParseError, OSError, ValueError, EOFError) as exc:
+            raise UnreadableFile(f"{name}: not a readable Excel workbook ({exc})") from None
+    elif data.startswith(_XLS_MAGIC):
+        try:
+            _cfb_stream(data, ("Workbook", "Book"))
+        except (ValueError, IndexError) as exc:
+            raise UnreadableFile(f"{name}: not a readable Excel workbook ({exc})") from None
+    else:
+        _decode(data, name)
+
+
 # --------------------------------------------------------------------------- text
 
 

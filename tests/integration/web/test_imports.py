@@ -1,6 +1,7 @@
 """DMS import in the browser: upload, dry-run preview with the rejected rows, import with progress,
 the error list as CSV, the history with who imported what; bad input; store scope."""
 
+import io
 import re
 
 import pytest
@@ -78,6 +79,46 @@ def test_bad_uploads_are_named_next_to_the_field(console, client_for, csrf, db, 
     assert not (settings.data_dir / "imports").exists() or not list((settings.data_dir / "imports").iterdir())
 
 
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import io
+    import zipfile
+
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+OLE2 = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+@pytest.mark.parametrize("field, name, body, extra, message", [
+    ("file", "客户.xlsx", b"PK\x03\x04" + b"\x00" * 200, {}, "无法读取的 Excel 文件"),  # a cut-off download
+    ("file", "客户.xlsx", _zip({"word/document.xml": b"<w/>"}), {}, "无法读取的 Excel 文件"),  # a Word file renamed
+    ("file", "客户.xlsx", _zip({"xl/workbook.xml": b"<workbook><sheets>"}), {}, "无法读取的 Excel 文件"),
+    ("file", "客户.xls", OLE2 + b"\x00" * 600, {}, "无法读取的 Excel 文件"),
+    ("file", "客户.csv", b"%PDF-1.4\n\x00\x01\x02binary", {}, "不是 CSV 或 Excel 文件"),  # a PDF renamed
+    ("file", "客户.csv", "客戶編號,姓名,手機號\nD1,陳先生,13900001111\n".encode("big5") * 20, {}, "无法识别的文本编码"),
+    ("file", "客户.csv", b"\xef\xbb\xbf" + "客户编号,姓名".encode() + b"\xff\xfe\n", {}, "无法识别的文本编码"),
+    ("file", "", (HEADER + GOOD).encode(), {}, "请选择文件"),  # no file chosen
+    ("file", "客户.numbers", (HEADER + GOOD).encode(), {}, "不是 CSV 或 Excel 文件"),
+    ("store", "客户.csv", (HEADER + GOOD).encode(), {"store": "999999"}, "未知门店"),
+    ("kind", "客户.csv", (HEADER + GOOD).encode(), {"kind": ""}, "请选择文件内容"),
+])
+def test_a_bad_upload_is_named_next_to_its_field_and_nothing_is_stored(console, client_for, csrf, db, settings,
+                                                                       field, name, body, extra, message):
+    """Whatever fails the whole file is said on the form, before a preview is queued."""
+    response = _upload(client_for("admin"), csrf, body, name=name, **{"kind": "customers", **extra})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400 and f'data-testid="error-{field}"' in page and message in page
+    assert page.split(f'data-testid="error-{field}"')[1].split("</div>")[0].count(message) == 1  # next to it
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(Customer)) == 2  # the seeded ones
+    assert not (settings.data_dir / "imports").exists() or not list((settings.data_dir / "imports").iterdir())
+
+
 def test_an_unreadable_file_fails_whole_and_names_why(console, client_for, csrf, db):
     client = client_for("admin")
     job = jobs.wait(_job_id(_upload(client, csrf, "姓名,城市\n张三,长沙\n".encode())), db)
@@ -115,7 +156,16 @@ def test_an_upload_over_the_limit_is_refused_before_anything_is_stored(console, 
     app, _world = console
     big = b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)
     response = _upload(client_for("admin"), csrf, big)
-    assert response.status_code == 413 and "上传文件过大" in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 413 and "上传文件过大" in page
+    # Next to the file field, with the limit, on the upload form.
+    assert 'data-testid="error-file"' in page and "最大 16 MB" in page and 'data-testid="import-form"' in page
+    # Other pages and users get the plain error page.
+    other = client_for("admin").post("/admin/scripts", data={"csrf_token": csrf, "file": (io.BytesIO(big), "x.yaml")},
+                                     content_type="multipart/form-data")
+    assert other.status_code == 413 and 'data-testid="error-file"' not in other.get_data(as_text=True)
+    agent = _upload(client_for("agent_s1"), csrf, big)
+    assert agent.status_code == 413 and 'data-testid="import-form"' not in agent.get_data(as_text=True)
     assert not (settings.data_dir / "imports").exists()
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
