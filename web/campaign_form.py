@@ -24,6 +24,10 @@ from web.labels import label
 from web.services import db, settings
 
 SAMPLE_SIZE = 10
+# How far from today the audience's "as of" day may be: a year of past work to catch up on (the
+# reports' span), a year ahead for renewals and warranty ends planned early.
+AS_OF_BEFORE = dt.timedelta(days=366)
+AS_OF_AFTER = dt.timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -122,9 +126,16 @@ def spec_from_form(form, stores: list[Store], scoped_store: int | None, user_id:
     as_of = None
     if form.get("as_of"):
         try:
-            as_of = dt.date.fromisoformat(form["as_of"])
+            as_of = dt.date.fromisoformat(form["as_of"].strip())
         except ValueError:
             errors["as_of"] = _("Not a date (YYYY-MM-DD).")
+        else:
+            # The audience is who is due around that day; far off it is nobody (and at year 1 the
+            # date arithmetic overflowed into a 500).
+            first, last = dt.date.today() - AS_OF_BEFORE, dt.date.today() + AS_OF_AFTER
+            if not first <= as_of <= last:
+                errors["as_of"] = _("A date from %(first)s to %(last)s.", first=first.isoformat(),
+                                    last=last.isoformat())
     params: dict[str, object] = {}
     for p in type_params()[ctype]:
         key = field_name(ctype, p.name)

@@ -258,11 +258,16 @@ def new():
     if request.method == "POST":
         spec, errors = campaign_form.spec_from_form(form, stores, scoped_store_id(), current_user().id)
         dry_run = form.get("dry_run") == "1"
+        new_version = None  # a script version stored for this campaign only
         try:
             if spec is not None and not dry_run:
                 script = spec.script or DEFAULT_SCRIPT.get(CampaignType(spec.type), "")
-                spec = dataclasses.replace(spec, script_version_id=version_for_campaign(script))
+                newest = db().scalar(sa.select(sa.func.max(ScriptVersion.id)))
+                version = version_for_campaign(script)
                 db().commit()
+                if version is not None and version > (newest or 0):
+                    new_version = version
+                spec = dataclasses.replace(spec, script_version_id=version)
             if spec is not None:
                 report = create_campaign(services().database, spec, settings(), known_scripts=set(_known_scripts()),
                                          dry_run=dry_run)
@@ -272,6 +277,13 @@ def new():
             problem, report = _("Nobody to call: no customer matches this campaign; nothing was created."), exc.report
         except (CampaignError, ValueError) as exc:
             problem = str(exc)
+        if problem and new_version is not None:
+            # Nothing was created: the version kept for it goes too (unless a campaign created
+            # meanwhile calls with it), so that a refused form leaves nothing behind.
+            db().execute(sa.delete(ScriptVersion).where(
+                ScriptVersion.id == new_version,
+                ~sa.exists().where(Campaign.script_version_id == ScriptVersion.id)))
+            db().commit()
         if report and report.get("id") and not problem:
             audit.record("campaign.create", "campaign", report["id"], store_id=_store_id(spec.store, stores),
                          type=spec.type, audience=report["audience"], commit=True)

@@ -62,6 +62,24 @@ def test_agents_cannot_open_the_form(console, client_for):
     ("max_attempts", "11", "1 到 10"),
     ("script", "no_such", "话术不存在"),
     ("as_of", "2026-13-01", "日期格式不对"),
+    ("as_of", "明天", "日期格式不对"),
+    ("as_of", "2026/12/01", "日期格式不对"),
+    ("as_of", "0001-01-01", "之间的日期"),  # the audience's date arithmetic overflowed: a 500
+    ("as_of", "9999-12-31", "之间的日期"),
+    ("p_post_service_window_first", "²", "0 到 30 之间的整数"),  # a digit to str.isdigit(), not to int()
+    ("p_post_service_window_first", "-1", "0 到 30 之间的整数"),
+    ("p_post_service_window_last", "31", "0 到 30 之间的整数"),
+    ("p_post_service_window_last", "2.5", "0 到 30 之间的整数"),
+    ("windows", "09:00-12:00,11:00-13:00", "时段不重叠"),
+    ("windows", "12:00-09:00", "开始早于结束"),
+    ("windows", "08:00-24:30", "09:00-12:00,14:00-20:00"),
+    ("max_channels", "四", "1 到 256"),
+    ("max_channels", "257", "1 到 256"),
+    ("max_channels", "1e2", "1 到 256"),
+    ("max_attempts", "0", "1 到 10"),
+    ("max_attempts", "３.", "1 到 10"),
+    ("type", "robocall", "请选择活动类型"),
+    ("name", "活" * 101, "最多 100 个字"),
 ])
 def test_bad_fields_are_named_and_nothing_is_created(console, recent_visit, client_for, csrf, db, field, value,
                                                       message):
@@ -71,6 +89,57 @@ def test_bad_fields_are_named_and_nothing_is_created(console, recent_visit, clie
     assert f'data-testid="error-{field}"' in page and message in page
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 4  # the seeded ones
+
+
+@pytest.mark.parametrize("ctype, field, value, message", [
+    ("insurance_renewal", "p_insurance_renewal_touch_days", "", "互不相同的天数"),
+    ("insurance_renewal", "p_insurance_renewal_touch_days", "60,121", "互不相同的天数"),
+    ("insurance_renewal", "p_insurance_renewal_touch_days", "三十", "互不相同的天数"),
+    ("insurance_renewal", "p_insurance_renewal_insured", "sometimes", "请从选项中选择一项"),
+    ("maintenance_due", "p_maintenance_due_lead_days", "61", "0 到 60 之间的整数"),
+    ("maintenance_due", "p_maintenance_due_overdue_days", "一百", "0 到 180 之间的整数"),
+    ("warranty_expiry", "p_warranty_expiry_within_days", "0", "1 到 180 之间的整数"),
+    ("winback", "p_winback_reason_sample", "150", "0 到 100 之间的百分比"),
+    ("winback", "p_winback_reason_sample", "十五%", "0 到 100 之间的百分比"),
+    ("nps", "p_nps_sample", "nan", "0 到 100 之间的百分比"),
+    ("nps", "p_nps_sample_size", "0", "1 到 10000000 之间的整数"),
+    ("nps", "p_nps_recent_days", "731", "1 到 730 之间的整数"),
+    ("new_car", "p_new_car_touches", None, "请至少勾选一个触点"),
+    ("custom", "p_custom_filter", "", "还没有保存的客户筛选条件"),
+    ("custom", "script", "", "自定义活动必须选择话术"),
+    ("post_service", "store", "NOPE", "未知门店"),  # a group-wide supervisor's choice (a store's is fixed)
+    ("post_service", "script", "no_such", "话术不存在"),
+])
+def test_each_types_own_fields_say_what_is_wrong_in_chinese(console, recent_visit, client_for, csrf, db, ctype,
+                                                             field, value, message):
+    form = {"csrf_token": csrf, "type": ctype, "max_channels": "4", "script": "post_service", "name": "新活动",
+            field: value}
+    if value is None:
+        del form[field]  # nothing ticked
+    for dry_run in ("1", ""):  # the preview and the creation say the same
+        response = client_for("sup_all").post("/campaigns/new", data={**form, "dry_run": dry_run})
+        page = response.get_data(as_text=True)
+        assert response.status_code == 400
+        assert f'data-testid="error-{field}"' in page and message in page
+        assert 'value="新活动"' in page  # what was typed is kept
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 4
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+
+
+def test_a_campaign_nobody_to_call_leaves_no_script_version_behind(console, recent_visit, client_for, csrf, db):
+    """Creating stores the script version first (the campaign calls with it); when the audience
+    then turns out empty, nothing of it stays."""
+    response = client_for("sup_all").post("/campaigns/new", data=_form(csrf, store="S2", name="无人可呼"))
+    assert response.status_code == 400 and "没有可呼叫的客户" in response.get_data(as_text=True)
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(Campaign)) == 4
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+    # A version some campaign already calls with is kept, of course.
+    assert client_for("sup_all").post("/campaigns/new", data=_form(csrf, store="S1")).status_code == 302
+    client_for("sup_all").post("/campaigns/new", data=_form(csrf, store="S2"))
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 1
 
 
 def test_type_specific_fields(console, recent_visit, client_for, csrf, db):
