@@ -260,6 +260,10 @@ def apply_form(data: dict, form) -> tuple[dict, dict[str, str]]:
         elif _template_names(say) is None:
             errors[prefix + "say"] = _("%(step)s: a { or } without its pair; variables are written {store}.",
                                        step=titles[st.id])
+        elif _odd_placeholder(say):
+            # {} or {store!r}: the robot's parser refuses them, in English.
+            errors[prefix + "say"] = _("%(step)s: write a variable's name between the braces, e.g. {store}.",
+                                       step=titles[st.id])
         elif _LATIN.search(re.sub(r"\{\w+\}", "", say)):
             errors[prefix + "say"] = _("%(step)s: write numbers and words in Chinese; the robot cannot say Latin "
                                        "letters.", step=titles[st.id])
@@ -314,6 +318,12 @@ def apply_form(data: dict, form) -> tuple[dict, dict[str, str]]:
     return new, errors
 
 
+def _odd_placeholder(template: str) -> bool:
+    """A placeholder that is no plain variable name: ``{}``, ``{0}``, ``{a.b}``, ``{store:>5}``, ``{x!r}``."""
+    return any(name is not None and (not re.fullmatch(r"[A-Za-z_]\w*", name) or spec or conv)
+               for _lit, name, spec, conv in string.Formatter().parse(template))
+
+
 def _template_names(template: str) -> set[str] | None:
     try:
         return {name for _lit, name, _s, _c in string.Formatter().parse(template) if name}
@@ -342,6 +352,10 @@ def _parser_messages(titles: dict[str, str]) -> tuple[tuple[re.Pattern, object],
         (re.compile(r"optional variable \{(\w+)\} is spoken: give it a fallback"),
          lambda m: _("the value {%(name)s} may be missing and has nothing to say instead", name=m.group(1))),
         (re.compile(r"goes to unknown step"), lambda m: _("it goes to a step that does not exist")),
+        (re.compile(r"variable \{(.*)\} is not declared"),
+         lambda m: _("the variable {%(name)s} is not one of the script's", name=m.group(1))),
+        (re.compile(r"format specs and conversions|broken template"),
+         lambda m: _("a variable is written as its name between braces, e.g. {store}")),
     )
 
 

@@ -4,6 +4,7 @@ audio status and listening, versions kept by campaigns."""
 import pytest
 import sqlalchemy as sa
 import yaml
+from markupsafe import escape
 
 from callcenter.storage.models import ScriptVersion
 from callcenter.storage.web_models import ConsoleJob
@@ -58,6 +59,52 @@ def test_bad_edits_name_the_step_in_chinese_and_nothing_is_saved(console, client
     assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
     with db.session() as s:
         assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+
+
+SATISFACTION = "请问您对这次服务的总体满意度打几分?一到五分,五分是非常满意。"
+
+
+@pytest.mark.parametrize("field, value, message, step", [
+    ("identity.say", "您好" * 251, "最多 500 个字", "第1步"),
+    ("identity.say", "   ", "请填写机器人要说的话", "第1步"),
+    ("identity.say", "{customer}您好,{}现在方便吗?", "花括号里要写变量名", "第1步"),  # the parser said it in English
+    ("identity.say", "{store!r}您好", "花括号里要写变量名", "第1步"),
+    ("identity.say", "您好}现在方便吗?", "花括号不成对", "第1步"),
+    ("identity.say", "您好,您的VIN尾号是几?", "拉丁字母", "第1步"),
+    ("identity.expect", "mumble", "请选择这一步期待的回答", "第1步"),
+    ("identity.on.deny", "end_nowhere", "不存在", "第1步"),
+    ("identity.on.affirm", "", "请指定回答“是”和“否”各转到哪一步", "第1步"),  # a yes with nowhere to go
+    ("identity.goto", "nowhere", "下一步不存在", "第1步"),
+    ("satisfaction.branch.0", "nowhere", "该分数段转到的步骤不存在", "第3步"),
+    ("satisfaction.goto", "void", "下一步不存在", "第3步"),
+])
+def test_each_field_of_a_step_names_the_step_next_to_the_field_and_nothing_is_saved(
+        console, client_for, csrf, db, settings, field, value, message, step):
+    form = {"csrf_token": csrf, "note": "改开场白", "identity.say": "{customer}您好,现在方便吗?",
+            "satisfaction.say": SATISFACTION, field: value}
+    response = client_for("sup_all").post("/scripts/post_service/edit", data=form)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    error = page.split(f'data-testid="error-{field}"')[1].split("</div>")[0]
+    assert message in error and step in error  # next to the field, naming the step
+    assert 'data-testid="script-field-errors"' in page
+    if field.endswith(".say") and value.strip():
+        assert f">{escape(value)}</textarea>" in page  # what was typed is kept
+    assert 'value="改开场白"' in page
+    assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
+    with db.session() as s:
+        assert s.scalar(sa.select(sa.func.count()).select_from(ScriptVersion)) == 0
+        assert s.scalar(sa.select(sa.func.count()).select_from(ConsoleJob)) == 0
+
+
+def test_a_statement_without_a_next_step_is_named(console, client_for, csrf, db, settings):
+    response = client_for("sup_all").post("/scripts/post_service/edit", data={
+        "csrf_token": csrf, "identity.say": "{customer}您好,这里是回访。", "identity.expect": "none",
+        "identity.on.affirm": "", "identity.on.deny": ""})
+    assert response.status_code == 400
+    error = response.get_data(as_text=True).split('data-testid="error-identity.goto"')[1].split("</div>")[0]
+    assert "陈述句需要指定下一步" in error and "第1步" in error
+    assert not (settings.data_dir / "scripts" / "post_service.yaml").exists()
 
 
 def test_roles_and_unknown_scripts(console, client_for, csrf):
