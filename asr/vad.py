@@ -63,6 +63,11 @@ class SileroDetector:
         self._c = np.zeros((1, 1, 128), dtype=np.float32)
         self._context = np.zeros(CONTEXT, dtype=np.float32)
 
+    def reset(self) -> None:
+        """Forget the stream so far (the LSTM state): see ``VadConfig.reset_after_silence``."""
+        self._h = np.zeros_like(self._h)
+        self._c = np.zeros_like(self._c)
+
     def probabilities(self, chunks: np.ndarray) -> np.ndarray:
         if chunks.shape[0] == 0:
             return np.zeros(0, dtype=np.float32)
@@ -114,6 +119,11 @@ class VadConfig:
     strong_threshold: float = 0.02
     strong_neg_threshold: float = 0.01
     noise_window: float = 10.0
+    # Silero's state is reset after this much non-speech. After seconds of a silent line (the
+    # customer listening to a 10 s prompt at -73 dBFS) its state scored a bare "是。" at -25 dBFS
+    # 0.00-0.03, three times in one call (the robot said "您还在听吗" and hung up); with a fresh state
+    # the same word scored 0.39-0.47. 0 disables it.
+    reset_after_silence: float = 2.0
 
     def __post_init__(self) -> None:
         if not 0 < self.neg_threshold <= self.threshold < 1:
@@ -189,6 +199,8 @@ class Segmenter:
         self._energies: deque[float] = deque(maxlen=max(10, round(c.noise_window / self._chunk_s)))
         self._floor_db = -60.0  # until 10 chunks were seen: a quiet line
         self._floor_age = 0
+        self._reset_chunks = round(c.reset_after_silence / self._chunk_s) if c.reset_after_silence > 0 else 0
+        self._quiet_chunks = 0  # chunks since the last speech-like one, outside speech
 
     @property
     def in_speech(self) -> bool:
@@ -202,12 +214,20 @@ class Segmenter:
         if n == 0:
             return []
         chunks = buf[: n * CHUNK].reshape(n, CHUNK)
-        probs = self.detector.probabilities(chunks)
         energies = 10.0 * np.log10(np.mean(np.square(chunks, dtype=np.float64), axis=1) + 1e-12)
         events: list[SpeechStart | Utterance] = []
-        for chunk, p, e in zip(chunks, probs, energies):
-            self._step(chunk, float(p), events, self._snr(float(e)))
-            self._chunk_index += 1
+        reset = getattr(self.detector, "reset", None) if self._reset_chunks else None
+        # Scored in batches of at most a reset interval, so a long feed (a file) gets its resets too.
+        batch = self._reset_chunks or n
+        for first in range(0, n, batch):
+            if reset is not None and not self._in_speech and self._quiet_chunks >= self._reset_chunks:
+                reset()
+                self._quiet_chunks = 0
+            probs = self.detector.probabilities(chunks[first: first + batch])
+            for chunk, p, e in zip(chunks[first: first + batch], probs, energies[first: first + batch]):
+                self._step(chunk, float(p), events, self._snr(float(e)))
+                self._chunk_index += 1
+                self._quiet_chunks = 0 if self._in_speech or self._candidate else self._quiet_chunks + 1
         if self._pause_due:
             # Only a pause still going on when the samples run out is worth a decode: when the same
             # feed already resumed the speech or ended the utterance, the pause told nothing new.

@@ -156,3 +156,40 @@ def test_a_pause_that_one_feed_already_ended_is_not_announced():
     seg = Segmenter(ScriptedDetector(script), VadConfig(assist_snr_db=0))
     events = seg.feed(samples_for(len(script))) + seg.flush()
     assert [type(e) for e in events] == [SpeechStart, Utterance]
+
+
+class NumbedBySilence:
+    """Like Silero over a silent line: after 2 s of silence it stops hearing speech until reset()."""
+
+    def __init__(self) -> None:
+        self.quiet = 0
+        self.resets = 0
+
+    def reset(self) -> None:
+        self.quiet = 0
+        self.resets += 1
+
+    def probabilities(self, chunks: np.ndarray) -> np.ndarray:
+        out = []
+        for chunk in chunks:
+            loud = float(np.abs(chunk).max()) > 0.05
+            out.append(0.9 if loud and self.quiet < 63 else 0.0)
+            self.quiet = 0 if loud and self.quiet < 63 else self.quiet + 1
+        return np.array(out, dtype=np.float32)
+
+
+@pytest.mark.parametrize("piece", [320, 16000 * 20])  # a live stream's frames, and a whole file at once
+def test_a_short_answer_after_a_long_silence_is_heard_because_the_detector_state_is_reset(piece):
+    rng = np.random.default_rng(1)
+    word = (0.3 * rng.standard_normal(int(0.4 * RATE))).astype(np.float32)  # "是。": 0.4 s
+    audio = np.concatenate([np.zeros(12 * RATE, np.float32), word, np.zeros(2 * RATE, np.float32)])
+    heard = {}
+    for reset_after in (0.0, 2.0):
+        detector = NumbedBySilence()
+        seg = Segmenter(detector, VadConfig(assist_snr_db=0, reset_after_silence=reset_after))
+        events = []
+        for i in range(0, audio.size, piece):
+            events.extend(seg.feed(audio[i:i + piece]))
+        heard[reset_after] = [e for e in events + seg.flush() if isinstance(e, Utterance)]
+    assert heard[0.0] == []  # the detector's state after 12 s of silence: the word is lost
+    assert len(heard[2.0]) == 1 and heard[2.0][0].start == pytest.approx(12.0, abs=0.1)
