@@ -109,15 +109,22 @@ _UNANNOUNCED_CHARGE = re.compile(
 ECHO_BELOW, STRONG_FROM = 0.5, 0.8
 
 
+# On a call the customer scored well, a problem category the classifier is this unsure of is not
+# concluded (a garbled "技师挺实在,不乱推项目" read as attitude at 0.4 opened a ticket on a 5/5 call).
+SATISFIED_PROBLEM_FROM = 0.5
+
+
 def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment: str,
-                complaint: bool, text: str = "") -> tuple[str, ...]:
+                complaint: bool, text: str = "", *, satisfied: bool = False) -> tuple[str, ...]:
     """The tags one answer supports, read with its sentiment.
 
     * praised topics are praise, not problems: "续保提醒挺及时的" names insurance, and is no
       insurance problem (the answer is positive and no complaint);
     * a complaint is not praise, whatever pleasant word it uses ("热情地推销了半天");
     * a weak problem beside a strong one is the strong one's echo;
-    * charges nobody announced are a price problem, however the classifier placed them.
+    * charges nobody announced are a price problem, however the classifier placed them;
+    * on a call the customer scored well (``satisfied``, and no phrase rule heard a complaint), a
+      problem needs the classifier's score of at least :data:`SATISFIED_PROBLEM_FROM`.
     """
     problems = [c for c in categories if c != "praise"]
     if sentiment == "positive" and not complaint:
@@ -125,6 +132,8 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     cats = [c for c in categories if c != "praise"] if (sentiment == "negative" or complaint) else list(categories)
     if any(scores.get(c, 0.0) >= STRONG_FROM for c in problems):
         cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= ECHO_BELOW or scores.get(c, 0.0) >= STRONG_FROM]
+    if satisfied:
+        cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= SATISFIED_PROBLEM_FROM]
     if sentiment != "positive" and "price" not in cats and _UNANNOUNCED_CHARGE.search(text):
         cats.append("price")
     return tuple(dict.fromkeys(cats))

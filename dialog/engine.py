@@ -100,8 +100,10 @@ GREETING = "__greeting__"
 # complaint from a "no") is confirmed first when the understanding is less sure than this and no
 # high-precision phrase rule decided it.
 CONFIRM_BELOW = 0.85
-# The model's reading needed to leave the survey for a human or a callback from an open question.
+# The model's reading needed to leave the survey for a human or a callback from an open question
+# (and for a callback from a yes/no question of the survey).
 OFF_SCRIPT_IN_TEXT = 0.7
+YES_NO_INTENTS = (Intent.AFFIRM.value, Intent.DENY.value, Intent.COMPLAINT.value)
 # An utterance at least this long that the recognizer could not turn into words was the customer
 # talking (a mumble, a word lost on the line): "not understood", never "are you still there?".
 UNUSABLE_SPEECH_SECONDS = 0.15  # a bare "三分" was cut to 0.22 s by the VAD
@@ -121,7 +123,11 @@ SOMEONE_ELSE = re.compile(
     r"|(他|她)(现在|这会儿?|今天)?(不在|出差|出去了|上班去了|在上班|没在)|不在(家|身边|旁边)|手机(落|放)在")
 # ... and says they are the one who uses the car or brought it in: they can answer the revisit.
 USES_THE_CAR = re.compile(r"车(是|一直是|平时是|都是)我(在)?(开|用)|我(平时)?(在)?开(的|这辆|这台)|我(去|送|开)(去)?(的|保养|修)"
-                          r"|我去(店里|4s|你们那)|是我(去|送|开)")
+                          r"|我去(店里|4s|你们那)|是我(去|送|开)|(一直|平时|都|主要)是我(在)?(开|用)")
+# Whoever answers offers to take the questions ("有什么你问我吧", "跟我说就行"): go on with them, whether
+# or not the words about the car owner came through ("她上班去了" heard as "他上班起了").
+OFFERS_TO_ANSWER = re.compile(r"(你|您)(就)?(问|跟|和)我(说)?(吧|就行|就好|也行|也一样)|(问|跟|和)我(说)?(就行|就好|也行|也一样)"
+                              r"|我(来|替(他|她)|帮(他|她))(回答|答|说)")
 YES_NO_GRAMMAR = ("是", "是的", "对", "对的", "没错", "嗯", "不是", "不对", "不是的", "没有")
 # How a confirmation is answered, per label, tried in order (the first match decides). The restated
 # sentences are negative ("您现在不方便……,对吗?"), so agreeing may repeat the negative ("不方便",
@@ -211,6 +217,7 @@ class Conversation:
         self._tickets: set[str] = set()  # categories reported (and "complaint": one nobody could place)
         self._problems = ProblemLedger()
         self._low_score: int | None = None
+        self._satisfied = False  # the customer gave a good score: weak problem readings are not problems
         self._sentiments: list[str] = []
         self._ending_outcome: CallOutcome | None = None
 
@@ -513,6 +520,13 @@ class Conversation:
                 # plain request (a phrase rule) or a sure reading leaves the survey from an open question.
                 intent = Intent.AFFIRM.value
                 result = replace(result, intent=intent)
+            elif intent == "busy_callback" and step.expect == "yes_no" and result.rule is None \
+                    and result.confidence < OFF_SCRIPT_IN_TEXT:
+                # Mid-survey, the customer is answering: a guessed "call me later" ("晚了,说两点好,快六点
+                # 才给我" read busy_callback 0.44) is read as the answer it most likely is instead.
+                answers = {k: v for k, v in result.intents.items() if k in YES_NO_INTENTS}
+                intent = max(answers, key=answers.get) if answers else Intent.UNCLEAR.value
+                result = replace(result, intent=intent, confidence=answers.get(intent, 0.0))
             elif intent in ("opt_out", "wrong_number") and result.rule is None \
                     and result.confidence < CONFIRM_BELOW:
                 # The model's reading, no phrase said it plainly: ask before acting on it.
@@ -543,9 +557,10 @@ class Conversation:
             r = replace(r, intent=Intent.DENY.value, confidence=max(r.confidence, 0.9), rule="declines")
             return self._answer_yes_no(step, r)
         relative = SOMEONE_ELSE.search(r.text)
-        if relative:
-            self.turns[-1]["answered_by"] = relative.group(0)
-            if USES_THE_CAR.search(r.text):
+        offers = OFFERS_TO_ANSWER.search(r.text) if not re.search(r"不(用|要|想|必)", r.text) else None
+        if relative or offers:
+            self.turns[-1]["answered_by"] = (relative or offers).group(0)
+            if offers or USES_THE_CAR.search(r.text):
                 # "我是他儿子,车是我开的": the one who brought the car answers the revisit.
                 out = self._record(step, True, r.text, r)
                 target = step.on.get("affirm") or step.goto
@@ -621,6 +636,7 @@ class Conversation:
     def _score_done(self, step: Step, r: NluResult, value: int, scale: str) -> list:
         if scale == "score5" and value <= 2:
             self._low_score = value
+        self._satisfied = value >= UNHELD_SCORES[scale][1]  # 4-5 of 5, 9-10 of 10
         out = self._record(step, value, r.text, r)
         for branch in step.branches:
             if branch.matches(value):
@@ -844,8 +860,11 @@ class Conversation:
         self._sentiments.append(result.sentiment)
         turn = len(self.turns) - 1
         out: list = []
-        categories = refine_tags(result.categories, result.scores, result.sentiment,
-                                 r.intent == Intent.COMPLAINT.value, r.text)
+        # The intent model's "complaint" on words the classifier reads as positive is the negation
+        # misread ("服务态度不差,挺热情"); a phrase rule's complaint stands.
+        complaint = r.intent == Intent.COMPLAINT.value and (r.rule is not None or result.sentiment != "positive")
+        categories = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text,
+                                 satisfied=self._satisfied and not (complaint and r.rule is not None))
         if categories != result.categories:
             self.turns[-1]["tags_read"] = {"classifier": list(result.categories), "kept": list(categories)}
         for code in categories:

@@ -409,6 +409,10 @@ class Nlu:
             second = max(rest, key=rest.get)
             if _COMPLAINT.search(canon) or second == Intent.COMPLAINT.value:
                 return Intent.COMPLAINT.value, max(rest.get("complaint", 0.0), 0.5), "not sure enough to opt out"
+            if second in _OFF_SCRIPT and rest[second] < MIN_CONFIDENCE:
+                # The runner-up is a guess too ("以后加项目先打电话问我": opt_out 0.53, then
+                # busy_callback 0.16): no rule said it, so it must not leave the script either.
+                return Intent.UNCLEAR.value, 1.0 - rest[second], "not sure"
             return second, rest[second], "not sure enough to opt out"
         return best, probs[best], None
 

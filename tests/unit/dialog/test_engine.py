@@ -522,6 +522,13 @@ def test_tags_are_read_with_the_answers_sentiment():
                        "negative", True) == ("wait_time",)
     assert refine_tags(("wait_time", "price"), {"wait_time": 0.97, "price": 0.9}, "negative", True) == \
         ("wait_time", "price")
+    # on a call the customer scored well, a problem the classifier is unsure of is not concluded
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "不乱推项目",
+                       satisfied=True) == ()
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "不乱推项目") == \
+        ("service_attitude",)
+    assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "等了三个钟头", satisfied=True) == \
+        ("wait_time",)
     # charges nobody announced are a price problem
     assert refine_tags(("service_process",), {"service_process": 0.7}, "negative", False,
                        "结账的时候多了个检测费,之前都没人跟我说") == ("service_process", "price")
@@ -538,6 +545,12 @@ def test_a_relative_who_answers_is_called_back_or_surveyed_if_they_brought_the_c
     played(c, answered(c))
     out = heard(c, "我是他儿子,车平时是我开的,你说吧")
     assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
+
+    for words in ("她上班去了,一直是我在开,有什么你问我吧", "他出差了,跟我说就行", "他上班起了,有什么你问我吧"):
+        c = conv(scripts)
+        played(c, answered(c))
+        out = heard(c, words)  # the one on the phone offers to answer in the customer's place
+        assert say_of(out).step == "satisfaction" and c.answers["consent"] is True, words
 
 
 def test_a_complaint_instead_of_a_yes_or_no_is_tagged_by_what_it_says_not_by_the_question(scripts):
@@ -606,3 +619,33 @@ def test_a_score_with_no_words_at_all_is_taken_from_the_audio(scripts):
     # the decode of a 0.2 s "三分" was rejected (no words); the audio still scored the answers
     out = scored(c, "", ("3", 0.9), ("2", 0.05), ("other", 0.05), start=3.0, end=3.22)
     assert c.answers["overall_score"] == 3 and c.step.id == "improvement"
+
+
+def test_mid_survey_a_guessed_call_me_later_is_read_as_the_answer_and_a_misread_negation_is_no_complaint(scripts):
+    from dialog.nlu import NluResult
+
+    class Guessing(Nlu):
+        def parse(self, text, context=None, now=None):
+            if text == "晚了,说两点好,快六点才给我":  # the model's guess, no phrase rule
+                return NluResult(text, "busy_callback", 0.44, None, None, None,
+                                 {"busy_callback": 0.44, "deny": 0.18, "affirm": 0.15}, None, False)
+            if text == "服务态度不差,挺热情":  # the intent model misreads the negation
+                return NluResult(text, "complaint", 0.62, None, None, None, {"complaint": 0.62}, None, False)
+            return super().parse(text, context, now)
+
+    class Reads(FakeClassifier):
+        def classify(self, texts):
+            return [Classification(t, ("service_attitude", "praise"), "positive",
+                                   {"service_attitude": 0.82, "praise": 0.76}, {}, {}) if "态度" in t
+                    else super().classify([t])[0] for t in texts]
+
+    c = Conversation(scripts["post_service"], VALUES, Guessing(), classifier=Reads(), clock=lambda: NOW)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "五分"))
+    played(c, answer(c, "服务态度不差,挺热情"))
+    assert not c._problems and "service_attitude" not in c.findings
+    played(c, answer(c, "洗了"))
+    out = answer(c, "晚了,说两点好,快六点才给我")
+    # not a callback: the robot makes sure of the "no" it heard (the store was late)
+    assert c.step.id == "on_time" and "确认" in say_of(out).text

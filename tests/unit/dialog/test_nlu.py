@@ -122,3 +122,14 @@ def test_canonicalize_rewrites_only_sound_alikes_of_known_phrases():
 ])
 def test_a_score_said_as_a_number(text, top, value):
     assert explicit_score(text, top) == value
+
+
+def test_an_unsure_opt_out_does_not_fall_back_on_an_unsure_call_me_later():
+    from dialog.nlu import Nlu
+
+    class Model:
+        def probs(self, text, context):
+            return {"opt_out": 0.53, "busy_callback": 0.16, "affirm": 0.12, "complaint": 0.1, "deny": 0.09}
+
+    r = Nlu(Model()).parse("以后加项目先打电话问我", "open")
+    assert r.intent == "unclear" and r.rule == "not sure"
