@@ -4,21 +4,21 @@ from bench import crawl
 
 SITE = {
     "/": (302, "", "/home"),
-    "/home": (200, '<a href="/customers/">c</a><a href="/reports/x">r</a><a href="/logout">out</a>'
-                   '<a href="https://example.com/">ext</a><a href="/static/app.css">css</a>', None),
-    "/customers/": (200, '<a href="/customers/1">1</a><a href="/customers/2">2</a><a href="/customers/3">3</a>'
-                         '<a href="/customers/?page=2">next</a>'
-                         '<form method="get"><input name="q" value=""><select name="store">'
-                         '<option value="">all</option><option value="7">S7</option></select>'
-                         '<button>go</button></form><form method="post"><input name="x" value="1"></form>', None),
+    "/home": (200, ('<a href="/customers/">c</a><a href="/reports/x">r</a><a href="/logout">out</a>'
+                    '<a href="https://example.com/">ext</a><a href="/static/app.css">css</a>'), None),
+    "/customers/": (200, ('<a href="/customers/1">1</a><a href="/customers/2">2</a><a href="/customers/3">3</a>'
+                          '<a href="/customers/?page=2">next</a>'
+                          '<form method="get"><input name="q" value=""><select name="store">'
+                          '<option value="">all</option><option value="7">S7</option></select>'
+                          '<button>go</button></form><form method="post"><input name="x" value="1"></form>'), None),
     "/customers/?page=2": (200, "", None),
-    "/customers/?store=7": (200, '<form method="get"><select name="store"><option value="7" selected>S7</option>'
-                                 '<option value="8">S8</option></select></form>', None),
+    "/customers/?store=7": (200, ('<form method="get"><select name="store"><option value="7" selected>S7</option>'
+                                  '<option value="8">S8</option></select></form>'), None),
     "/customers/1": (200, "", None),
     "/customers/2": (200, "", None),
     "/customers/3": (200, "", None),
-    "/reports/x": (200, '<a href="/reports/x?refresh=1">again</a><a href="/reports/x?format=csv">csv</a>'
-                        '<a href="/broken">b</a>', None),
+    "/reports/x": (200, ('<a href="/reports/x?refresh=1">again</a><a href="/reports/x?format=csv">csv</a>'
+                         '<a href="/broken">b</a>'), None),
     "/reports/x?refresh=1": (200, "", None),
     "/reports/x?format=csv": (200, "a,b", None),
     "/calls/?q=%E7%AD%89": (200, "", None),
