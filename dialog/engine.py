@@ -69,7 +69,7 @@ from dialog.actions import (
 from dialog.amd import classify_greeting
 from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label
 from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
-from dialog.nlu import Nlu, NluResult, explicit_score
+from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
 
@@ -537,6 +537,9 @@ class Conversation:
         if intent == Intent.UNCLEAR.value and step.expect in ("text", "reason") and result.rule not in (
                 "unclear", "empty") and len(text.strip()) >= 2:
             intent = Intent.AFFIRM.value  # "一般" to an open question is an answer, however short
+        elif intent == Intent.UNCLEAR.value and step.expect == "identity" and (
+                SOMEONE_ELSE.search(text) or OFFERS_TO_ANSWER.search(text)):
+            pass  # "她上班去了,有什么你问我吧": not a yes or a no, but the identity step knows what it means
         elif intent == Intent.UNCLEAR.value:
             # "什么?", "没听清" ask for the question again; a mumble or a filler gets the answer's form.
             return out + self._no_match(result, repeat=result.rule == "unclear")
@@ -625,6 +628,13 @@ class Conversation:
                     return out + self._goto(target)
             return out + self._no_match(r)
         heard = self.turns[-1] if self.turns else {}
+        said = scores_said(r.text, 5 if scale == "score5" else 10)
+        if len(set(said)) > 1:
+            # "一分五分": a self-correction ("三分,不,四分吧") or a word the recognizer added; the last is
+            # what people settle on, and it is confirmed before it decides anything.
+            value = said[-1]
+            return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
+                                       no=lambda: self._reask(step))
         low = value <= 2 if scale == "score5" else value <= 6
         if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low):
             # The audio alone says which score (the words did not): restate it before it decides the

@@ -160,6 +160,14 @@ def extract_score5(text: str, asked: bool) -> int | None:
     return int(best.label) if best is not None else None
 
 
+def scores_said(text: str, top: int) -> list[int]:
+    """Every score from 0/1 to ``top`` said as a number in a turn, in order ("一分五分" -> [1, 5]):
+    two different ones are a self-correction or a recognizer's extra word, to be confirmed."""
+    low = 0 if top == 10 else 1
+    return [v for v, _ in _numbers_before_fen(_ADVERB_DE.sub(r"\1\2", canonicalize(normalize(text))))
+            if low <= v <= top]
+
+
 def explicit_score(text: str, top: int) -> int | None:
     """A score said as a number (五分, 给5分吧, a bare 五), in 0-``top``; None for words only (满意).
 

@@ -649,3 +649,29 @@ def test_mid_survey_a_guessed_call_me_later_is_read_as_the_answer_and_a_misread_
     out = answer(c, "晚了,说两点好,快六点才给我")
     # not a callback: the robot makes sure of the "no" it heard (the store was late)
     assert c.step.id == "on_time" and "确认" in say_of(out).text
+
+
+def test_someone_else_offering_to_answer_is_surveyed_even_when_the_model_cannot_read_it(scripts):
+    from dialog.nlu import NluResult
+
+    class Unsure(Nlu):
+        def parse(self, text, context=None, now=None):
+            if context == "id":
+                return NluResult(text, "unclear", 0.3, None, None, None, {"unclear": 0.3}, None, False)
+            return super().parse(text, context, now)
+
+    c = Conversation(scripts["post_service"], VALUES, Unsure(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    out = heard(c, "他上班去了吹一直是我在开有什么你问我吧")  # 车 heard as 吹
+    assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
+
+
+def test_two_different_scores_in_one_answer_are_confirmed_with_the_last(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = answer(c, "一分五分")  # the recognizer's extra 一分 before the customer's 五分
+    assert "五分" in say_of(out).text and "overall_score" not in c.answers
+    played(c, out)
+    played(c, answer(c, "对"))
+    assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
