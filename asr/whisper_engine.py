@@ -153,7 +153,21 @@ def hallucination_reason(text: str, avg_logprob: float, no_speech_prob: float, o
     for source in (prompt, options.hotwords):
         if source and len(norm) >= 4 and norm in normalize_for_scoring(source):
             return "prompt echo"
+    if prompt and options.hotwords and _made_of_terms(norm, options.hotwords.split()):
+        # Nothing but domain hotwords ("钣喷异响" for a short "顾问还可以", "保养" for 五分): the
+        # decoder's context, not the customer; decoded again without it.
+        return "prompt echo"
     return None
+
+
+def _made_of_terms(text: str, terms: Sequence[str]) -> bool:
+    """True when ``text`` is one or more of ``terms`` back to back."""
+    terms = [normalize_for_scoring(t) for t in terms if t]
+    ends = {0}
+    for i in range(len(text)):
+        if i in ends:
+            ends.update(i + len(t) for t in terms if t and text.startswith(t, i))
+    return bool(text) and len(text) in ends
 
 
 def calibrate(phrase_scores: Sequence[tuple[str, str, float, int]], labels: Sequence[str],

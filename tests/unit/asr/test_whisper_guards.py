@@ -22,7 +22,11 @@ def test_plain_answers_pass():
 def test_echo_of_the_prompt_is_rejected():
     assert reason("请问您对这次保养、维修") == "prompt echo"
     assert reason("保养 续保 钣喷") == "prompt echo"  # the hotwords came back
-    assert reason("保养") is None  # too short to call an echo: customers say it
+    # Nothing but domain hotwords ("钣喷异响" for a short "顾问还可以"): decoded again without the
+    # prompt and hotwords, and that second decode stands (a customer who says 保养 is heard then).
+    assert reason("钣喷异响") == "prompt echo" and reason("保养") == "prompt echo"
+    assert reason("保养", prompt=None) is None and reason("钣喷异响", prompt=None) is None
+    assert reason("保养做得挺好") is None and reason("五分") is None
 
 
 def test_no_speech_and_repetition_and_subtitle_artefacts():
