@@ -113,7 +113,9 @@ def choices_for(step) -> tuple[AnswerChoice, ...] | None:
     """
     expect = step.expect
     if expect == "score5":
-        base = {str(n): [*_number_phrases(n), *SCORE5_WORDS[n]] for n in range(1, 6)}
+        # ... and stars (给五颗星, 五星好评), as app ratings are given
+        base = {str(n): [*_number_phrases(n), *SCORE5_WORDS[n], f"{_DIGITS[n]}星", f"{_DIGITS[n]}颗星"]
+                for n in range(1, 6)}
     elif expect == "nps":
         base = {str(n): [*_number_phrases(n), *NPS_WORDS.get(n, ())] for n in range(11)}
     elif expect == "yes_no":

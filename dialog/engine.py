@@ -630,9 +630,10 @@ class Conversation:
         heard = self.turns[-1] if self.turns else {}
         said = scores_said(r.text, 5 if scale == "score5" else 10)
         if len(set(said)) > 1:
-            # "一分五分": a self-correction ("三分,不,四分吧") or a word the recognizer added; the last is
-            # what people settle on, and it is confirmed before it decides anything.
-            value = said[-1]
+            # "五分四分四分" (the recognizer repeating itself), "一分五分" (a word it added), "三分,不,四分吧"
+            # (a self-correction): the reading of the words and the audio picks one (the first said
+            # when they name none of them), and it is confirmed before it decides anything.
+            value = value if value in said else said[0]
             return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
                                        no=lambda: self._reask(step))
         low = value <= 2 if scale == "score5" else value <= 6
@@ -759,30 +760,40 @@ class Conversation:
         return None
 
     def _reask(self, step: Step) -> list:
-        """The robot misheard: say so, and ask the question again."""
+        """The robot misheard: say so, and ask the question again (one of the step's tries: a
+        customer who keeps saying "不是" to what the robot heard is not asked forever)."""
+        self._no_match_count += 1
+        if self._no_match_count > self._no_match_limit(step):
+            return self._give_up(step)
         self._after = "listen"
         barge = self.script.settings.barge_in if step.barge_in is None else step.barge_in
         return [self._say(f"{self.script.id}.{step.id}.reask", self.script.prompt("confirm_misheard"), step.id,
                           barge, then=step.say), self._listen(step)]
 
     # -- re-prompts ------------------------------------------------------------------------------
+    def _no_match_limit(self, step: Step) -> int:
+        return step.no_match.retries if step.no_match else self.script.settings.no_match_retries
+
+    def _give_up(self, step: Step) -> list:
+        """No usable answer after the step's tries."""
+        goto = (step.no_match.goto if step.no_match else None) or self._skip_target(step)
+        if goto:
+            # Still there but not understood: go on without this answer rather than lose the call.
+            if self.turns:
+                self.turns[-1]["skipped"] = True
+            logger.info("call %s step %s: no usable answer after %d tries, going on", self.call_id, step.id,
+                        self._no_match_count)
+            return self._enter(goto)
+        outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
+        return self._end_politely("goodbye_no_input", outcome, "no_match")
+
     def _no_match(self, r: NluResult | None = None, repeat: bool = False) -> list:
         """An answer that was heard but not understood (or a request to repeat, ``repeat``)."""
         step = self.step
         assert step is not None
         self._no_match_count += 1
-        limit = step.no_match.retries if step.no_match else self.script.settings.no_match_retries
-        if self._no_match_count > limit:
-            goto = (step.no_match.goto if step.no_match else None) or self._skip_target(step)
-            if goto:
-                # Still there but not understood: go on without this answer rather than lose the call.
-                if self.turns:
-                    self.turns[-1]["skipped"] = True
-                logger.info("call %s step %s: no usable answer after %d tries, going on", self.call_id, step.id,
-                            self._no_match_count)
-                return self._enter(goto)
-            outcome = CallOutcome.PARTIAL if self.answers else CallOutcome.NO_RESPONSE
-            return self._end_politely("goodbye_no_input", outcome, "no_match")
+        if self._no_match_count > self._no_match_limit(step):
+            return self._give_up(step)
         custom = step.no_match.say if step.no_match and step.no_match.say else None
         first = self._no_match_count == 1
         then = None

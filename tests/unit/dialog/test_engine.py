@@ -666,12 +666,23 @@ def test_someone_else_offering_to_answer_is_surveyed_even_when_the_model_cannot_
     assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
 
 
-def test_two_different_scores_in_one_answer_are_confirmed_with_the_last(scripts):
+def test_two_different_scores_in_one_answer_are_confirmed_and_denials_do_not_loop(scripts):
     c = conv(scripts)
     played(c, answered(c))
     played(c, heard(c, "是我"))
-    out = answer(c, "一分五分")  # the recognizer's extra 一分 before the customer's 五分
+    out = answer(c, "五分四分四分")  # the recognizer repeating itself after the customer's 五分
     assert "五分" in say_of(out).text and "overall_score" not in c.answers
     played(c, out)
     played(c, answer(c, "对"))
     assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
+
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    for _ in range(6):  # what the robot heard is denied every time: the question is skipped, not looped
+        played(c, answer(c, "五分四分四分"))
+        if c.step.id != "satisfaction":
+            break
+        played(c, answer(c, "不是"))
+    assert c.step.id != "satisfaction" and "overall_score" not in c.answers
+    assert sum(1 for t in c.turns if t.get("confirmed") is False) <= 3
