@@ -72,6 +72,7 @@ from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
+from dialog.text import is_cjk
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,9 @@ CONFIRM_ANSWERS: dict[str, tuple[tuple[re.Pattern, bool], ...]] = {
            (re.compile(r"^(对|是|嗯|没错|确实)|^没(有)?|没洗|晚了|没讲|没有讲"), _YES)),
 }
 CONFIRM_CHOICES = choices_for(SimpleNamespace(expect="yes_no", grammar=None))
+# The model's "yes" to a confirmation, when no phrase said it plainly, must be at least this sure: a
+# misheard 不是 came back as 无事 (affirm 0.64) and recorded the score the customer had just denied.
+CONFIRM_YES_FROM = 0.75
 CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
@@ -637,7 +641,11 @@ class Conversation:
             return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
                                        no=lambda: self._reask(step))
         low = value <= 2 if scale == "score5" else value <= 6
-        if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low):
+        bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
+        if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low) \
+                or low and bare and (scale == "score5" or value <= 3):
+            # A bare low score opens a follow-up for an unhappy customer: a misheard 五分 ("二分")
+            # would open one for a satisfied one. Restated first ("您是说两分,对吗?").
             # The audio alone says which score (the words did not): restate it before it decides the
             # call's branch, or opens a follow-up for an unhappy customer who was not.
             return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
@@ -753,7 +761,8 @@ class Conversation:
         for pattern, verdict in CONFIRM_ANSWERS.get(p.label, CONFIRM_SCORE):
             if pattern.search(canon):
                 return verdict
-        if result.intent == Intent.AFFIRM.value or (result.intent == Intent.COMPLAINT.value and p.label == "no"):
+        if result.intent == Intent.AFFIRM.value and result.confidence >= CONFIRM_YES_FROM \
+                or (result.intent == Intent.COMPLAINT.value and p.label == "no"):
             return True
         if result.intent == Intent.DENY.value and p.label not in CONFIRM_ANSWERS:
             return False

@@ -96,7 +96,7 @@ def test_a_satisfied_customer_goes_through_the_whole_script(scripts):
 def test_complaints_open_one_ticket_per_department_naming_every_problem(scripts):
     c = conv(scripts)
     # (the rules-only NLU of these tests is unsure of a bare "没洗": the robot confirms it, "对")
-    log = run_text(c, ["是我", "两分", "等了三个小时,还那么贵", "一般", "没洗", "对", "准时", "没有"])
+    log = run_text(c, ["是我", "只能给两分", "等了三个小时,还那么贵", "一般", "没洗", "对", "准时", "没有"])
     tickets = [a for a in log if isinstance(a, A.OpenTicket)]
     assert [(t.category.value, t.department.value, t.priority) for t in tickets] == [
         ("wait_time", "after_sales", "high")]
@@ -119,7 +119,8 @@ def test_a_no_that_is_the_customers_own_doing_is_no_problem(scripts):
 
 def test_a_low_score_without_a_reason_opens_a_crm_ticket(scripts):
     c = conv(scripts)
-    log = run_text(c, ["是的", "一分", "不想说", "还行", "洗了", "准时", "没有"])
+    # a bare low score is restated first ("您是说一分,对吗?"): a misheard 五分 must not open a follow-up
+    log = run_text(c, ["是的", "一分", "对", "不想说", "还行", "洗了", "准时", "没有"])
     ticket = [a for a in log if isinstance(a, A.OpenTicket)][-1]
     assert ticket.department.value == "crm" and ticket.title == "客户满意度低,未说明原因(满意度1分)"
     assert ticket.ticket_kind == "follow_up" and ticket.priority == "high" and "答:“一分”" in ticket.description
@@ -348,7 +349,7 @@ def test_pieces_of_an_answer_count_when_the_customer_hangs_up(scripts):
     c = conv(scripts)
     out = played(c, answered(c))
     out = played(c, heard(c, "是我"))
-    played(c, answer(c, "两分"))
+    played(c, answer(c, "只能给两分"))
     heard(c, "太贵了")
     out = c.handle(A.CustomerHungUp())
     assert any(isinstance(a, A.OpenTicket) and a.category.value == "price" for a in out)
@@ -557,7 +558,7 @@ def test_a_complaint_instead_of_a_yes_or_no_is_tagged_by_what_it_says_not_by_the
     c = conv(scripts)
     played(c, answered(c))
     played(c, heard(c, "是我"))
-    played(c, answer(c, "两分"))
+    played(c, answer(c, "只能给两分"))
     played(c, answer(c, "太贵了"))
     played(c, answer(c, "一般"))
     assert c.step.id == "car_wash"
@@ -686,3 +687,17 @@ def test_two_different_scores_in_one_answer_are_confirmed_and_denials_do_not_loo
         played(c, answer(c, "不是"))
     assert c.step.id != "satisfaction" and "overall_score" not in c.answers
     assert sum(1 for t in c.turns if t.get("confirmed") is False) <= 3
+
+
+def test_a_bare_low_score_is_confirmed_and_a_garbled_yes_does_not_confirm_it(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = answer(c, "二分")  # a misheard 五分 would open a follow-up for a satisfied customer
+    assert "两分" in say_of(out).text or "二分" in say_of(out).text
+    assert "overall_score" not in c.answers
+    played(c, out)
+    out = played(c, answer(c, "不是"))
+    assert c.step.id == "satisfaction" and "overall_score" not in c.answers  # asked again
+    played(c, answer(c, "五分"))
+    assert c.answers["overall_score"] == 5
