@@ -72,7 +72,7 @@ def test_dialog_validate_names_broken_lines(nlp_cli, tmp_path):
 
 def test_dialog_simulate_runs_a_script(nlp_cli):
     result = nlp_cli("dialog", "simulate", "post_service", "--var", "surname=王", "--var", "title=先生",
-                     "--reply", "是我", "--reply", "两分", "--reply", "等了三个小时", "--reply", "还行",
+                     "--reply", "是我", "--reply", "两分", "--reply", "对", "--reply", "等了三个小时", "--reply", "还行",
                      "--reply", "洗了", "--reply", "准时", "--reply", "没有了")
     assert result.exit_code == 0, result.output
     assert "机器人: 王先生您好" in result.output
