@@ -308,8 +308,10 @@ class IntentModel:
 
 _DOUBLE_NEGATION = re.compile(r"(不是|并不是|哪有|哪里|也不是)没(有)?(洗|按时|准时|讲|说|做|弄)|没有不(准时|干净)")
 _LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|有的|好的|可以|挺好)(?!不|没)")
-# A filler the recognizer may have turned into a word ("嗯" -> "等") may precede the confirmation.
-_CONFIRMS_IDENTITY = re.compile(r"^(对|嗯|等|噢|哦|呃|喂)?[,，]?(是我|我就是|我是|是的|是啊|对的|对我是)")
+# A filler the recognizer may have turned into any one word ("嗯" -> 等, 粉, 笨, 本) may precede the
+# confirmation, but not a negation (不是我); "是我，你说吧" ends by inviting the questions.
+_CONFIRMS_IDENTITY = re.compile(r"^([^不没别非])?[,，]?(是我|我就是|我是|是的|是啊|对的|对我是)"
+                                r"|^([^不没别非])?[,，]?是我.{0,2}(你|您)(说|讲|问)(吧|啊|呗)?$")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
 _IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
@@ -392,12 +394,14 @@ class Nlu:
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.6), "complaint word"
         unsure = best in _IRREVERSIBLE and probs[best] < IRREVERSIBLE_MIN_CONFIDENCE
         weak = probs[best] < 0.5 and best not in ("deny", "affirm")
-        if context == "id" and (best in ("question", "unclear") or unsure or weak) \
+        if context == "id" and (best in ("affirm", "question", "unclear") or unsure or weak) \
                 and _CONFIRMS_IDENTITY.match(canon):
             # "是我，什么事？", "是我！你们终于打电话来了" (0.5 opt_out), "等是我你说吧" (a misheard 嗯:
             # busy_callback 0.36 over affirm 0.34): the identity is confirmed; clear
             # opt-outs and call-me-later phrases were caught by the rules above, complaints stay
-            # complaints (the conversation records them and goes on).
+            # complaints (the conversation records them and goes on). A model that already reads
+            # "笨是我你说吧" as yes gets the rule's name on it, so a rival answer in the audio does not
+            # overrule the words (the demo re-asked it three times and ended the call partial).
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"
         if context == "yn" and best == "deny" and probs[best] < 0.5 and _LEADING_YES.match(canon):
             # People lead with the answer: "准时的，说好下午四点……" misheard at the end as "…就没好了"

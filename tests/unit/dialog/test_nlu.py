@@ -133,3 +133,16 @@ def test_an_unsure_opt_out_does_not_fall_back_on_an_unsure_call_me_later():
 
     r = Nlu(Model()).parse("以后加项目先打电话问我", "open")
     assert r.intent == "unclear" and r.rule == "not sure"
+
+
+def test_a_misheard_filler_before_an_identity_confirmation_is_still_a_yes():
+    from dialog.nlu import Nlu
+
+    class Model:  # the model already leans to yes: the phrase rule names it, so the words stand
+        def probs(self, text, context):
+            return {"affirm": 0.58, "deny": 0.2, "unclear": 0.12, "question": 0.1}
+
+    for heard in ("笨是我你说吧", "本是我，你说", "粉是我你说吧"):  # 嗯，是我，你说吧
+        r = Nlu(Model()).parse(heard, "id")
+        assert (r.intent, r.rule) == ("affirm", "identity confirmed"), heard
+    assert Nlu(Model()).parse("不是我", "id").rule != "identity confirmed"
