@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 import sqlalchemy as sa
 
+from bench.crawl import DOWNLOAD_ARGS, SKIP_PREFIXES, kind_of
 from callcenter.domain import Role
 from callcenter.storage.models import (
     Call,
@@ -62,10 +63,10 @@ WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.\-']*")
 EXTRA_USERS = {"admin_s1": "store administrator", "sup_all": "group-wide supervisor", "mgr_all": "group-wide manager"}
 PER_KIND = 2
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
-# /api/ is for the DMS integrators' programmers: its reference is generated from the OpenAPI
-# description, whose field names and texts are the interface (a known gap: not translated).
-SKIP_PREFIXES = ("/static/", "/live/", "/logout", "/api/")
-DOWNLOAD_ARGS = {"format"}
+# Which pages are walked and what a page type is: the same rules as the page-time walk of
+# `python -m bench web` (bench/crawl.py). /api/ is for the DMS integrators' programmers: its
+# reference is generated from the OpenAPI description, whose field names and texts are the
+# interface (a known gap: not translated).
 
 
 class _Page(HTMLParser):
@@ -129,12 +130,6 @@ def _display_strings(value, key: str | None = None):
             yield from _display_strings(v, key)
     elif isinstance(value, str) and key in ("name", "text", "title", "label", "data", "formatter", "subtext"):
         yield value
-
-
-def _kind(url: str) -> str:
-    parts = urlsplit(url)
-    keys = sorted(k for k, _v in parse_qsl(parts.query) if k != "page")
-    return re.sub(r"/\d+", "/<id>", parts.path) + ("?" + "&".join(keys) if keys else "")
 
 
 def _data_words(db) -> set[str]:
@@ -241,7 +236,7 @@ def crawl(client, data: set[str], start: str = "/") -> tuple[dict[str, list[str]
         if url in visited:
             continue
         visited.add(url)
-        kind = _kind(url)
+        kind = kind_of(url)
         if seen_kinds.get(kind, 0) >= PER_KIND:
             continue
         seen_kinds[kind] = seen_kinds.get(kind, 0) + 1

@@ -214,14 +214,7 @@ def test_route(endpoint, world, client_for, csrf):
 @pytest.mark.parametrize("endpoint", sorted(e for e, r in ROUTES.items() if r[3] and r[2] is Role.ADMIN))
 def test_a_store_admin_does_not_reach_another_stores_objects(endpoint, world, client_for, csrf, db):
     """Admin objects of S1 seen by an S2-only administrator."""
-    with db.session() as s:
-        user = User(username="admin_s2", password_hash="x", role=Role.ADMIN, store_id=world.stores["S2"])
-        s.add(user)
-        s.flush()
-        uid, stamp = user.id, session_stamp(user)
-    client = client_for(None)
-    with client.session_transaction() as sess:
-        sess["uid"], sess["stamp"] = uid, stamp
+    client = _logged_in_new_user(db, client_for, "admin_s2", Role.ADMIN, world.stores["S2"])
     method, url, _role, _store, data = ROUTES[endpoint]
     assert _request(client, method, url(world), data(world) if data else None, csrf).status_code == 404
 
@@ -244,10 +237,10 @@ def test_every_form_post_needs_the_csrf_token(world, client_for):
         assert "CSRF" in response.get_data(as_text=True), endpoint
 
 
-def _store_manager(db, store_id: int, client_for):
-    """A client logged in as a manager of ``store_id`` who is not in the seed."""
+def _logged_in_new_user(db, client_for, username: str, role: Role, store_id: int):
+    """A client logged in as a user who is not in the seed."""
     with db.session() as s:
-        user = User(username=f"mgr_{store_id}", password_hash="x", role=Role.MANAGER, store_id=store_id)
+        user = User(username=username, password_hash="x", role=role, store_id=store_id)
         s.add(user)
         s.flush()
         uid, stamp = user.id, session_stamp(user)
@@ -255,6 +248,11 @@ def _store_manager(db, store_id: int, client_for):
     with client.session_transaction() as sess:
         sess["uid"], sess["stamp"] = uid, stamp
     return client
+
+
+def _store_manager(db, store_id: int, client_for):
+    """A client logged in as a manager of ``store_id`` who is not in the seed."""
+    return _logged_in_new_user(db, client_for, f"mgr_{store_id}", Role.MANAGER, store_id)
 
 
 @pytest.mark.parametrize("endpoint", sorted(e for e, r in ROUTES.items() if r[0] == "GET"))
