@@ -203,10 +203,14 @@ def extract_nps(text: str, asked: bool) -> int | None:
 
 # -- rules ---------------------------------------------------------------------------------------
 _DEFER = r"(再|回头|晚点|晚些|迟啲|改天|下次|以后|待会|等会|一会|过两天|过阵子|有空|稍后|回复|回电)"
+# 打 as in phoning, not 打蜡 (waxing), 打折 (a discount), 打气 (tyre pressure) and the other things a
+# customer tells the store not to do to the car ("我跟他们说了不要打蜡").
+_CALL = r"打(?!蜡|折|气|印|包|扫|磨|胶|孔|滑|开|火|针|表|卡|钱|款|听|算|理|补|底|光|分|架|车|单|发票)"
 RULES: tuple[tuple[str, re.Pattern], ...] = (
     ("opt_out", re.compile(
-        r"(别|不要|甭|莫)(再|在)?(给我|跟我|往我这)?(打|来电|打电话|联系|回访)|以后.{0,6}(别|不要|甭).{0,4}(打|联系|回访)"
-        r"|删(了|掉|除)?.{0,3}(号码|电话|信息)|(号码|电话|信息).{0,6}删|拉黑|黑名单|骚扰|拒绝.{0,6}(电话|营销|回访)"
+        rf"(别|不要|甭|莫)(再|在)?(给我|跟我|往我这)?({_CALL}|来电|联系|回访)|以后.{{0,6}}(别|不要|甭).{{0,4}}({_CALL}|联系|回访)"
+        r"|删(了|掉|除)?.{0,3}(号码|电话|信息)|(号码|电话|信息).{0,6}删|拉黑|黑名单|(?<!不算|不是|没有|不叫)(?<!算不上|谈不上)骚扰"
+        r"|拒绝.{0,6}(电话|营销|回访)"
         r"|再打.{0,3}(报警|投诉)|名单.{0,6}(去掉|删)|不接受.{0,4}(任何|一切).{0,6}(电话|回访)|一律不接")),
     ("wrong_number", re.compile(
         r"打错|拨错|找错人|没有这个人|没这个人|没这人|没有叫这个|没有姓|不姓|不认识(什么|你说|这个|你们)"
@@ -306,6 +310,10 @@ class IntentModel:
                              "build it with `callcenter classifier build-default` (scripts/setup does)") from None
 
 
+# "没有晚", "不脏", "一点都没耽误": the bad thing did not happen, which answers "was it on time / clean?"
+# with a yes ("没晚多少" was late after all).
+_NEGATED_FAULT = re.compile(r"^(嗯|对|是|啊)?[,，]?(没有?|不|并不|也不|一点(也|都)?(不|没)|从来没|没怎么)(晚|迟|慢|耽误|拖|脏|坏|差|乱)"
+                            r"(?!.{0,2}(多少|太多|太久|多久|几|一点|一些|点|了一))")
 _DOUBLE_NEGATION = re.compile(r"(不是|并不是|哪有|哪里|也不是)没(有)?(洗|按时|准时|讲|说|做|弄)|没有不(准时|干净)")
 _LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|有的|好的|可以|挺好)(?!不|没)")
 # A filler the recognizer may have turned into any one word ("嗯" -> 等, 粉, 笨, 本) may precede the
@@ -375,6 +383,8 @@ class Nlu:
             return intent, max(0.9, probs.get(intent, 0.0)), intent
         if context == "yn" and _DOUBLE_NEGATION.search(canon):
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "double negation"  # 不是没洗,洗了
+        if context == "yn" and _NEGATED_FAULT.search(canon) and not _COMPLAINT.search(canon):
+            return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "negated fault"  # 没有晚,准时的
         has_score = score5 is not None and context == "sat" or nps is not None and context == "nps"
         if has_score and (best == "question" or _ASKS_ABOUT_SCALE.search(canon)) and "," not in canon:
             return Intent.QUESTION.value, max(probs.get("question", 0.0), 0.7), "question about the scale"

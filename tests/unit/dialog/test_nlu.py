@@ -76,6 +76,18 @@ def test_rules(nlu, text, intent):
     assert nlu.parse(text, "id", NOW).intent == intent
 
 
+@pytest.mark.parametrize("text", [
+    "我跟他们说了不要打蜡,他们也没打", "洗车挺好,我让他们别打蜡了", "也不算骚扰,你问吧", "我说了别打折扣那套,价格清楚就行",
+])
+def test_what_a_customer_tells_the_store_not_to_do_to_the_car_is_no_opt_out(text):
+    assert Nlu().parse(text, "open", NOW).rule != "opt_out"
+
+
+@pytest.mark.parametrize("text", ["以后不要打扰我了", "别打了", "你们这是骚扰", "以后别再打来了"])
+def test_plain_opt_outs_stay_opt_outs(text):
+    assert Nlu().parse(text, "open", NOW).rule == "opt_out"
+
+
 def test_a_busy_customer_gets_a_callback_time(nlu):
     r = nlu.parse("我在开会,下午三点以后再打吧", "id", NOW)
     assert r.intent == "busy_callback"
@@ -146,3 +158,12 @@ def test_a_misheard_filler_before_an_identity_confirmation_is_still_a_yes():
         r = Nlu(Model()).parse(heard, "id")
         assert (r.intent, r.rule) == ("affirm", "identity confirmed"), heard
     assert Nlu(Model()).parse("不是我", "id").rule != "identity confirmed"
+
+
+@pytest.mark.parametrize("text, intent", [
+    ("没有晚,准时的", "affirm"), ("不晚", "affirm"), ("一点都没耽误", "affirm"), ("不脏,挺干净", "affirm"),
+    ("没有,晚了两个小时", "deny"), ("没晚多少", "deny"), ("不,晚了", "deny"),
+])
+def test_a_yes_no_answered_by_denying_the_fault(text, intent):
+    """"车辆是在约定的时间交给您的吗?" - "没有晚": the bad thing did not happen, which is a yes."""
+    assert Nlu().parse(text, "yn", NOW).intent == intent
