@@ -452,7 +452,10 @@ class WhisperEngine:
             texts = [(c.label, p) for c in cs for p in c.phrases]
             free = normalize_for_scoring(d.raw_text)
             phrases = {normalize_for_scoring(p) for _, p in texts}
-            if d.text and (free in phrases or len(free) > self.options.choice_skip_longer_than):
+            # A lone numeral ("四" for a spoken 三分) is a phrase too, but the weakest of readings: it is
+            # scored, so that a "no" to it leaves the answer's next likeliest score to ask about.
+            lone_numeral = len(free) == 1 and free in "零一二两三四五六七八九十"
+            if d.text and (free in phrases and not lone_numeral or len(free) > self.options.choice_skip_longer_than):
                 continue  # the words decide: no choices, as for an engine that cannot score
             if free and free not in phrases:
                 texts.append((OTHER_CHOICE, to_simplified(d.raw_text).strip()))

@@ -158,12 +158,14 @@ DEFAULT_SETTINGS = DecideSettings()
 
 def text_label(expect: str, nlu: NluResult) -> tuple[str | None, float]:
     """The label the free transcript's NLU reading gives, and how sure that reading is."""
-    if expect == "score5":
-        return (str(nlu.score5), 0.95) if nlu.score5 is not None else (None, 0.0)
-    if expect == "nps":
-        if nlu.nps is not None:
-            return str(nlu.nps), 0.95
-        return None, 0.0
+    value = nlu.score5 if expect == "score5" else nlu.nps if expect == "nps" else None
+    if expect in ("score5", "nps"):
+        if value is None:
+            return None, 0.0
+        # A lone numeral ("四", no 分) is what the recognizer makes of many a short sound: the audio's
+        # own scores weigh as much as it.
+        lone = len([ch for ch in nlu.text if ch.strip() and ch not in "。，,.!！?？"]) == 1
+        return str(value), 0.6 if lone else 0.95
     if expect == "identity" and nlu.intent == Intent.BUSY_CALLBACK.value:
         return "busy", nlu.confidence
     if nlu.intent == Intent.AFFIRM.value:

@@ -91,6 +91,16 @@ def test_one_fen_said_alone_ranks_first_in_the_audio(whisper, nlu, steps):
     assert decide(step.expect, nlu.parse(final.text, step.context), final.choices).label == "1"
 
 
+def test_a_lone_numeral_is_still_scored_against_the_answers(whisper, nlu, steps):
+    """"三。" comes back as the lone numeral 三: a phrase, but the weakest reading of a short sound, so
+    the answers are scored (a "no" to it then leaves the next likeliest score to ask about)."""
+    step = steps["score5"]
+    final = hear(whisper, step, "score5-026-2")
+    if final.text.strip("。") == "三":
+        assert final.choices and {c.label for c in final.choices} >= {"1", "2", "3", "4", "5"}
+    assert decide(step.expect, nlu.parse(final.text, step.context), final.choices).label == "3"
+
+
 def test_without_choices_finals_carry_none(whisper, steps):
     rec = whisper.recognizer(partials=False)
     samples, _ = load_mono(CLOSED / "score5-025-0.wav", 8000)
