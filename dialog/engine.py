@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -101,6 +102,9 @@ GREETING = "__greeting__"
 # complaint from a "no") is confirmed first when the understanding is less sure than this and no
 # high-precision phrase rule decided it.
 CONFIRM_BELOW = 0.85
+# An opt-out phrase inside words the intent model gives less than this to opting out is restated first
+# (the phrase may be part of feedback, or a misheard word); the model agreeing, it is acted on at once.
+RULE_OPT_OUT_AGREES = 0.2
 # The model's reading needed to leave the survey for a human or a callback from an open question
 # (and for a callback from a yes/no question of the survey).
 OFF_SCRIPT_IN_TEXT = 0.7
@@ -114,6 +118,15 @@ SKIPPABLE = ("score5", "nps", "text", "reason")
 # The audio's best expected answer contradicts the words' reading with at least this probability:
 # neither is trusted and the customer is asked again.
 AUDIO_RIVAL = 0.3
+# A score answer neither the words nor the audio were sure of is restated as the audio's likeliest
+# score when its share of the audio is at least this (else the question is asked again); after a "no"
+# to a restated score, the next likeliest is asked about when its share is at least RUNNER_UP_FROM.
+# Both chosen on the closed-answer tuning clips (bench/data/closed, split tune).
+SCORE_GUESS_FROM = 0.3
+RUNNER_UP_FROM = 0.2
+# NLU rules that read a whole yes/no sentence (a double negation, a denied fault, an answer that
+# leads with its yes, a confirmed identity): the audio's scores of the short answers do not overrule them.
+READS_THE_WHOLE_ANSWER = ("double negation", "negated fault", "leading yes", "identity confirmed")
 # Declining the survey in so many words, even after confirming who one is.
 DECLINES = re.compile(r"(回访|调查|问卷|评价)(就)?(算了|不用了|不做了|免了)|不(用|需要|想|做|接受)(做)?(回访|调查|问卷|评价)"
                       r"|没(什么|啥)好(说|聊|评价)的|不想(回答|参加|配合)|就算了吧")
@@ -149,6 +162,9 @@ CONFIRM_CHOICES = choices_for(SimpleNamespace(expect="yes_no", grammar=None))
 # The model's "yes" to a confirmation, when no phrase said it plainly, must be at least this sure: a
 # misheard 不是 came back as 无事 (affirm 0.64) and recorded the score the customer had just denied.
 CONFIRM_YES_FROM = 0.75
+# ... and its "no": "对，是的" heard as 谢谢谢谢 read as a no at 0.49 ruled out the score the customer had
+# just confirmed. A guess either way is asked again.
+CONFIRM_NO_FROM = 0.6
 CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
@@ -183,6 +199,7 @@ class _Confirmation:
     yes: Callable[[], list]
     no: Callable[[], list]
     tries: int = 0
+    unclear: Callable[[], list] | None = None  # no clear yes or no after the tries (default: as no)
 
 
 class Conversation:
@@ -216,6 +233,9 @@ class Conversation:
         self._greeting_speech = False  # speech heard since pick-up, its words not yet recognised  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
+        self._scores: dict[str, int] = {}  # scale -> the score recorded (the first, if asked twice)
+        self._denied: set[str] = set()  # scores the customer said no to at this step
+        self._heard_choices: tuple[ChoiceScore, ...] = ()  # the audio's scores of this step's last answer
         self._pending: _Confirmation | None = None
         self._known_time: dt.datetime | None = None
         self._tickets: set[str] = set()  # categories reported (and "complaint": one nobody could place)
@@ -281,6 +301,7 @@ class Conversation:
         step = self.script.steps[step_id]
         self.step = step
         self._no_input_count = self._no_match_count = 0
+        self._denied, self._heard_choices = set(), ()
         out: list = []
         if step.expect == "time" and self._known_time is not None:
             # The time is already known ("明天上午再打" answered the question before it was asked).
@@ -424,6 +445,10 @@ class Conversation:
     def _closed_answer(step: Step, result: NluResult, choices: Sequence[ChoiceScore]) -> tuple[NluResult, dict]:
         """The answer to a closed question from the transcript's reading and the audio's own scores
         of the expected answers (:func:`dialog.answers.decide`), as the reading the handlers act on."""
+        if result.rule in READS_THE_WHOLE_ANSWER:
+            # "不是没洗,洗了的": the audio scores the short answer 不是/没洗 best on the answer's first
+            # words; the reading of the whole sentence is what it means.
+            choices = ()
         d = decide(step.expect, result, choices)
         note = {"answer": d.label, "answer_confidence": d.confidence, "answer_source": d.source}
         if d.source.startswith("intent:") or result.intent == Intent.COMPLAINT.value:
@@ -503,6 +528,10 @@ class Conversation:
         decided: dict = {}
         if step.expect in CLOSED_EXPECTS and not dtmf:
             result, decided = self._closed_answer(step, result, choices)
+            self._heard_choices = tuple(choices)
+            if choices:  # the audio's three likeliest answers, for whoever reads the call afterwards
+                top = sorted(choices, key=lambda c: c.probability, reverse=True)[:3]
+                decided["audio"] = [[c.label, round(c.probability, 3)] for c in top]
         self.turns.append({"step": step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
                            "score5": result.score5, "nps": result.nps,
@@ -531,11 +560,16 @@ class Conversation:
                 answers = {k: v for k, v in result.intents.items() if k in YES_NO_INTENTS}
                 intent = max(answers, key=answers.get) if answers else Intent.UNCLEAR.value
                 result = replace(result, intent=intent, confidence=answers.get(intent, 0.0))
-            elif intent in ("opt_out", "wrong_number") and result.rule is None \
-                    and result.confidence < CONFIRM_BELOW:
-                # The model's reading, no phrase said it plainly: ask before acting on it.
+            elif intent in ("opt_out", "wrong_number") and (
+                    result.rule is None and (result.confidence < CONFIRM_BELOW or step.expect in ("text", "reason"))
+                    or result.rule == "opt_out" and result.intents
+                    and result.intents.get("opt_out", 0.0) < RULE_OPT_OUT_AGREES):
+                # The model's reading, no phrase said it plainly (in feedback, however sure: the
+                # customer is answering a question), or a phrase said it inside a sentence
+                # the model reads as something else ("我说了不要打扰我休息,你们服务挺好"): ask before
+                # acting on it. A customer who hangs up instead of answering is opted out.
                 return out + self._confirm(intent, step, yes=lambda: self._route_global(intent, text),
-                                           no=lambda: self._reask(step))
+                                           no=lambda: self._not_leaving(step, result))
             else:
                 return out + self._route_global(intent, text)
         if intent == Intent.UNCLEAR.value and step.expect in ("text", "reason") and result.rule not in (
@@ -544,6 +578,11 @@ class Conversation:
         elif intent == Intent.UNCLEAR.value and step.expect == "identity" and (
                 SOMEONE_ELSE.search(text) or OFFERS_TO_ANSWER.search(text)):
             pass  # "她上班去了,有什么你问我吧": not a yes or a no, but the identity step knows what it means
+        elif intent == Intent.UNCLEAR.value and step.expect in ("score5", "nps") and result.rule not in (
+                "unclear", "empty") and (guess := self._audio_guess(SCORE_GUESS_FROM)) is not None:
+            # Neither the words nor the audio were sure, but the audio leans to one score: asking
+            # "您是说五分,对吗?" gets a clear yes or no where asking again gets the same unclear words.
+            return out + self._confirm_score(step, result, guess)
         elif intent == Intent.UNCLEAR.value:
             # "什么?", "没听清" ask for the question again; a mumble or a filler gets the answer's form.
             return out + self._no_match(result, repeat=result.rule == "unclear")
@@ -551,6 +590,17 @@ class Conversation:
             return out + self._no_match(result, repeat=True)
         handler = getattr(self, f"_answer_{step.expect}")
         return out + handler(step, result)
+
+    def _not_leaving(self, step: Step, r: NluResult) -> list:
+        """The customer said no to "you want to opt out / have the wrong number?": feedback to an open
+        question is taken as the answer it was (its words are not lost); a closed question is asked again."""
+        if step.expect not in ("text", "reason"):
+            return self._reask(step)
+        rest = {k: v for k, v in r.intents.items() if k not in ("opt_out", "wrong_number", "ask_human",
+                                                                "busy_callback", "unclear")}
+        intent = max(rest, key=rest.get) if rest else Intent.AFFIRM.value
+        return getattr(self, f"_answer_{step.expect}")(step, replace(r, intent=intent, rule=None,
+                                                                        confidence=rest.get(intent, 0.5)))
 
     def _answer_identity(self, step: Step, r: NluResult) -> list:
         if r.intent == Intent.COMPLAINT.value:
@@ -630,6 +680,10 @@ class Conversation:
                 target = step.on.get("complaint") or step.goto or (step.branches[-1].goto if step.branches else None)
                 if target:
                     return out + self._goto(target)
+            guess = self._audio_guess(SCORE_GUESS_FROM)
+            if guess is not None and r.rule not in ("unclear", "empty"):
+                # Words with no score in them ("您好" for a bare 五分), the audio leaning to one: restate it.
+                return out + self._confirm_score(step, r, guess)
             return out + self._no_match(r)
         heard = self.turns[-1] if self.turns else {}
         said = scores_said(r.text, 5 if scale == "score5" else 10)
@@ -638,24 +692,59 @@ class Conversation:
             # (a self-correction): the reading of the words and the audio picks one (the first said
             # when they name none of them), and it is confirmed before it decides anything.
             value = value if value in said else said[0]
-            return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
-                                       no=lambda: self._reask(step))
+            return out + self._confirm_score(step, r, str(value))
         low = value <= 2 if scale == "score5" else value <= 6
         bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
+        rival = max((c for c in self._heard_choices if c.label not in (OTHER_CHOICE, str(value))),
+                    key=lambda c: c.probability, default=None)
+        top = max(self._heard_choices, key=lambda c: c.probability, default=None)
+        disputed = top is not None and top.label == getattr(rival, "label", None) and rival.probability >= AUDIO_RIVAL
         if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low) \
-                or low and bare and (scale == "score5" or value <= 3):
+                or low and bare and (scale == "score5" or value <= 3) or disputed:
             # A bare low score opens a follow-up for an unhappy customer: a misheard 五分 ("二分")
             # would open one for a satisfied one. Restated first ("您是说两分,对吗?").
             # The audio alone says which score (the words did not): restate it before it decides the
-            # call's branch, or opens a follow-up for an unhappy customer who was not.
-            return out + self._confirm(str(value), step, yes=lambda: self._score_done(step, r, value, scale),
-                                       no=lambda: self._reask(step))
+            # call's branch, or opens a follow-up for an unhappy customer who was not. So too when the
+            # audio's likeliest score is another one ("四" heard, 三分 the audio's best at 0.44).
+            return out + self._confirm_score(step, r, str(value))
         return out + self._score_done(step, r, value, scale)
+
+    def _confirm_score(self, step: Step, r: NluResult, label: str) -> list:
+        """Restate the score ``label`` ("您是说五分,对吗?"): yes records it; no tries the audio's next
+        likeliest score, else asks again."""
+        scale, value = step.expect, int(label)
+        # No clear answer to it is no "no": the question is asked again, the score not ruled out.
+        return self._confirm(label, step, yes=lambda: self._score_done(step, r, value, scale),
+                             no=lambda: self._score_denied(step, r, label), unclear=lambda: self._reask(step))
+
+    def _score_denied(self, step: Step, r: NluResult, label: str) -> list:
+        self._denied.add(label)
+        guess = self._audio_guess(RUNNER_UP_FROM)
+        if guess is None:
+            return self._reask(step)
+        # "不是" to the likeliest score: the audio's next one is asked about as one of the step's tries
+        # ("那是四分,对吗?"), where asking the question again would get the same misheard words.
+        self._no_match_count += 1
+        if self._no_match_count > self._no_match_limit(step):
+            return self._give_up(step)
+        return self._confirm_score(step, r, guess)
+
+    def _audio_guess(self, at_least: float) -> str | None:
+        """The score the audio of the step's last answer leans to, among those not yet denied, when
+        its share (the denied ones and "none of them" left out) is at least ``at_least``."""
+        scores = {c.label: c.probability for c in self._heard_choices
+                  if c.label != OTHER_CHOICE and c.label not in self._denied and c.label.isdigit()}
+        total = sum(scores.values()) + sum(c.probability for c in self._heard_choices if c.label == OTHER_CHOICE)
+        if not scores or total <= 0:
+            return None
+        best = max(scores, key=scores.get)
+        return best if scores[best] / total >= at_least else None
 
     def _score_done(self, step: Step, r: NluResult, value: int, scale: str) -> list:
         if scale == "score5" and value <= 2:
             self._low_score = value
         self._satisfied = value >= UNHELD_SCORES[scale][1]  # 4-5 of 5, 9-10 of 10
+        self._scores.setdefault(scale, value)
         out = self._record(step, value, r.text, r)
         for branch in step.branches:
             if branch.matches(value):
@@ -705,11 +794,12 @@ class Conversation:
         return out + self._route_intent(intent, text)
 
     # -- confirmations ---------------------------------------------------------------------------
-    def _confirm(self, label: str, step: Step, yes: Callable[[], list], no: Callable[[], list]) -> list:
+    def _confirm(self, label: str, step: Step, yes: Callable[[], list], no: Callable[[], list],
+                 unclear: Callable[[], list] | None = None) -> list:
         """Restate ``label`` ("跟您确认一下,……,对吗?") and act on the customer's yes or no."""
         if self.turns:
             self.turns[-1]["confirming"] = label
-        self._pending = _Confirmation(label, step, yes, no)
+        self._pending = _Confirmation(label, step, yes, no, unclear=unclear)
         return self._say_confirmation()
 
     def _say_confirmation(self) -> list:
@@ -727,6 +817,14 @@ class Conversation:
         assert p is not None
         result = self.nlu.parse(text, "yn", self.clock())
         verdict = self._confirmation_verdict(p, text, result)
+        if p.label.isdigit() and p.step.expect in ("score5", "nps"):
+            said = scores_said(text, 5 if p.step.expect == "score5" else 10)
+            other = [v for v in said if str(v) != p.label]
+            if other:
+                # "不是,四分" / "不对,是五分": the customer's correction is the answer.
+                return self._score_corrected(p, text, start, end, result, other[-1])
+            if said and verdict is None:
+                verdict = True  # "五分" to "您是说五分,对吗?"
         if verdict is None and choices:
             # Words that fit no reading ("对" heard as "队"): a plain "yes" in the audio agrees. (An
             # acoustic "no" is ambiguous against a restated negative, so it never decides.)
@@ -745,6 +843,17 @@ class Conversation:
         self._pending = None
         return out + (p.yes() if verdict else p.no())
 
+    def _score_corrected(self, p: _Confirmation, text: str, start: float, end: float, result: NluResult,
+                         value: int) -> list:
+        self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
+                           "confidence": round(result.confidence, 4), "start": start, "end": end,
+                           "confirming": p.label, "confirmed": False, "corrected": value,
+                           "score5" if p.step.expect == "score5" else "nps": value})
+        self._pending = None
+        r = replace(result, intent=Intent.AFFIRM.value, confidence=0.9,
+                    **({"score5": value} if p.step.expect == "score5" else {"nps": value}))
+        return [CancelTimer("no_input")] + self._score_done(p.step, r, value, p.step.expect)
+
     def _confirmation_unclear(self) -> list:
         """No clear yes or no (silence, a mumble): ask once more, then take the safe path (do not act)."""
         p = self._pending
@@ -753,7 +862,7 @@ class Conversation:
         if p.tries < 2:
             return self._say_confirmation()
         self._pending = None
-        return p.no()
+        return (p.unclear or p.no)()
 
     @staticmethod
     def _confirmation_verdict(p: _Confirmation, text: str, result: NluResult) -> bool | None:
@@ -764,7 +873,8 @@ class Conversation:
         if result.intent == Intent.AFFIRM.value and result.confidence >= CONFIRM_YES_FROM \
                 or (result.intent == Intent.COMPLAINT.value and p.label == "no"):
             return True
-        if result.intent == Intent.DENY.value and p.label not in CONFIRM_ANSWERS:
+        if result.intent == Intent.DENY.value and p.label not in CONFIRM_ANSWERS \
+                and result.confidence >= CONFIRM_NO_FROM:
             return False
         return None
 
@@ -786,6 +896,11 @@ class Conversation:
     def _give_up(self, step: Step) -> list:
         """No usable answer after the step's tries."""
         goto = (step.no_match.goto if step.no_match else None) or self._skip_target(step)
+        if goto is None and step.expect == "identity" and step.on.get("question") \
+                and not any(t["step"] == step.on["question"] for t in self.turns):
+            # Not understood three times at the first question ("哪家店啊?" heard as "那家电脑回访下"):
+            # say who is calling and why, and ask again, as an agent would, before giving up the call.
+            goto = step.on["question"]
         if goto:
             # Still there but not understood: go on without this answer rather than lose the call.
             if self.turns:
@@ -953,6 +1068,13 @@ class Conversation:
             return self._finish(CallOutcome.TRANSFERRED, "customer hung up during transfer")
         if self._ending_outcome is not None:
             return self._finish(self._ending_outcome, self._end_reason)
+        if self._pending is not None and self._pending.label == "opt_out" and "opt_out" in self.script.handlers:
+            # Asked "以后不再给您打电话了,对吗?" and hung up: the customer's wish is honoured.
+            step = self.script.steps[self.script.handlers["opt_out"]]
+            self._pending = None
+            if step.end:
+                text = next((t["text"] for t in reversed(self.turns) if t.get("confirming") == "opt_out"), "")
+                return [AddToDnc(reason=text or "opt_out")] + self._finish(CallOutcome(step.end), step.id)
         outcome = CallOutcome.PARTIAL if self.answers else (
             CallOutcome.NO_RESPONSE if not self.turns else CallOutcome.PARTIAL)
         return self._finish(outcome, "customer_hung_up")
@@ -970,8 +1092,8 @@ class Conversation:
         self.state = State.DONE
         self.outcome = outcome
         out: list = []
-        score5 = next((t["score5"] for t in self.turns if t.get("score5") is not None
-                       and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "score5"), None)
+        # The scores the conversation settled on: not a reading the customer denied or never confirmed.
+        score5 = self._scores.get("score5")
         if self._low_score is not None and not (self._tickets - {"praise"}):
             score_turn = next((t for t in self.turns if t.get("score5") == self._low_score), None)
             step = self.script.steps.get(score_turn["step"]) if score_turn else None
@@ -985,13 +1107,14 @@ class Conversation:
         elif outcome is CallOutcome.PARTIAL:
             end = {"no_input": CallEnd.NO_INPUT, "no_match": CallEnd.NO_INPUT,
                    "max_duration": CallEnd.MAX_DURATION}.get(reason, CallEnd.CUSTOMER_HUNG_UP)
-        nps = next((t["nps"] for t in self.turns if t.get("nps") is not None
-                    and self.script.steps.get(t["step"]) and self.script.steps[t["step"]].expect == "nps"), None)
+        nps = self._scores.get("nps")
         out.append(Finish(end=end.value, outcome=outcome.value, reason=reason, answers=dict(self.answers),
                           turns=tuple(self.turns), findings=tuple(self.findings.values()),
                           sentiment=self._overall_sentiment(score5), score5=score5, nps=nps))
         logger.info("call %s: conversation ended %s (%s), %d turns", self.call_id, outcome.value, reason,
                     len(self.turns))
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("call %s turns: %s", self.call_id, json.dumps(self.turns, ensure_ascii=False, default=str))
         return out
 
     def _overall_sentiment(self, score5: int | None) -> str | None:

@@ -448,6 +448,10 @@ def test_an_unsure_low_score_is_confirmed_and_a_wrong_one_asked_again(scripts):
     out = scored(c, "思", ("2", 0.7), ("3", 0.2), ("other", 0.1))
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.2"
     out = heard(c, "不对")
+    # the audio's runner-up is asked about, where the question again would get the same words
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3"
+    played(c, out)
+    out = answer(c, "不是")
     assert say_of(out).prompt_id == "post_service.satisfaction.reask"
     assert say_of(out).text.startswith("不好意思,是我听错了。请问您对这次服务的总体满意度打几分")
     assert "overall_score" not in c.answers
@@ -701,3 +705,151 @@ def test_a_bare_low_score_is_confirmed_and_a_garbled_yes_does_not_confirm_it(scr
     assert c.step.id == "satisfaction" and "overall_score" not in c.answers  # asked again
     played(c, answer(c, "五分"))
     assert c.answers["overall_score"] == 5
+
+
+def test_a_corrected_score_is_taken_and_the_call_reports_the_score_it_settled_on(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = answer(c, "二分")
+    assert ".confirm." in say_of(out).prompt_id
+    played(c, out)
+    played(c, answer(c, "不是,我说的是四分"))  # the customer's correction is the answer
+    assert c.answers["overall_score"] == 4 and c.step.id == "advisor"
+    out = c.handle(A.CustomerHungUp())
+    assert next(a for a in out if isinstance(a, A.Finish)).score5 == 4
+
+
+def test_an_unclear_score_the_audio_leans_to_is_restated_not_asked_again(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "武术", ("5", 0.45), ("4", 0.2), ("other", 0.35))
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
+    played(c, out)
+    played(c, answer(c, "对的"))
+    assert c.answers["overall_score"] == 5
+
+    c = conv(scripts)  # nothing the audio leans to: asked again in other words
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "武术", ("5", 0.15), ("4", 0.15), ("3", 0.1), ("other", 0.6))
+    assert say_of(out).prompt_id == "post_service.satisfaction.no_match"
+
+
+def test_a_denied_score_is_not_the_calls_score(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    for _ in range(6):  # every reading denied: the question is skipped
+        played(c, answer(c, "二分"))
+        if c.step.id != "satisfaction":
+            break
+        played(c, answer(c, "不是"))
+    assert "overall_score" not in c.answers
+    out = c.handle(A.CustomerHungUp())
+    finish = next(a for a in out if isinstance(a, A.Finish))
+    assert finish.score5 is None
+
+
+def test_an_opt_out_phrase_the_model_reads_as_feedback_is_confirmed(scripts):
+    from dialog.nlu import NluResult
+
+    feedback = "我跟他们说了不要打扰我休息,你们服务挺好的"
+
+    class Model(Nlu):
+        def parse(self, text, context=None, now=None):
+            r = super().parse(text, context, now)
+            if text == feedback:  # the phrase rule says opt-out, the model reads praise
+                return NluResult(text, "opt_out", 0.9, None, None, None, {"opt_out": 0.05, "affirm": 0.8},
+                                 "opt_out", False)
+            return r
+
+    def at_advisor():
+        c = Conversation(scripts["post_service"], VALUES, Model(), classifier=FakeClassifier(), clock=lambda: NOW)
+        played(c, answered(c))
+        played(c, heard(c, "是我"))
+        played(c, answer(c, "五分"))
+        assert c.step.id == "advisor"
+        return c
+
+    c = at_advisor()
+    out = answer(c, feedback)
+    assert say_of(out).prompt_id == "post_service.advisor.confirm.opt_out"
+    played(c, out)
+    out = answer(c, "不是不是")  # not an opt-out: the words are the answer to the question
+    assert not any(isinstance(a, A.AddToDnc) for a in out) and c.answers.get("advisor") == feedback
+    assert c.step.id != "advisor"
+
+    c = at_advisor()
+    played(c, answer(c, feedback))
+    out = c.handle(A.CustomerHungUp())  # hung up instead of answering: the wish is honoured
+    assert any(isinstance(a, A.AddToDnc) for a in out)
+    assert next(a for a in out if isinstance(a, A.Finish)).outcome == "opt_out"
+
+
+def test_words_without_a_score_and_audio_leaning_to_one_restate_it(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "您好", ("5", 0.40), ("1", 0.31), ("3", 0.15), ("other", 0.14))  # a bare 五分 misheard
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
+
+
+def test_no_clear_answer_to_a_restated_score_asks_again_and_rules_nothing_out(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "四分三分"))  # two scores: confirmed
+    out = played(c, answer(c, "随着"))  # no clear yes or no: asked once more
+    out = answer(c, "转")
+    assert say_of(out).prompt_id == "post_service.satisfaction.reask"  # not "那是三分吗?"
+    assert not c._denied and "overall_score" not in c.answers
+
+
+def test_an_identity_answer_not_understood_three_times_gets_the_call_explained(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    for _ in range(3):  # "哪家店啊?" misheard
+        played(c, answer(c, "那家店"))
+    assert c.step.id == "identity_explain" and not c.done
+    played(c, answer(c, "哦,可以"))
+    assert c.step.id == "satisfaction"
+
+
+def test_a_score_the_audio_disputes_is_restated_and_a_guessed_no_is_no_denial(scripts):
+    from dialog.nlu import NluResult
+
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "四", ("3", 0.435), ("4", 0.365), ("2", 0.076), ("other", 0.124))  # 三分 heard as 四
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.4"
+    played(c, out)
+    out = answer(c, "不是")
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3"  # the audio's own best
+
+    class Weak(Nlu):
+        def parse(self, text, context=None, now=None):
+            if text == "谢谢谢谢":  # "对,是的" misheard, read as a no at 0.49
+                return NluResult(text, "deny", 0.49, None, None, None, {"deny": 0.49}, None, False)
+            return super().parse(text, context, now)
+
+    c = Conversation(scripts["post_service"], VALUES, Weak(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, scored(c, "您好", ("5", 0.40), ("1", 0.31), ("other", 0.29)))
+    out = answer(c, "谢谢谢谢")
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"  # asked again, 5 not ruled out
+    assert not c._denied
+
+
+def test_a_double_negation_is_not_overruled_by_the_audio_of_its_first_words(scripts):
+    c = conv(scripts)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "五分"))
+    played(c, answer(c, "挺好的"))
+    assert c.step.id == "car_wash"
+    scored(c, "不是没洗,洗了的", ("no", 0.975), ("yes", 0.025))
+    assert c.answers["car_washed"] is True
