@@ -130,7 +130,8 @@ def evaluate(path: Path, *, concurrency: int = 4, engine: str = "whisper", work:
                                                                                                       "post_service"),
                   "delay": round(STAGGER * (p + processes * i), 1) if i < per_process[p] else 0.0}
                  for i, n in enumerate(mine)]
-        plans.append({"name": f"bench-calls{p}", "workers": per_process[p], "record": True, "calls": calls})
+        plans.append({"name": f"bench-calls{p}", "workers": per_process[p], "record": True, "calls": calls,
+                      "turns_log": str(work / f"turns{p}.log")})
     # One phone process more than needed: a phone frees its slot a SIP transaction after the call.
     sim, trunk = start_simulator(work, processes + 1, env, "--personas", str(path))
     robots: list[subprocess.Popen] = []

@@ -9,7 +9,8 @@ post_service); ``workers`` (optional): run the calls that many at a time, each t
 next call when its last one ended (``delay`` then only staggers the first calls); ``record``
 (optional): write each call's outcome into the database of the settings with
 :func:`campaigns.outcomes.record_outcome`, as a dialer worker does, on the call row ``call_id``
-that the caller created (``bench/bench_calls.py``). Settings come from ``CALLCENTER_*``
+that the caller created (``bench/bench_calls.py``); ``turns_log`` (optional): a file the dialog's
+turns of every call are logged to. Settings come from ``CALLCENTER_*``
 (the benchmark sets the trunk, ports, data and models directories and the ASR engine).
 
 Protocol on stdout/stdin: one JSON line ``{"ready": ...}`` once the models are loaded and the
@@ -83,6 +84,16 @@ def main() -> int:
     from campaigns.runner import CallRequest
 
     t0 = time.monotonic()
+    if plan.get("turns_log"):
+        # The dialog's turns of every call (what was heard, read and decided, the audio's likeliest
+        # answers), one line each at the end of a call, for reading calls afterwards.
+        import logging
+
+        handler = logging.FileHandler(plan["turns_log"], encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log = logging.getLogger("dialog.engine")
+        log.setLevel(logging.DEBUG)
+        log.addHandler(handler)
     settings = Settings.from_env()
     sip = SipConfig.from_settings(settings)
     models = RobotModels.load(settings)
