@@ -672,7 +672,10 @@ class Conversation:
         if r.intent == Intent.COMPLAINT.value:
             out += self._complaint(step, r)
         if value is None:
-            if r.intent == Intent.DENY.value:
+            guess = self._audio_guess(SCORE_GUESS_FROM)
+            if r.intent == Intent.DENY.value and (r.confidence >= CONFIRM_NO_FROM or guess is None):
+                # "不打分" (declining to score) goes on without one; a guessed no ("没听乃多好" for 满分,
+                # deny 0.44) with the audio leaning to a score is restated below instead.
                 target = step.on.get("deny") or step.goto
                 if target:
                     return out + self._record(step, None, r.text, r) + self._goto(target)
@@ -680,7 +683,6 @@ class Conversation:
                 target = step.on.get("complaint") or step.goto or (step.branches[-1].goto if step.branches else None)
                 if target:
                     return out + self._goto(target)
-            guess = self._audio_guess(SCORE_GUESS_FROM)
             if guess is not None and r.rule not in ("unclear", "empty"):
                 # Words with no score in them ("您好" for a bare 五分), the audio leaning to one: restate it.
                 return out + self._confirm_score(step, r, guess)

@@ -853,3 +853,31 @@ def test_a_double_negation_is_not_overruled_by_the_audio_of_its_first_words(scri
     assert c.step.id == "car_wash"
     scored(c, "不是没洗,洗了的", ("no", 0.975), ("yes", 0.025))
     assert c.answers["car_washed"] is True
+
+
+def test_a_guessed_no_to_the_score_question_with_the_audio_leaning_to_a_score_is_no_refusal_to_score(scripts):
+    from dialog.nlu import NluResult
+
+    class Guess(Nlu):
+        def parse(self, text, context=None, now=None):
+            if text == "没听乃多好":  # "满分,没得挑" misheard, read as a no at 0.44
+                return NluResult(text, "deny", 0.44, None, None, None, {"deny": 0.44}, None, False)
+            return super().parse(text, context, now)
+
+    c = Conversation(scripts["post_service"], VALUES, Guess(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    out = scored(c, "没听乃多好", ("3", 0.59), ("5", 0.2), ("4", 0.11), ("other", 0.1))
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3" and "overall_score" not in c.answers
+    played(c, out)
+    out = answer(c, "不是")
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
+    played(c, out)
+    played(c, answer(c, "对"))
+    assert c.answers["overall_score"] == 5
+
+    c = conv(scripts)  # said plainly: no score, the survey goes on
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, scored(c, "不打分", ("3", 0.1), ("other", 0.9)))
+    assert c.step.id == "advisor" and c.answers.get("overall_score") is None
