@@ -258,9 +258,7 @@ def test_max_duration_ends_the_call_politely(scripts):
 
 
 def test_the_customer_hanging_up_finishes_without_a_hang_up(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = c.handle(A.CustomerHungUp())
     assert kinds(out) == ["finish"]
     assert (out[0].outcome, out[0].end) == ("partial", "customer_hung_up")
@@ -392,15 +390,11 @@ def test_a_score_in_pieces_is_read_as_one_answer(scripts):
 
 
 def test_a_good_score_said_as_a_number_is_answered_at_once_a_low_one_waits_for_its_reason(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = heard(c, "挺满意的，给五分吧")
     assert not [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
     assert next(a for a in out if isinstance(a, A.RecordAnswer)).value == 5
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     assert kinds(heard(c, "三分")) == ["cancel_timer", "start_timer"]  # "……就是等太久了" may follow
 
 
@@ -431,9 +425,7 @@ def test_a_bare_no_to_the_identity_question_is_confirmed_before_the_call_ends(sc
 
 
 def test_a_score_the_words_missed_is_taken_from_the_audio(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     # "五分。" came back as an unrelated word; the model itself scored 五分 far above the rest
     out = scored(c, "舞蹈", ("5", 0.93), ("4", 0.03), ("other", 0.04))
     assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
@@ -442,9 +434,7 @@ def test_a_score_the_words_missed_is_taken_from_the_audio(scripts):
 
 
 def test_an_unsure_low_score_is_confirmed_and_a_wrong_one_asked_again(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = scored(c, "思", ("2", 0.7), ("3", 0.2), ("other", 0.1))
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.2"
     out = heard(c, "不对")
@@ -461,9 +451,7 @@ def test_an_unsure_low_score_is_confirmed_and_a_wrong_one_asked_again(scripts):
 
 
 def test_speech_that_was_not_recognised_is_a_no_match_and_the_question_is_skipped_not_the_call(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     prompts = []
     for _ in range(3):
         out = c.handle(TranscriptEvent("", True, 3.0, 4.1))  # a second of speech, no words
@@ -497,13 +485,17 @@ def test_an_opt_out_guessed_by_the_model_is_confirmed_a_plain_one_is_not(scripts
     assert say_of(out).step == "end_opt_out" and any(isinstance(a, A.AddToDnc) for a in out)
 
 
-def test_an_unsure_no_to_a_problem_question_is_confirmed_before_it_opens_a_ticket(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+def at_car_wash(scripts) -> Conversation:
+    """A satisfied post-service call at its car-wash question."""
+    c = at_score(scripts)
     played(c, answer(c, "五分"))
     played(c, answer(c, "挺好的"))
     assert c.step.id == "car_wash"
+    return c
+
+
+def test_an_unsure_no_to_a_problem_question_is_confirmed_before_it_opens_a_ticket(scripts):
+    c = at_car_wash(scripts)
     out = scored(c, "没", ("no", 0.6), ("yes", 0.3), ("other", 0.1))
     assert say_of(out).prompt_id == "post_service.car_wash.confirm.no"
     out = played(c, heard(c, "不是,洗了的"))
@@ -559,9 +551,7 @@ def test_a_relative_who_answers_is_called_back_or_surveyed_if_they_brought_the_c
 
 
 def test_a_complaint_instead_of_a_yes_or_no_is_tagged_by_what_it_says_not_by_the_question(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     played(c, answer(c, "只能给两分"))
     played(c, answer(c, "太贵了"))
     played(c, answer(c, "一般"))
@@ -571,9 +561,7 @@ def test_a_complaint_instead_of_a_yes_or_no_is_tagged_by_what_it_says_not_by_the
 
 
 def test_a_long_answer_no_phrase_fits_is_carried_by_its_words(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     played(c, answer(c, "五分"))
     played(c, answer(c, "挺好"))
     assert c.step.id == "car_wash"
@@ -618,9 +606,7 @@ def test_a_double_negation_is_a_yes():
 
 
 def test_a_score_with_no_words_at_all_is_taken_from_the_audio(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     # the decode of a 0.2 s "三分" was rejected (no words); the audio still scored the answers
     out = scored(c, "", ("3", 0.9), ("2", 0.05), ("other", 0.05), start=3.0, end=3.22)
     assert c.answers["overall_score"] == 3 and c.step.id == "improvement"
@@ -672,18 +658,14 @@ def test_someone_else_offering_to_answer_is_surveyed_even_when_the_model_cannot_
 
 
 def test_two_different_scores_in_one_answer_are_confirmed_and_denials_do_not_loop(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = answer(c, "五分四分四分")  # the recognizer repeating itself after the customer's 五分
     assert "五分" in say_of(out).text and "overall_score" not in c.answers
     played(c, out)
     played(c, answer(c, "对"))
     assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
 
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     for _ in range(6):  # what the robot heard is denied every time: the question is skipped, not looped
         played(c, answer(c, "五分四分四分"))
         if c.step.id != "satisfaction":
@@ -694,9 +676,7 @@ def test_two_different_scores_in_one_answer_are_confirmed_and_denials_do_not_loo
 
 
 def test_a_bare_low_score_is_confirmed_and_a_garbled_yes_does_not_confirm_it(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = answer(c, "二分")  # a misheard 五分 would open a follow-up for a satisfied customer
     assert "两分" in say_of(out).text or "二分" in say_of(out).text
     assert "overall_score" not in c.answers
@@ -707,10 +687,30 @@ def test_a_bare_low_score_is_confirmed_and_a_garbled_yes_does_not_confirm_it(scr
     assert c.answers["overall_score"] == 5
 
 
-def test_a_corrected_score_is_taken_and_the_call_reports_the_score_it_settled_on(scripts):
-    c = conv(scripts)
+def reads(text: str, intent: str, confidence: float, intents: dict | None = None, rule: str | None = None) -> Nlu:
+    """A rules-only Nlu that reads ``text`` as ``intent`` (the model's guess at a misheard turn)."""
+    from dialog.nlu import NluResult
+
+    class One(Nlu):
+        def parse(self, said, context=None, now=None):
+            if said == text:
+                return NluResult(said, intent, confidence, None, None, None,
+                                 {intent: confidence} if intents is None else intents, rule, False)
+            return super().parse(said, context, now)
+
+    return One()
+
+
+def at_score(scripts, nlu: Nlu | None = None) -> Conversation:
+    """A post-service call at its score question."""
+    c = Conversation(scripts["post_service"], VALUES, nlu or Nlu(), classifier=FakeClassifier(), clock=lambda: NOW)
     played(c, answered(c))
     played(c, heard(c, "是我"))
+    return c
+
+
+def test_a_corrected_score_is_taken_and_the_call_reports_the_score_it_settled_on(scripts):
+    c = at_score(scripts)
     out = answer(c, "二分")
     assert ".confirm." in say_of(out).prompt_id
     played(c, out)
@@ -721,26 +721,20 @@ def test_a_corrected_score_is_taken_and_the_call_reports_the_score_it_settled_on
 
 
 def test_an_unclear_score_the_audio_leans_to_is_restated_not_asked_again(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = scored(c, "武术", ("5", 0.45), ("4", 0.2), ("other", 0.35))
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
     played(c, out)
     played(c, answer(c, "对的"))
     assert c.answers["overall_score"] == 5
 
-    c = conv(scripts)  # nothing the audio leans to: asked again in other words
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)  # nothing the audio leans to: asked again in other words
     out = scored(c, "武术", ("5", 0.15), ("4", 0.15), ("3", 0.1), ("other", 0.6))
     assert say_of(out).prompt_id == "post_service.satisfaction.no_match"
 
 
 def test_a_denied_score_is_not_the_calls_score(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     for _ in range(6):  # every reading denied: the question is skipped
         played(c, answer(c, "二分"))
         if c.step.id != "satisfaction":
@@ -753,22 +747,10 @@ def test_a_denied_score_is_not_the_calls_score(scripts):
 
 
 def test_an_opt_out_phrase_the_model_reads_as_feedback_is_confirmed(scripts):
-    from dialog.nlu import NluResult
-
     feedback = "我跟他们说了不要打扰我休息,你们服务挺好的"
 
-    class Model(Nlu):
-        def parse(self, text, context=None, now=None):
-            r = super().parse(text, context, now)
-            if text == feedback:  # the phrase rule says opt-out, the model reads praise
-                return NluResult(text, "opt_out", 0.9, None, None, None, {"opt_out": 0.05, "affirm": 0.8},
-                                 "opt_out", False)
-            return r
-
-    def at_advisor():
-        c = Conversation(scripts["post_service"], VALUES, Model(), classifier=FakeClassifier(), clock=lambda: NOW)
-        played(c, answered(c))
-        played(c, heard(c, "是我"))
+    def at_advisor():  # the phrase rule says opt-out, the model reads praise
+        c = at_score(scripts, reads(feedback, "opt_out", 0.9, {"opt_out": 0.05, "affirm": 0.8}, rule="opt_out"))
         played(c, answer(c, "五分"))
         assert c.step.id == "advisor"
         return c
@@ -789,17 +771,13 @@ def test_an_opt_out_phrase_the_model_reads_as_feedback_is_confirmed(scripts):
 
 
 def test_words_without_a_score_and_audio_leaning_to_one_restate_it(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = scored(c, "您好", ("5", 0.40), ("1", 0.31), ("3", 0.15), ("other", 0.14))  # a bare 五分 misheard
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
 
 
 def test_no_clear_answer_to_a_restated_score_asks_again_and_rules_nothing_out(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     played(c, answer(c, "四分三分"))  # two scores: confirmed
     out = played(c, answer(c, "随着"))  # no clear yes or no: asked once more
     out = answer(c, "转")
@@ -818,26 +796,14 @@ def test_an_identity_answer_not_understood_three_times_gets_the_call_explained(s
 
 
 def test_a_score_the_audio_disputes_is_restated_and_a_guessed_no_is_no_denial(scripts):
-    from dialog.nlu import NluResult
-
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)
     out = scored(c, "四", ("3", 0.435), ("4", 0.365), ("2", 0.076), ("other", 0.124))  # 三分 heard as 四
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.4"
     played(c, out)
     out = answer(c, "不是")
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3"  # the audio's own best
 
-    class Weak(Nlu):
-        def parse(self, text, context=None, now=None):
-            if text == "谢谢谢谢":  # "对,是的" misheard, read as a no at 0.49
-                return NluResult(text, "deny", 0.49, None, None, None, {"deny": 0.49}, None, False)
-            return super().parse(text, context, now)
-
-    c = Conversation(scripts["post_service"], VALUES, Weak(), classifier=FakeClassifier(), clock=lambda: NOW)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts, reads("谢谢谢谢", "deny", 0.49))  # "对,是的" misheard, read as a no at 0.49
     played(c, scored(c, "您好", ("5", 0.40), ("1", 0.31), ("other", 0.29)))
     out = answer(c, "谢谢谢谢")
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"  # asked again, 5 not ruled out
@@ -845,28 +811,13 @@ def test_a_score_the_audio_disputes_is_restated_and_a_guessed_no_is_no_denial(sc
 
 
 def test_a_double_negation_is_not_overruled_by_the_audio_of_its_first_words(scripts):
-    c = conv(scripts)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
-    played(c, answer(c, "五分"))
-    played(c, answer(c, "挺好的"))
-    assert c.step.id == "car_wash"
+    c = at_car_wash(scripts)
     scored(c, "不是没洗,洗了的", ("no", 0.975), ("yes", 0.025))
     assert c.answers["car_washed"] is True
 
 
 def test_a_guessed_no_to_the_score_question_with_the_audio_leaning_to_a_score_is_no_refusal_to_score(scripts):
-    from dialog.nlu import NluResult
-
-    class Guess(Nlu):
-        def parse(self, text, context=None, now=None):
-            if text == "没听乃多好":  # "满分,没得挑" misheard, read as a no at 0.44
-                return NluResult(text, "deny", 0.44, None, None, None, {"deny": 0.44}, None, False)
-            return super().parse(text, context, now)
-
-    c = Conversation(scripts["post_service"], VALUES, Guess(), classifier=FakeClassifier(), clock=lambda: NOW)
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts, reads("没听乃多好", "deny", 0.44))  # "满分,没得挑" misheard, read as a no at 0.44
     out = scored(c, "没听乃多好", ("3", 0.59), ("5", 0.2), ("4", 0.11), ("other", 0.1))
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3" and "overall_score" not in c.answers
     played(c, out)
@@ -876,8 +827,6 @@ def test_a_guessed_no_to_the_score_question_with_the_audio_leaning_to_a_score_is
     played(c, answer(c, "对"))
     assert c.answers["overall_score"] == 5
 
-    c = conv(scripts)  # said plainly: no score, the survey goes on
-    played(c, answered(c))
-    played(c, heard(c, "是我"))
+    c = at_score(scripts)  # said plainly: no score, the survey goes on
     played(c, scored(c, "不打分", ("3", 0.1), ("other", 0.9)))
     assert c.step.id == "advisor" and c.answers.get("overall_score") is None
