@@ -94,6 +94,8 @@ HELD_ANSWERS = ("text", "reason", "score5", "nps")  # the customer went on talki
 UNHELD_SCORES = {"score5": (5, 4), "nps": (10, 9)}  # expect -> (scale top, lowest score not held)
 # Speech started during the greeting and no words came for this long: a recorded greeting.
 GREETING_SPEECH_WAIT_SECONDS = 8.0
+# ... and once more this long when no words came at all (the recognizer may be behind).
+GREETING_SPEECH_EXTRA_SECONDS = 6.0
 # The customer started talking (speech detected, no text yet): the silence timer gives them this
 # much more time, so a slow recognition does not trigger "您还在听吗" over their answer.
 SPEECH_GRACE_SECONDS = 8.0
@@ -230,6 +232,7 @@ class Conversation:
         self._next_step: str | None = None
         self._buffered: list[TranscriptEvent] = []
         self._held: list[TranscriptEvent] = []
+        self._greeting_extended = False  # the greeting's wait for words was extended once
         self._greeting_speech = False  # speech heard since pick-up, its words not yet recognised  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
@@ -952,10 +955,18 @@ class Conversation:
             return []  # cancelled or replaced
         del self._tokens[ev.name]
         if ev.name == "greeting" and self.state is State.GREETING:
+            if self._greeting_speech and not self._greeting_extended:
+                # No words yet: a recorded greeting still talking, or a "喂,你好" whose words a busy
+                # recognizer has not delivered (demo run 14: three people hung up on as voicemail at
+                # 8.7 s on a loaded machine). A greeting's words, when they come, say which.
+                self._greeting_extended = True
+                logger.info("call %s: speech on pick-up, no words after %.0f s: waiting %.0f s more", self.call_id,
+                            GREETING_SPEECH_WAIT_SECONDS, GREETING_SPEECH_EXTRA_SECONDS)
+                return [self._timer("greeting", GREETING_SPEECH_EXTRA_SECONDS)]
             if self._greeting_speech:
-                # Talking on without a pause for GREETING_SPEECH_WAIT_SECONDS after picking up: no
-                # person says hello like that, a recorded greeting does.
-                return self._machine("", GREETING_SPEECH_WAIT_SECONDS, "voicemail")
+                # Talking on without words for that long after picking up: no person says hello like
+                # that, a recorded greeting does.
+                return self._machine("", GREETING_SPEECH_WAIT_SECONDS + GREETING_SPEECH_EXTRA_SECONDS, "voicemail")
             return self._enter(self.script.start)
         if ev.name == "turn_end":
             return self._release_held() if self.state is State.LISTENING else []
