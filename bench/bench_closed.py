@@ -96,9 +96,8 @@ def settled(record: dict, nlu) -> str | None:
     question is asked again the same clip comes back (same words, same audio scores). None: the
     step was left without a score. This measures the repair (restating the audio's likeliest
     scores) on top of the one-utterance decision."""
-    from callcenter.domain import ChoiceScore, TranscriptEvent
-    from dialog import actions as A
-    from dialog.engine import Conversation, State
+    from callcenter.domain import ChoiceScore
+    from dialog.engine import Conversation, run_text
     from dialog.script import shipped_scripts
 
     script_id, step_id, key = {"score5": ("post_service", "satisfaction", "overall_score"),
@@ -107,31 +106,17 @@ def settled(record: dict, nlu) -> str | None:
     values = {"surname": "王", "title": "先生", "store": "锦华丰田", "visit_date": "2024-06-09", "model": ""}
     c = Conversation(scripts[script_id], values, nlu, call_id="bench")
     choices = tuple(ChoiceScore(label, p) for label, p in record["choices"])
-    out = c.start(A.CallAnswered())
-    t, reached = 0.0, False
-    for _ in range(80):
-        reached = reached or (c.step is not None and c.step.id == step_id)
-        if c.done or reached and c.step.id != step_id:
-            break
-        timers = {a.name: a for a in out if isinstance(a, A.StartTimer)}
-        says = [a for a in out if isinstance(a, A.Say)]
-        if c.state is State.GREETING:
-            out = c.handle(A.TimerFired("greeting", timers["greeting"].token))
-        elif says:
-            out = c.handle(A.PlaybackFinished(says[-1].prompt_id))
-        elif "turn_end" in c._tokens:
-            out = c.handle(A.TimerFired("turn_end", c._tokens["turn_end"]))
-        elif c.state is State.LISTENING:
-            t += 5.0
-            if c.step.id != step_id:
-                text, event_choices = "是我", ()
-            elif c._pending is not None:
-                text, event_choices = ("对" if c._pending.label == record["expected"] else "不是"), ()
-            else:
-                text, event_choices = record["text"], choices
-            out = c.handle(TranscriptEvent(text, True, t, t + 1.0, choices=event_choices))
-        else:
-            break
+    reached: list[bool] = []
+
+    def reply(conv: Conversation):
+        if conv.step.id != step_id:
+            return None if reached else "是我"  # who it is before the question; silence after it
+        reached.append(True)
+        if conv._pending is not None:
+            return "对" if conv._pending.label == record["expected"] else "不是"
+        return record["text"], choices
+
+    run_text(c, reply)
     value = c.answers.get(key)
     return None if value is None else str(value)
 

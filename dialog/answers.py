@@ -164,8 +164,7 @@ def text_label(expect: str, nlu: NluResult) -> tuple[str | None, float]:
             return None, 0.0
         # A lone numeral ("四", no 分) is what the recognizer makes of many a short sound: the audio's
         # own scores weigh as much as it.
-        lone = len([ch for ch in nlu.text if ch.strip() and ch not in "。，,.!！?？"]) == 1
-        return str(value), 0.6 if lone else 0.95
+        return str(value), 0.6 if len(nlu.text.strip(" 。，,.!！?？")) == 1 else 0.95
     if expect == "identity" and nlu.intent == Intent.BUSY_CALLBACK.value:
         return "busy", nlu.confidence
     if nlu.intent == Intent.AFFIRM.value:

@@ -92,10 +92,10 @@ HELD_ANSWERS = ("text", "reason", "score5", "nps")  # the customer went on talki
 # ... except a good score said as a number ("挺满意的，给五分吧"): that answer is complete, and the
 # hold was a third of the reply time. A low score is still held: its reason usually follows.
 UNHELD_SCORES = {"score5": (5, 4), "nps": (10, 9)}  # expect -> (scale top, lowest score not held)
-# Speech started during the greeting and no words came for this long: a recorded greeting.
-GREETING_SPEECH_WAIT_SECONDS = 8.0
-# ... and once more this long when no words came at all (the recognizer may be behind).
-GREETING_SPEECH_EXTRA_SECONDS = 6.0
+# Speech started during the greeting and no words came for this long: a recorded greeting. (A
+# greeting's words, when they come, name a machine sooner; 8 s hung up on people whose 喂,你好 a busy
+# recognizer had not delivered yet: demo run 14.)
+GREETING_SPEECH_WAIT_SECONDS = 14.0
 # The customer started talking (speech detected, no text yet): the silence timer gives them this
 # much more time, so a slow recognition does not trigger "您还在听吗" over their answer.
 SPEECH_GRACE_SECONDS = 8.0
@@ -232,11 +232,9 @@ class Conversation:
         self._next_step: str | None = None
         self._buffered: list[TranscriptEvent] = []
         self._held: list[TranscriptEvent] = []
-        self._greeting_extended = False  # the greeting's wait for words was extended once
         self._greeting_speech = False  # speech heard since pick-up, its words not yet recognised  # finals of a free-text answer still coming in
         self._no_input_count = 0
         self._no_match_count = 0
-        self._scores: dict[str, int] = {}  # scale -> the score recorded (the first, if asked twice)
         self._denied: set[str] = set()  # scores the customer said no to at this step
         self._heard_choices: tuple[ChoiceScore, ...] = ()  # the audio's scores of this step's last answer
         self._pending: _Confirmation | None = None
@@ -582,10 +580,8 @@ class Conversation:
                 SOMEONE_ELSE.search(text) or OFFERS_TO_ANSWER.search(text)):
             pass  # "她上班去了,有什么你问我吧": not a yes or a no, but the identity step knows what it means
         elif intent == Intent.UNCLEAR.value and step.expect in ("score5", "nps") and result.rule not in (
-                "unclear", "empty") and (guess := self._audio_guess(SCORE_GUESS_FROM)) is not None:
-            # Neither the words nor the audio were sure, but the audio leans to one score: asking
-            # "您是说五分,对吗?" gets a clear yes or no where asking again gets the same unclear words.
-            return out + self._confirm_score(step, result, guess)
+                "unclear", "empty"):
+            pass  # neither words nor audio sure: the score handler restates what the audio leans to, or asks again
         elif intent == Intent.UNCLEAR.value:
             # "什么?", "没听清" ask for the question again; a mumble or a filler gets the answer's form.
             return out + self._no_match(result, repeat=result.rule == "unclear")
@@ -687,7 +683,8 @@ class Conversation:
                 if target:
                     return out + self._goto(target)
             if guess is not None and r.rule not in ("unclear", "empty"):
-                # Words with no score in them ("您好" for a bare 五分), the audio leaning to one: restate it.
+                # Words with no score in them ("您好" for a bare 五分), the audio leaning to one: asking
+                # "您是说五分,对吗?" gets a clear yes or no where asking again gets the same misheard words.
                 return out + self._confirm_score(step, r, guess)
             return out + self._no_match(r)
         heard = self.turns[-1] if self.turns else {}
@@ -700,10 +697,8 @@ class Conversation:
             return out + self._confirm_score(step, r, str(value))
         low = value <= 2 if scale == "score5" else value <= 6
         bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
-        rival = max((c for c in self._heard_choices if c.label not in (OTHER_CHOICE, str(value))),
-                    key=lambda c: c.probability, default=None)
         top = max(self._heard_choices, key=lambda c: c.probability, default=None)
-        disputed = top is not None and top.label == getattr(rival, "label", None) and rival.probability >= AUDIO_RIVAL
+        disputed = top is not None and top.label not in (OTHER_CHOICE, str(value)) and top.probability >= AUDIO_RIVAL
         if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low) \
                 or low and bare and (scale == "score5" or value <= 3) or disputed:
             # A bare low score opens a follow-up for an unhappy customer: a misheard 五分 ("二分")
@@ -749,7 +744,6 @@ class Conversation:
         if scale == "score5" and value <= 2:
             self._low_score = value
         self._satisfied = value >= UNHELD_SCORES[scale][1]  # 4-5 of 5, 9-10 of 10
-        self._scores.setdefault(scale, value)
         out = self._record(step, value, r.text, r)
         for branch in step.branches:
             if branch.matches(value):
@@ -822,13 +816,13 @@ class Conversation:
         assert p is not None
         result = self.nlu.parse(text, "yn", self.clock())
         verdict = self._confirmation_verdict(p, text, result)
+        corrected: dict = {}
         if p.label.isdigit() and p.step.expect in ("score5", "nps"):
             said = scores_said(text, 5 if p.step.expect == "score5" else 10)
             other = [v for v in said if str(v) != p.label]
-            if other:
-                # "不是,四分" / "不对,是五分": the customer's correction is the answer.
-                return self._score_corrected(p, text, start, end, result, other[-1])
-            if said and verdict is None:
+            if other:  # "不是,四分" / "不对,是五分": the customer's correction is the answer
+                verdict, corrected = False, {"corrected": other[-1], p.step.expect: other[-1]}
+            elif said and verdict is None:
                 verdict = True  # "五分" to "您是说五分,对吗?"
         if verdict is None and choices:
             # Words that fit no reading ("对" heard as "队"): a plain "yes" in the audio agrees. (An
@@ -837,8 +831,14 @@ class Conversation:
             verdict = True if d.label == "yes" and d.confidence >= CONFIRM_BELOW else None
         self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
-                           "confirming": p.label, "confirmed": verdict, **({"dtmf": True} if dtmf else {})})
+                           "confirming": p.label, "confirmed": verdict, **corrected,
+                           **({"dtmf": True} if dtmf else {})})
         out: list = [CancelTimer("no_input")]
+        if corrected:
+            self._pending = None
+            value = corrected["corrected"]  # the expect (score5 / nps) is also the reading's field
+            r = replace(result, intent=Intent.AFFIRM.value, confidence=0.9, **{p.step.expect: value})
+            return out + self._score_done(p.step, r, value, p.step.expect)
         if verdict is None and result.rule in ("opt_out", "ask_human", "busy_callback", "wrong_number") \
                 and result.intent in self.script.handlers:
             self._pending = None  # "别问了,转人工": a plain request of its own
@@ -847,17 +847,6 @@ class Conversation:
             return out + self._confirmation_unclear()
         self._pending = None
         return out + (p.yes() if verdict else p.no())
-
-    def _score_corrected(self, p: _Confirmation, text: str, start: float, end: float, result: NluResult,
-                         value: int) -> list:
-        self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
-                           "confidence": round(result.confidence, 4), "start": start, "end": end,
-                           "confirming": p.label, "confirmed": False, "corrected": value,
-                           "score5" if p.step.expect == "score5" else "nps": value})
-        self._pending = None
-        r = replace(result, intent=Intent.AFFIRM.value, confidence=0.9,
-                    **({"score5": value} if p.step.expect == "score5" else {"nps": value}))
-        return [CancelTimer("no_input")] + self._score_done(p.step, r, value, p.step.expect)
 
     def _confirmation_unclear(self) -> list:
         """No clear yes or no (silence, a mumble): ask once more, then take the safe path (do not act)."""
@@ -955,18 +944,10 @@ class Conversation:
             return []  # cancelled or replaced
         del self._tokens[ev.name]
         if ev.name == "greeting" and self.state is State.GREETING:
-            if self._greeting_speech and not self._greeting_extended:
-                # No words yet: a recorded greeting still talking, or a "喂,你好" whose words a busy
-                # recognizer has not delivered (demo run 14: three people hung up on as voicemail at
-                # 8.7 s on a loaded machine). A greeting's words, when they come, say which.
-                self._greeting_extended = True
-                logger.info("call %s: speech on pick-up, no words after %.0f s: waiting %.0f s more", self.call_id,
-                            GREETING_SPEECH_WAIT_SECONDS, GREETING_SPEECH_EXTRA_SECONDS)
-                return [self._timer("greeting", GREETING_SPEECH_EXTRA_SECONDS)]
             if self._greeting_speech:
                 # Talking on without words for that long after picking up: no person says hello like
                 # that, a recorded greeting does.
-                return self._machine("", GREETING_SPEECH_WAIT_SECONDS + GREETING_SPEECH_EXTRA_SECONDS, "voicemail")
+                return self._machine("", GREETING_SPEECH_WAIT_SECONDS, "voicemail")
             return self._enter(self.script.start)
         if ev.name == "turn_end":
             return self._release_held() if self.state is State.LISTENING else []
@@ -1105,8 +1086,7 @@ class Conversation:
         self.state = State.DONE
         self.outcome = outcome
         out: list = []
-        # The scores the conversation settled on: not a reading the customer denied or never confirmed.
-        score5 = self._scores.get("score5")
+        score5 = self._recorded_score("score5")
         if self._low_score is not None and not (self._tickets - {"praise"}):
             score_turn = next((t for t in self.turns if t.get("score5") == self._low_score), None)
             step = self.script.steps.get(score_turn["step"]) if score_turn else None
@@ -1120,7 +1100,7 @@ class Conversation:
         elif outcome is CallOutcome.PARTIAL:
             end = {"no_input": CallEnd.NO_INPUT, "no_match": CallEnd.NO_INPUT,
                    "max_duration": CallEnd.MAX_DURATION}.get(reason, CallEnd.CUSTOMER_HUNG_UP)
-        nps = self._scores.get("nps")
+        nps = self._recorded_score("nps")
         out.append(Finish(end=end.value, outcome=outcome.value, reason=reason, answers=dict(self.answers),
                           turns=tuple(self.turns), findings=tuple(self.findings.values()),
                           sentiment=self._overall_sentiment(score5), score5=score5, nps=nps))
@@ -1129,6 +1109,12 @@ class Conversation:
         if logger.isEnabledFor(logging.DEBUG):
             logger.debug("call %s turns: %s", self.call_id, json.dumps(self.turns, ensure_ascii=False, default=str))
         return out
+
+    def _recorded_score(self, expect: str) -> int | None:
+        """The score the conversation settled on (recorded at a score step), never a reading the
+        customer denied or did not confirm."""
+        return next((self.answers[s.record] for s in self.script.steps.values()
+                     if s.expect == expect and s.record and isinstance(self.answers.get(s.record), int)), None)
 
     def _overall_sentiment(self, score5: int | None) -> str | None:
         if "negative" in self._sentiments or (score5 is not None and score5 <= 2):
@@ -1140,14 +1126,22 @@ class Conversation:
         return None
 
 
-def run_text(conversation: Conversation, replies: Sequence[str | None]) -> list:
+Reply = str | tuple[str, Sequence[ChoiceScore]] | None
+
+
+def run_text(conversation: Conversation,
+             replies: Sequence[str | None] | Callable[[Conversation], Reply]) -> list:
     """Drive a conversation with typed replies (None = silence): for simulations and tests.
 
-    Every Say is "played" at once, every listen gets the next reply; returns all actions.
+    Every Say is "played" at once, every listen gets the next reply; returns all actions. ``replies``
+    may instead be a function of the conversation giving each reply as it is asked for: text, or text
+    with the recognizer's scores of the expected answers, or None.
     """
     actions = conversation.start(CallAnswered())
     log = list(actions)
-    replies = list(replies)
+    if not callable(replies):
+        pending = iter(list(replies))
+        replies = lambda _c: next(pending, None)  # noqa: E731
     clock = 0.0
     guard = 0
     while not conversation.done and guard < 200:
@@ -1162,12 +1156,13 @@ def run_text(conversation: Conversation, replies: Sequence[str | None]) -> list:
         elif conversation.state is State.LISTENING and "turn_end" in conversation._tokens:
             actions = conversation.handle(TimerFired("turn_end", conversation._tokens["turn_end"]))
         elif conversation.state is State.LISTENING:
-            reply = replies.pop(0) if replies else None
-            if reply is None:
+            reply = replies(conversation)
+            text, choices = reply if isinstance(reply, tuple) else (reply, ())
+            if text is None:
                 token = conversation._tokens.get("no_input")
                 actions = conversation.handle(TimerFired("no_input", token)) if token else []
             else:
-                actions = conversation.handle(TranscriptEvent(reply, True, clock, clock + 1.0))
+                actions = conversation.handle(TranscriptEvent(text, True, clock, clock + 1.0, choices=tuple(choices)))
                 clock += 2.0
         elif conversation.state is State.TRANSFERRING:
             actions = conversation.handle(TransferConnected())

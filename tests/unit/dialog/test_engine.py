@@ -315,9 +315,8 @@ def test_speech_on_pickup_that_never_ends_is_a_machine(scripts):
     c = conv(scripts)
     c.start(A.CallAnswered(NOW))
     timer = _timer(c.handle(TranscriptEvent("", False, 0.6, 0.6)), "greeting")
-    out = c.handle(A.TimerFired("greeting", timer.token))  # no words yet: a slow recognizer gets more time
-    assert not c.done
-    out = c.handle(A.TimerFired("greeting", _timer(out, "greeting").token))
+    assert timer.seconds >= 14.0  # no words yet: a slow recognizer gets time
+    out = c.handle(A.TimerFired("greeting", timer.token))
     assert out[-1].outcome == "machine" and c.done
 
 
@@ -325,7 +324,7 @@ def test_a_hello_whose_words_come_late_is_a_person(scripts):
     c = conv(scripts)
     c.start(A.CallAnswered(NOW))
     timer = _timer(c.handle(TranscriptEvent("", False, 0.4, 0.4)), "greeting")
-    c.handle(A.TimerFired("greeting", timer.token))  # 8 s and the recognizer has not caught up
+    assert timer.seconds > 10.0  # 10 s and the recognizer has not caught up: still waiting
     out = c.handle(TranscriptEvent("喂,你好", True, 0.4, 1.8))
     assert say_of(out).prompt_id == "post_service.identity" and not c.done
 
