@@ -128,7 +128,7 @@ SCORE_GUESS_FROM = 0.3
 RUNNER_UP_FROM = 0.2
 # NLU rules that read a whole yes/no sentence (a double negation, a denied fault, an answer that
 # leads with its yes, a confirmed identity): the audio's scores of the short answers do not overrule them.
-READS_THE_WHOLE_ANSWER = ("double negation", "negated fault", "leading yes", "identity confirmed")
+READS_THE_WHOLE_ANSWER = ("double negation", "negated fault", "leading yes", "identity confirmed", "goes ahead")
 # Declining the survey in so many words, even after confirming who one is.
 DECLINES = re.compile(r"(回访|调查|问卷|评价)(就)?(算了|不用了|不做了|免了)|不(用|需要|想|做|接受)(做)?(回访|调查|问卷|评价)"
                       r"|没(什么|啥)好(说|聊|评价)的|不想(回答|参加|配合)|就算了吧")
@@ -648,7 +648,11 @@ class Conversation:
         if value is False and step.problem and store_not_at_fault(r.text):
             # "没洗,我跟他们说不用洗的", "没有,提前就好了": a "no" that is no failure of the store.
             self.turns[-1]["not_a_problem"] = True
-        elif value is False and step.problem and r.intent != Intent.COMPLAINT.value and r.confidence < CONFIRM_BELOW:
+        elif value is False and step.problem and r.intent != Intent.COMPLAINT.value \
+                and (r.confidence < CONFIRM_BELOW or self._satisfied):
+            # A guessed failure is confirmed before it opens a ticket; so is any failure the customer
+            # who just gave 4-5 points names only by a "no" ("没有晚,准时的" heard as 没有玩对时等, deny
+            # 0.96, opened a late-delivery ticket on a 5/5 call). One short question against a false ticket.
             return self._confirm("no", step, yes=lambda: self._yes_no_done(step, r, False, target, problem=True),
                                  no=lambda: self._yes_no_done(step, r, True, step.on.get("affirm") or step.goto))
         return out + self._yes_no_done(step, r, value, target, problem=value is False and bool(step.problem)
@@ -678,7 +682,10 @@ class Conversation:
                 target = step.on.get("deny") or step.goto
                 if target:
                     return out + self._record(step, None, r.text, r) + self._goto(target)
-            if r.intent == Intent.COMPLAINT.value:
+            if r.intent == Intent.COMPLAINT.value and (guess is None or r.confidence >= CONFIRM_BELOW):
+                # A complaint instead of a score goes to the complaint's branch; a guessed one
+                # ("汽车售真的没话想" for 一百分,真的没话讲: complaint 0.39) with the audio leaning to a
+                # score has that score restated below.
                 target = step.on.get("complaint") or step.goto or (step.branches[-1].goto if step.branches else None)
                 if target:
                     return out + self._goto(target)

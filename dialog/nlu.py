@@ -320,6 +320,10 @@ _LEADING_YES = re.compile(r"^(是的|是啊|对的|对|嗯|准时|按时|洗了|
 # confirmation, but not a negation (不是我); "是我，你说吧" ends by inviting the questions.
 _CONFIRMS_IDENTITY = re.compile(r"^([^不没别非])?[,，]?(是我|我就是|我是|是的|是啊|对的|对我是)"
                                 r"|^([^不没别非])?[,，]?是我.{0,2}(你|您)(说|讲|问)(吧|啊|呗)?$")
+# Giving the go-ahead to questions ("那好吧,问吧", "行,你说", "你问吧"), to "……可以吗?" or "is this
+# Mr Wang?": a yes, unless a refusal is in it too ("不用了,你说吧" is not read here).
+_GOES_AHEAD = re.compile(r"(问|说|讲)吧|(你|您)(就)?(问|说|讲)(吧|啊|呗|呀)?$|^(那)?(好吧|行吧|来吧)")
+_REFUSES = re.compile(r"不(用|要|想|必|方便|行)|算了|别|没空|没时间|没功夫")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
 _IRREVERSIBLE = frozenset({Intent.OPT_OUT.value, Intent.WRONG_NUMBER.value})
@@ -395,6 +399,8 @@ class Nlu:
                 return Intent.AFFIRM.value, 0.7, "score"
             if _QUESTION.search(canon):
                 return Intent.QUESTION.value, 0.6, "question"
+            if context in ("id", "yn") and _GOES_AHEAD.search(canon) and not _REFUSES.search(canon):
+                return Intent.AFFIRM.value, 0.75, "goes ahead"
             return self._yes_no(canon)
         if has_score and _COMPLAINT.search(canon):
             return Intent.COMPLAINT.value, max(probs.get("complaint", 0.0), 0.7), "score+complaint"
@@ -413,6 +419,11 @@ class Nlu:
             # "笨是我你说吧" as yes gets the rule's name on it, so a rival answer in the audio does not
             # overrule the words (the demo re-asked it three times and ended the call partial).
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "identity confirmed"
+        if context in ("id", "yn") and (best in ("affirm", "question", "unclear") or weak) \
+                and _GOES_AHEAD.search(canon) and not _REFUSES.search(canon):
+            # "那好吧问吧" to "……只需要一分钟,可以吗?" (read unclear 0.41 three times, and the call ended
+            # partial): letting the robot ask is a yes.
+            return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "goes ahead"
         if context == "yn" and best == "deny" and probs[best] < 0.5 and _LEADING_YES.match(canon):
             # People lead with the answer: "准时的，说好下午四点……" misheard at the end as "…就没好了"
             # must not turn an on-time delivery into a complaint ticket.

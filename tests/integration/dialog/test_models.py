@@ -82,6 +82,14 @@ def test_confirming_identity_and_asking_what_for_is_a_yes(nlu):
     assert nlu.parse("什么事", "id").intent == "question"
 
 
+def test_giving_the_go_ahead_is_a_yes_and_a_refusal_is_not(nlu):
+    # "那好吧,问吧" to "……只需要一分钟,可以吗?" was read unclear three times and the call ended partial.
+    for text, context in (("那好吧问吧", "yn"), ("行你说", "yn"), ("你问吧", "id"), ("没事你问吧", "yn")):
+        assert nlu.parse(text, context).intent == "affirm", text
+    for text in ("不用了你说吧", "好吧不用了", "算了吧"):
+        assert nlu.parse(text, "yn").intent == "deny", text
+
+
 def test_a_yes_said_first_stands_over_a_misheard_tail(nlu):
     # Whisper heard "准时的，说好下午四点，不到四点就弄好了" as "…就没好了" on a real call.
     assert nlu.parse("准时等说好像5次点不到4点就没好了", "yn").intent == "affirm"

@@ -840,3 +840,41 @@ def test_a_guessed_no_to_the_score_question_with_the_audio_leaning_to_a_score_is
     c = at_score(scripts)  # said plainly: no score, the survey goes on
     played(c, scored(c, "不打分", ("3", 0.1), ("other", 0.9)))
     assert c.step.id == "advisor" and c.answers.get("overall_score") is None
+
+
+def test_a_failure_named_by_a_sure_no_on_a_satisfied_call_is_confirmed_first(scripts):
+    c = at_car_wash(scripts)  # the customer gave five points
+    played(c, answer(c, "洗了"))
+    out = scored(c, "没有", ("no", 0.9), ("yes", 0.1))  # a sure no (a misheard 没有晚, say)
+    assert say_of(out).prompt_id == "post_service.on_time.confirm.no" and not c._problems
+    played(c, answer(c, "不是,准时的"))
+    assert c.answers["on_time"] is True and not c._problems
+
+    c = at_car_wash(scripts)
+    played(c, answer(c, "洗了"))
+    played(c, scored(c, "没有", ("no", 0.9), ("yes", 0.1)))
+    played(c, answer(c, "对,晚了一个小时"))  # the failure stands: it is a problem
+    assert c.answers["on_time"] is False and c._problems
+
+
+def test_a_guessed_complaint_instead_of_a_score_with_the_audio_leaning_to_one_restates_it(scripts):
+    # "一百分,真的没话讲" misheard as 汽车售真的没话想, read as a complaint at 0.39
+    c = at_score(scripts, reads("汽车售真的没话想", "complaint", 0.39))
+    out = scored(c, "汽车售真的没话想", ("5", 0.47), ("3", 0.22), ("1", 0.21), ("other", 0.1))
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"
+    played(c, out)
+    played(c, answer(c, "对"))
+    assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
+
+    c = at_score(scripts, reads("太差劲了", "complaint", 0.95))  # a sure complaint goes to its branch
+    scored(c, "太差劲了", ("1", 0.5), ("other", 0.5))
+    assert c.step.id == "improvement"
+
+
+def test_giving_the_go_ahead_is_a_yes():
+    nlu = Nlu()  # rules only here; tests/integration/dialog/test_models.py reads them with the model
+    for text, context in (("那好吧,问吧", "yn"), ("行,你说", "yn"), ("你问吧", "id"), ("没事,你问吧", "yn")):
+        r = nlu.parse(text, context)
+        assert r.intent == "affirm" and r.rule in ("goes ahead", "yes_no"), text
+    for text in ("不用了,你说吧", "好吧,不用了", "算了吧"):
+        assert nlu.parse(text, "yn").rule != "goes ahead", text
