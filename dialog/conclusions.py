@@ -112,10 +112,15 @@ ECHO_BELOW, STRONG_FROM = 0.5, 0.8
 # On a call the customer scored well, a problem category the classifier is this unsure of is not
 # concluded (a garbled "技师挺实在,不乱推项目" read as attitude at 0.4 opened a ticket on a 5/5 call).
 SATISFIED_PROBLEM_FROM = 0.5
+# ... nor one read from words the recognizer itself doubts: Whisper's mean token probability below
+# this. On the tune calls garbled short answers ("顾问还捆银" for 顾问还可以: attitude 0.90) came back
+# at 0.25-0.41 and every answer that carried a real complaint at 0.60 or more.
+DOUBTFUL_WORDS_BELOW = 0.5
 
 
 def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment: str,
-                complaint: bool, text: str = "", *, satisfied: bool = False) -> tuple[str, ...]:
+                complaint: bool, text: str = "", *, satisfied: bool = False,
+                asr: float | None = None) -> tuple[str, ...]:
     """The tags one answer supports, read with its sentiment.
 
     * praised topics are praise, not problems: "续保提醒挺及时的" names insurance, and is no
@@ -124,7 +129,9 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     * a weak problem beside a strong one is the strong one's echo;
     * charges nobody announced are a price problem, however the classifier placed them;
     * on a call the customer scored well (``satisfied``, and no phrase rule heard a complaint), a
-      problem needs the classifier's score of at least :data:`SATISFIED_PROBLEM_FROM`.
+      problem needs the classifier's score of at least :data:`SATISFIED_PROBLEM_FROM`, and words
+      the recognizer was sure enough of (``asr``, its confidence, at least
+      :data:`DOUBTFUL_WORDS_BELOW`): a satisfied customer's garbled answer concludes nothing.
     """
     problems = [c for c in categories if c != "praise"]
     if sentiment == "positive" and not complaint:
@@ -133,7 +140,8 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     if any(scores.get(c, 0.0) >= STRONG_FROM for c in problems):
         cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= ECHO_BELOW or scores.get(c, 0.0) >= STRONG_FROM]
     if satisfied:
-        cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= SATISFIED_PROBLEM_FROM]
+        doubtful = asr is not None and asr < DOUBTFUL_WORDS_BELOW
+        cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= SATISFIED_PROBLEM_FROM and not doubtful]
     if sentiment != "positive" and "price" not in cats and _UNANNOUNCED_CHARGE.search(text):
         cats.append("price")
     return tuple(dict.fromkeys(cats))

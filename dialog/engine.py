@@ -367,7 +367,8 @@ class Conversation:
         if self._buffered:
             pending, self._buffered = self._buffered, []
             merged = " ".join(e.text for e in pending if e.text.strip())
-            out += self._understand(merged, pending[0].start, pending[-1].end)
+            out += self._understand(merged, pending[0].start, pending[-1].end,
+                                    asr=min(e.confidence for e in pending))
         return out
 
     def _timeout(self) -> float:
@@ -404,7 +405,7 @@ class Conversation:
             self.state = State.LISTENING
             out: list = [StopSpeaking("barge_in")]
             if ev.is_final:
-                return out + self._understand(text, ev.start, ev.end, choices=ev.choices)
+                return out + self._understand(text, ev.start, ev.end, choices=ev.choices, asr=ev.confidence)
             return out
         if self.state is not State.LISTENING:
             return []
@@ -419,7 +420,7 @@ class Conversation:
                 return [self._timer("turn_end", TURN_HOLD_SECONDS)]
             if ev.choices and self.step is not None and self.step.expect in CLOSED_EXPECTS:
                 # No words, but the audio scored the expected answers ("三分" of 0.2 s): let it speak.
-                return self._understand("", ev.start, ev.end, choices=ev.choices)
+                return self._understand("", ev.start, ev.end, choices=ev.choices, asr=ev.confidence)
             if ev.end - ev.start >= UNUSABLE_SPEECH_SECONDS and self.step is not None:
                 return self._unusable(ev)
             return [self._timer("no_input", self._timeout())]
@@ -427,7 +428,7 @@ class Conversation:
                 (self.step.expect in HELD_ANSWERS or len(text) <= 1) and not self._complete_score(text))):
             self._held.append(ev)
             return [CancelTimer("no_input"), self._timer("turn_end", TURN_HOLD_SECONDS)]
-        return self._understand(text, ev.start, ev.end, choices=ev.choices)
+        return self._understand(text, ev.start, ev.end, choices=ev.choices, asr=ev.confidence)
 
     def _unusable(self, ev: TranscriptEvent) -> list:
         """The customer spoke and the recognizer made nothing of it: "not understood", not silence."""
@@ -489,7 +490,7 @@ class Conversation:
             return []
         scored = [e.choices for e in held if e.choices]
         return self._understand(" ".join(e.text.strip() for e in held), held[0].start, held[-1].end,
-                                choices=scored[-1] if scored else ())
+                                choices=scored[-1] if scored else (), asr=min(e.confidence for e in held))
 
     def _machine(self, text: str, duration: float, verdict: str = "voicemail") -> list:
         self.turns.append({"step": GREETING, "text": text, "intent": None, "confidence": None, "start": 0.0,
@@ -520,7 +521,9 @@ class Conversation:
 
     # -- understanding ---------------------------------------------------------------------------
     def _understand(self, text: str, start: float, end: float, dtmf: bool = False,
-                    choices: Sequence[ChoiceScore] = ()) -> list:
+                    choices: Sequence[ChoiceScore] = (), asr: float | None = None) -> list:
+        """Act on one answer. ``asr``: the recognizer's confidence in the words (Whisper: the mean
+        token probability; the least of an answer's pieces), kept in the turn for the reader."""
         step = self.step
         assert step is not None
         if self._pending is not None:
@@ -537,6 +540,7 @@ class Conversation:
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
                            "score5": result.score5, "nps": result.nps,
                            "callback_at": result.callback_at.isoformat() if result.callback_at else None,
+                           **({"asr": round(asr, 3)} if asr is not None and not dtmf else {}),
                            **decided, **({"dtmf": True} if dtmf else {})})
         logger.debug("call %s step %s: intent %s (%.2f)", self.call_id, step.id, result.intent, result.confidence)
         if result.callback_at is not None:
@@ -1010,7 +1014,8 @@ class Conversation:
         # misread ("服务态度不差,挺热情"); a phrase rule's complaint stands.
         complaint = r.intent == Intent.COMPLAINT.value and (r.rule is not None or result.sentiment != "positive")
         categories = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text,
-                                 satisfied=self._satisfied and not (complaint and r.rule is not None))
+                                 satisfied=self._satisfied and not (complaint and r.rule is not None),
+                                 asr=self.turns[-1].get("asr") if self.turns else None)
         if categories != result.categories:
             self.turns[-1]["tags_read"] = {"classifier": list(result.categories), "kept": list(categories)}
         for code in categories:

@@ -536,6 +536,14 @@ def test_tags_are_read_with_the_answers_sentiment():
         ("service_attitude",)
     assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "等了三个钟头", satisfied=True) == \
         ("wait_time",)
+    # a satisfied customer's words the recognizer doubts (顾问还捆银 for 顾问还可以) conclude no problem;
+    # an unhappy customer's still do, and so do clear words
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.9}, "negative", True, "顾问还捆银",
+                       satisfied=True, asr=0.41) == ()
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.9}, "negative", True, "顾问还捆银",
+                       asr=0.41) == ("service_attitude",)
+    assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "等了三个钟头", satisfied=True,
+                       asr=0.7) == ("wait_time",)
     # charges nobody announced are a price problem
     assert refine_tags(("service_process",), {"service_process": 0.7}, "negative", False,
                        "结账的时候多了个检测费,之前都没人跟我说") == ("service_process", "price")
@@ -878,3 +886,13 @@ def test_giving_the_go_ahead_is_a_yes():
         assert r.intent == "affirm" and r.rule in ("goes ahead", "yes_no"), text
     for text in ("不用了,你说吧", "好吧,不用了", "算了吧"):
         assert nlu.parse(text, "yn").rule != "goes ahead", text
+
+
+def test_a_satisfied_customers_words_the_recognizer_doubts_open_no_ticket(scripts):
+    c = at_score(scripts)
+    played(c, answer(c, "五分"))
+    assert c.step.id == "advisor"
+    out = c.handle(TranscriptEvent("顾问等了", True, 1.0, 2.0, confidence=0.35))  # garbled, doubted
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    played(c, c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out)
+    assert c.turns[-1]["asr"] == 0.35 and not c._problems and "wait_time" not in c.findings
