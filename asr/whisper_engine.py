@@ -98,6 +98,10 @@ class WhisperOptions:
     # clear 五分), or longer than this many characters (a sentence no short phrase fits: the scores
     # all go to "other" and the dialog reads the words).
     choice_skip_longer_than: int = 10
+    # ... but a transcript that is an answer word for word is scored anyway when the decoder itself
+    # doubted it (its mean token probability, ``Decoded.confidence``, below this): a bare 五分 on a
+    # bad line came back as 二分 or 一分 at 0.12-0.23, where right ones mostly came back above 0.3.
+    choice_doubt_below: float = 0.5
     vad: VadConfig = field(default_factory=VadConfig)
 
     def __post_init__(self) -> None:
@@ -455,7 +459,9 @@ class WhisperEngine:
             # A lone numeral ("四" for a spoken 三分) is a phrase too, but the weakest of readings: it is
             # scored, so that a "no" to it leaves the answer's next likeliest score to ask about.
             lone_numeral = len(free) == 1 and free in "零一二两三四五六七八九十"
-            if d.text and (free in phrases and not lone_numeral or len(free) > self.options.choice_skip_longer_than):
+            sure = d.confidence >= self.options.choice_doubt_below
+            if d.text and (free in phrases and not lone_numeral and sure
+                           or len(free) > self.options.choice_skip_longer_than):
                 continue  # the words decide: no choices, as for an engine that cannot score
             if free and free not in phrases:
                 texts.append((OTHER_CHOICE, to_simplified(d.raw_text).strip()))

@@ -71,13 +71,14 @@ def clip_records(engine, nlu, rows: list[dict]) -> list[dict]:
         text = final.text if final else ""
         choices = final.choices if final else ()
         parsed = nlu.parse(text, step.context)
-        decision = decide(step.expect, parsed, choices)
+        asr = final.confidence if final else None
+        decision = decide(step.expect, parsed, choices, asr=asr)
         text_only = decide(step.expect, parsed, ())
         last = rec.last_decode
         out.append({
             "id": row["id"], "split": row["split"], "qtype": row["qtype"], "expected": row["label"],
             "said": row["text"], "voice": row["voice"], "one_word": _chars(row["text"]) <= ONE_WORD_MAX_CHARS,
-            "finals": len(finals), "text": text, "raw": last.raw_text if last else "",
+            "finals": len(finals), "text": text, "raw": last.raw_text if last else "", "asr": asr,
             "choices": [[c.label, c.probability] for c in choices],
             "phrase_scores": [list(p) for p in (last.phrase_scores if last else ())],
             "nlu": {"intent": parsed.intent, "confidence": round(parsed.confidence, 4), "score5": parsed.score5,
@@ -114,7 +115,8 @@ def settled(record: dict, nlu) -> str | None:
         reached.append(True)
         if conv._pending is not None:
             return "对" if conv._pending.label == record["expected"] else "不是"
-        return record["text"], choices
+        asr = record.get("asr")
+        return record["text"], choices, 1.0 if asr is None else asr
 
     run_text(c, reply)
     value = c.answers.get(key)

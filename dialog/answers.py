@@ -156,8 +156,23 @@ class DecideSettings:
 DEFAULT_SETTINGS = DecideSettings()
 
 
-def text_label(expect: str, nlu: NluResult) -> tuple[str | None, float]:
-    """The label the free transcript's NLU reading gives, and how sure that reading is."""
+# The recognizer's own confidence in the words (Whisper: mean token probability) below which the
+# words are a guess: their reading weighs no more than the audio's scores (see text_label).
+DOUBTFUL_WORDS_BELOW = 0.5
+DOUBTFUL_WORDS_WEIGHT = 0.6
+
+
+def text_label(expect: str, nlu: NluResult, asr: float | None = None) -> tuple[str | None, float]:
+    """The label the free transcript's NLU reading gives, and how sure that reading is (``asr``:
+    the recognizer's confidence in the words; words it doubted are read at most
+    :data:`DOUBTFUL_WORDS_WEIGHT` sure, so the audio's scores weigh as much as they do)."""
+    label, conf = _text_label(expect, nlu)
+    if label is not None and asr is not None and asr < DOUBTFUL_WORDS_BELOW:
+        conf = min(conf, DOUBTFUL_WORDS_WEIGHT)
+    return label, conf
+
+
+def _text_label(expect: str, nlu: NluResult) -> tuple[str | None, float]:
     value = nlu.score5 if expect == "score5" else nlu.nps if expect == "nps" else None
     if expect in ("score5", "nps"):
         if value is None:
@@ -175,13 +190,14 @@ def text_label(expect: str, nlu: NluResult) -> tuple[str | None, float]:
 
 
 def decide(expect: str, nlu: NluResult, choices: Sequence[ChoiceScore] = (),
-           settings: DecideSettings = DEFAULT_SETTINGS) -> Decision:
+           settings: DecideSettings = DEFAULT_SETTINGS, asr: float | None = None) -> Decision:
     """The answer to a closed question from the free transcript's NLU reading and the acoustic scores.
 
     Args:
         expect: the step's ``expect`` (one of :data:`CLOSED_EXPECTS`).
         nlu: :meth:`dialog.nlu.Nlu.parse` of the final transcript, with the step's context.
         choices: the final event's ``choices`` (empty when the recognizer could not score).
+        asr: the final event's ``confidence`` (the recognizer's in its words), None if unknown.
 
     The acoustic probabilities are over the expected answers plus "other" (the free hypothesis,
     which matched none of the phrases). When the free transcript *means* one of the answers
@@ -195,7 +211,7 @@ def decide(expect: str, nlu: NluResult, choices: Sequence[ChoiceScore] = (),
     """
     if expect not in CLOSED_EXPECTS:
         raise ValueError(f"decide: {expect!r} is not a closed question (expected one of {', '.join(CLOSED_EXPECTS)})")
-    t_label, t_conf = text_label(expect, nlu)
+    t_label, t_conf = text_label(expect, nlu, asr)
     if t_label is None and nlu.intent in settings.off_script and nlu.rule is not None \
             and not (expect == "identity" and nlu.intent == Intent.BUSY_CALLBACK.value):
         return Decision(None, nlu.confidence, f"intent:{nlu.intent}")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from callcenter.domain import CATEGORY_DEPARTMENT, PROBLEM_ZH, Department, FeedbackCategory
 from dialog.actions import OpenTicket
+from dialog.answers import DOUBTFUL_WORDS_BELOW
 
 # The customer's own choice or doing, said together with a "no" to a question about a failure.
 _CUSTOMER_CHOICE = re.compile(
@@ -112,10 +113,9 @@ ECHO_BELOW, STRONG_FROM = 0.5, 0.8
 # On a call the customer scored well, a problem category the classifier is this unsure of is not
 # concluded (a garbled "技师挺实在,不乱推项目" read as attitude at 0.4 opened a ticket on a 5/5 call).
 SATISFIED_PROBLEM_FROM = 0.5
-# ... nor one read from words the recognizer itself doubts: Whisper's mean token probability below
-# this. On the tune calls garbled short answers ("顾问还捆银" for 顾问还可以: attitude 0.90) came back
-# at 0.25-0.41 and every answer that carried a real complaint at 0.60 or more.
-DOUBTFUL_WORDS_BELOW = 0.5
+# ... nor one read from words the recognizer itself doubts (dialog.answers.DOUBTFUL_WORDS_BELOW:
+# Whisper's mean token probability below 0.5). On the tune calls garbled short answers ("顾问还捆银"
+# for 顾问还可以: attitude 0.90) came back at 0.25-0.41, every answer with a real complaint at 0.60+.
 
 
 def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment: str,
@@ -131,7 +131,7 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     * on a call the customer scored well (``satisfied``, and no phrase rule heard a complaint), a
       problem needs the classifier's score of at least :data:`SATISFIED_PROBLEM_FROM`, and words
       the recognizer was sure enough of (``asr``, its confidence, at least
-      :data:`DOUBTFUL_WORDS_BELOW`): a satisfied customer's garbled answer concludes nothing.
+      :data:`~dialog.answers.DOUBTFUL_WORDS_BELOW`): a satisfied customer's garbled answer concludes nothing.
     """
     problems = [c for c in categories if c != "praise"]
     if sentiment == "positive" and not complaint:

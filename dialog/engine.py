@@ -68,7 +68,7 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
-from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label
+from dialog.answers import CLOSED_EXPECTS, DOUBTFUL_WORDS_BELOW, choices_for, decide, text_label
 from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
@@ -444,14 +444,15 @@ class Conversation:
         return out + self._no_match(None)
 
     @staticmethod
-    def _closed_answer(step: Step, result: NluResult, choices: Sequence[ChoiceScore]) -> tuple[NluResult, dict]:
+    def _closed_answer(step: Step, result: NluResult, choices: Sequence[ChoiceScore],
+                       asr: float | None = None) -> tuple[NluResult, dict]:
         """The answer to a closed question from the transcript's reading and the audio's own scores
         of the expected answers (:func:`dialog.answers.decide`), as the reading the handlers act on."""
         if result.rule in READS_THE_WHOLE_ANSWER:
             # "不是没洗,洗了的": the audio scores the short answer 不是/没洗 best on the answer's first
             # words; the reading of the whole sentence is what it means.
             choices = ()
-        d = decide(step.expect, result, choices)
+        d = decide(step.expect, result, choices, asr=asr)
         note = {"answer": d.label, "answer_confidence": d.confidence, "answer_source": d.source}
         if d.source.startswith("intent:") or result.intent == Intent.COMPLAINT.value:
             return result, note  # not an answer (opting out, a human, a question back) or a complaint
@@ -459,11 +460,13 @@ class Conversation:
         if d.label is None:
             heard = [c for c in choices if c.label != OTHER_CHOICE]
             rival = max(heard, key=lambda c: c.probability) if heard else None
-            said = text_label(step.expect, result)[0]
-            if said is not None and result.rule is None and rival is not None and rival.label != said \
+            said = text_label(step.expect, result, asr)[0]
+            doubted = asr is not None and asr < DOUBTFUL_WORDS_BELOW
+            if said is not None and (result.rule is None or doubted) and rival is not None and rival.label != said \
                     and rival.probability >= AUDIO_RIVAL:
                 # The model's reading of the words says one answer and the audio another: ask, do not
-                # guess. (A phrase rule's reading, "是我你说吧", stands: run 10 of the demo re-asked it.)
+                # guess. (A phrase rule's reading, "是我你说吧", stands: run 10 of the demo re-asked it;
+                # unless the recognizer doubted the words themselves: "二分" at 0.12 for a bare 五分.)
                 return replace(result, intent=Intent.UNCLEAR.value, confidence=d.confidence, score5=None,
                                nps=None, rule="not sure"), note
             return result, note  # a long answer no short phrase fits: its words carry it
@@ -531,7 +534,7 @@ class Conversation:
         result = self.nlu.parse(text, step.context, self.clock())
         decided: dict = {}
         if step.expect in CLOSED_EXPECTS and not dtmf:
-            result, decided = self._closed_answer(step, result, choices)
+            result, decided = self._closed_answer(step, result, choices, asr)
             self._heard_choices = tuple(choices)
             if choices:  # the audio's three likeliest answers, for whoever reads the call afterwards
                 top = sorted(choices, key=lambda c: c.probability, reverse=True)[:3]
@@ -1138,7 +1141,7 @@ class Conversation:
         return None
 
 
-Reply = str | tuple[str, Sequence[ChoiceScore]] | None
+Reply = str | tuple[str, Sequence[ChoiceScore]] | tuple[str, Sequence[ChoiceScore], float] | None
 
 
 def run_text(conversation: Conversation,
@@ -1147,7 +1150,7 @@ def run_text(conversation: Conversation,
 
     Every Say is "played" at once, every listen gets the next reply; returns all actions. ``replies``
     may instead be a function of the conversation giving each reply as it is asked for: text, or text
-    with the recognizer's scores of the expected answers, or None.
+    with the recognizer's scores of the expected answers (and its confidence in the words), or None.
     """
     actions = conversation.start(CallAnswered())
     log = list(actions)
@@ -1169,12 +1172,13 @@ def run_text(conversation: Conversation,
             actions = conversation.handle(TimerFired("turn_end", conversation._tokens["turn_end"]))
         elif conversation.state is State.LISTENING:
             reply = replies(conversation)
-            text, choices = reply if isinstance(reply, tuple) else (reply, ())
+            text, choices, confidence = (tuple(reply) + (1.0,))[:3] if isinstance(reply, tuple) else (reply, (), 1.0)
             if text is None:
                 token = conversation._tokens.get("no_input")
                 actions = conversation.handle(TimerFired("no_input", token)) if token else []
             else:
-                actions = conversation.handle(TranscriptEvent(text, True, clock, clock + 1.0, choices=tuple(choices)))
+                actions = conversation.handle(TranscriptEvent(text, True, clock, clock + 1.0, confidence,
+                                                              choices=tuple(choices)))
                 clock += 2.0
         elif conversation.state is State.TRANSFERRING:
             actions = conversation.handle(TransferConnected())

@@ -141,3 +141,17 @@ def test_an_explicit_score_in_the_text_outweighs_a_lukewarm_audio_rival(nlu):
     # The audio sure of another answer: not the text's answer on its own.
     d = decide("score5", nlu.parse("二分", "sat"), scores(**{"3": 0.995, "2": 0.004, OTHER_CHOICE: 0.001}))
     assert d.label != "2"
+
+
+def test_words_the_recognizer_doubted_weigh_no_more_than_the_audio(nlu):
+    # A bare 五分 on a bad line came back as "二分" at the decoder's own 0.12: words and audio that
+    # disagree are no answer (the dialog restates the audio's score), where the same words heard with
+    # confidence would have carried it; audio sure of its answer decides.
+    audio = scores(**{"5": 0.6, "2": 0.3, OTHER_CHOICE: 0.1})
+    assert decide("score5", nlu.parse("二分", "sat"), audio).label == "2"
+    assert decide("score5", nlu.parse("二分", "sat"), audio, asr=0.7).label == "2"
+    assert decide("score5", nlu.parse("二分", "sat"), audio, asr=0.12).label is None
+    sure = decide("score5", nlu.parse("二分", "sat"), scores(**{"5": 0.85, "2": 0.1, OTHER_CHOICE: 0.05}), asr=0.12)
+    assert sure.label == "5" and sure.source == "audio"
+    # without audio scores the words still decide, doubted or not
+    assert decide("score5", nlu.parse("二分", "sat"), (), asr=0.12).label == "2"

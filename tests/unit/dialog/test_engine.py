@@ -896,3 +896,14 @@ def test_a_satisfied_customers_words_the_recognizer_doubts_open_no_ticket(script
     held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
     played(c, c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out)
     assert c.turns[-1]["asr"] == 0.35 and not c._problems and "wait_time" not in c.findings
+
+
+def test_a_score_in_words_the_recognizer_doubted_is_weighed_against_the_audio(scripts):
+    from callcenter.domain import ChoiceScore
+
+    c = at_score(scripts)  # a bare 五分 on a bad line, heard as 二分 at the decoder's own 0.12
+    audio = (ChoiceScore("5", 0.6), ChoiceScore("2", 0.3), ChoiceScore("other", 0.1))
+    out = c.handle(TranscriptEvent("二分", True, 1.0, 2.0, confidence=0.12, choices=audio))
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    out = c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5" and "overall_score" not in c.answers
