@@ -713,13 +713,16 @@ class Conversation:
         bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
         top = max(self._heard_choices, key=lambda c: c.probability, default=None)
         disputed = top is not None and top.label not in (OTHER_CHOICE, str(value)) and top.probability >= AUDIO_RIVAL
+        doubted = heard.get("asr", 1.0) < DOUBTFUL_WORDS_BELOW and r.confidence < CONFIRM_BELOW
         if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low) \
-                or low and bare and (scale == "score5" or value <= 3) or disputed:
+                or low and bare and (scale == "score5" or value <= 3) or disputed or doubted:
             # A bare low score opens a follow-up for an unhappy customer: a misheard 五分 ("二分")
             # would open one for a satisfied one. Restated first ("您是说两分,对吗?").
             # The audio alone says which score (the words did not): restate it before it decides the
             # call's branch, or opens a follow-up for an unhappy customer who was not. So too when the
-            # audio's likeliest score is another one ("四" heard, 三分 the audio's best at 0.44).
+            # audio's likeliest score is another one ("四" heard, 三分 the audio's best at 0.44), or the
+            # recognizer doubted the words and words and audio together are not sure ("三分" at 0.15
+            # for a bare 五分, the audio agreeing at 0.42).
             return out + self._confirm_score(step, r, str(value))
         return out + self._score_done(step, r, value, scale)
 

@@ -907,3 +907,13 @@ def test_a_score_in_words_the_recognizer_doubted_is_weighed_against_the_audio(sc
     held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
     out = c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5" and "overall_score" not in c.answers
+    # words the recognizer doubted, the audio agreeing but not surely: the score is restated
+    c = at_score(scripts)
+    audio = (ChoiceScore("3", 0.42), ChoiceScore("5", 0.24), ChoiceScore("4", 0.17), ChoiceScore("other", 0.17))
+    out = c.handle(TranscriptEvent("三分", True, 1.0, 2.0, confidence=0.15, choices=audio))
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    out = c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3" and "overall_score" not in c.answers
+    played(c, out)
+    out = answer(c, "不是")
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"  # the audio's next likeliest
