@@ -162,12 +162,17 @@ DOUBTFUL_WORDS_BELOW = 0.5
 DOUBTFUL_WORDS_WEIGHT = 0.6
 
 
+def words_doubted(asr: float | None) -> bool:
+    """The recognizer doubted its own words (``asr``: its confidence in them; None: not known)."""
+    return asr is not None and asr < DOUBTFUL_WORDS_BELOW
+
+
 def text_label(expect: str, nlu: NluResult, asr: float | None = None) -> tuple[str | None, float]:
     """The label the free transcript's NLU reading gives, and how sure that reading is (``asr``:
     the recognizer's confidence in the words; words it doubted are read at most
     :data:`DOUBTFUL_WORDS_WEIGHT` sure, so the audio's scores weigh as much as they do)."""
     label, conf = _text_label(expect, nlu)
-    if label is not None and asr is not None and asr < DOUBTFUL_WORDS_BELOW:
+    if label is not None and words_doubted(asr):
         conf = min(conf, DOUBTFUL_WORDS_WEIGHT)
     return label, conf
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from callcenter.domain import CATEGORY_DEPARTMENT, PROBLEM_ZH, Department, FeedbackCategory
 from dialog.actions import OpenTicket
-from dialog.answers import DOUBTFUL_WORDS_BELOW
+from dialog.answers import words_doubted
 
 # The customer's own choice or doing, said together with a "no" to a question about a failure.
 _CUSTOMER_CHOICE = re.compile(
@@ -140,7 +140,7 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     if any(scores.get(c, 0.0) >= STRONG_FROM for c in problems):
         cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= ECHO_BELOW or scores.get(c, 0.0) >= STRONG_FROM]
     if satisfied:
-        doubtful = asr is not None and asr < DOUBTFUL_WORDS_BELOW
+        doubtful = words_doubted(asr)
         cats = [c for c in cats if c == "praise" or scores.get(c, 1.0) >= SATISFIED_PROBLEM_FROM and not doubtful]
     if sentiment != "positive" and "price" not in cats and _UNANNOUNCED_CHARGE.search(text):
         cats.append("price")

@@ -68,7 +68,7 @@ from dialog.actions import (
     TransferFailed,
 )
 from dialog.amd import classify_greeting
-from dialog.answers import CLOSED_EXPECTS, DOUBTFUL_WORDS_BELOW, choices_for, decide, text_label
+from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label, words_doubted
 from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
@@ -461,7 +461,7 @@ class Conversation:
             heard = [c for c in choices if c.label != OTHER_CHOICE]
             rival = max(heard, key=lambda c: c.probability) if heard else None
             said = text_label(step.expect, result, asr)[0]
-            doubted = asr is not None and asr < DOUBTFUL_WORDS_BELOW
+            doubted = words_doubted(asr)
             if said is not None and (result.rule is None or doubted) and rival is not None and rival.label != said \
                     and rival.probability >= AUDIO_RIVAL:
                 # The model's reading of the words says one answer and the audio another: ask, do not
@@ -713,7 +713,7 @@ class Conversation:
         bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
         top = max(self._heard_choices, key=lambda c: c.probability, default=None)
         disputed = top is not None and top.label not in (OTHER_CHOICE, str(value)) and top.probability >= AUDIO_RIVAL
-        doubted = heard.get("asr", 1.0) < DOUBTFUL_WORDS_BELOW and r.confidence < CONFIRM_BELOW
+        doubted = words_doubted(heard.get("asr")) and r.confidence < CONFIRM_BELOW
         if heard.get("answer_source") == "audio" and (r.confidence < CONFIRM_BELOW or low) \
                 or low and bare and (scale == "score5" or value <= 3) or disputed or doubted:
             # A bare low score opens a follow-up for an unhappy customer: a misheard 五分 ("二分")

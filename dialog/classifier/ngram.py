@@ -18,8 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dialog.classifier import CATEGORY_CODES, MODEL_CARD, SENTIMENT_CODES, Classification, ModelError, Span
-from dialog.classifier import embedding
+from dialog.classifier import (
+    CATEGORY_CODES,
+    MODEL_CARD,
+    SENTIMENT_CODES,
+    Classification,
+    ModelError,
+    Span,
+    embedding,
+)
 from dialog.datasets import FeedbackExample
 from dialog.linear import NgramFeaturizer, fit_logistic, sigmoid, softmax
 from dialog.text import clip, normalize_mapped
