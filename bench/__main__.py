@@ -42,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=["tune", "test"], default="test",
                         help="calls: which personas (docs/data-card-calls.md; default test)")
     parser.add_argument("--concurrency", type=int, default=4, help="calls: concurrent calls (default 4)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="calls: run the split N times and pool the figures (default 1)")
     args = parser.parse_args(argv)
     out = HERE / "results"
     out.mkdir(exist_ok=True)

@@ -1,6 +1,6 @@
 """Call-level evaluation (issue 11): do the robot's conclusions per call match what the customer meant?
 
-``python -m bench calls [--split tune|test] [--concurrency N]`` (default: the test split, 4 calls at
+``python -m bench calls [--split tune|test] [--concurrency N] [--repeat N]`` (default: the test split, 4 calls at
 a time) runs every persona of ``bench/data/calls/personas-<split>.yaml`` (docs/data-card-calls.md)
 through the real path, as the robot benchmark does (``bench/bench_robot.py``'s machinery):
 
@@ -245,14 +245,11 @@ def markdown(result: dict[str, Any], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rescore(path: Path) -> dict[str, Any]:
-    """Judge the calls of a results file again from what was recorded (its ``concluded``), with the
-    current scoring rules and expectations: ``python -m bench.bench_calls rescore FILE.json``."""
-    from campaigns.personas import load_personas
-    from campaigns.personas.scoring import Concluded, Expected, judge, summarize
+def _judged(result: dict[str, Any], book) -> list:
+    """(expected, concluded, judgement) of every call of a results dict, judged again from what was
+    recorded (its ``concluded``) with the current scoring rules and expectations; rows updated."""
+    from campaigns.personas.scoring import Concluded, Expected, judge
 
-    result = json.loads(path.read_text(encoding="utf-8"))
-    book = load_personas(ROOT / result["personas_file"])
     pairs = []
     for row in result["calls"]:
         expected = Expected.from_expect(book.personas[row["persona"]].expect)
@@ -262,11 +259,45 @@ def rescore(path: Path) -> dict[str, Any]:
         j = judge(expected, got)
         row["judgement"] = j.as_dict()
         pairs.append((expected, got, j))
+    return pairs
+
+
+def rescore(path: Path) -> dict[str, Any]:
+    """Judge the calls of a results file again from what was recorded (its ``concluded``), with the
+    current scoring rules and expectations: ``python -m bench.bench_calls rescore FILE.json``."""
+    from campaigns.personas import load_personas
+    from campaigns.personas.scoring import summarize
+
+    result = json.loads(path.read_text(encoding="utf-8"))
+    book = load_personas(ROOT / result["personas_file"])
     unplaced = result["summary"].get("prompts_unrecognised")
-    result["summary"] = summarize(pairs)
+    result["summary"] = summarize(_judged(result, book))
     if unplaced is not None:
         result["summary"]["prompts_unrecognised"] = unplaced
     return result
+
+
+def pooled(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures over every call of several runs of the same split (each persona counted once per
+    run): one run of 42 personas moves several calls between runs of the same code, so a change is
+    judged on the pooled figures, with each run's own beside them."""
+    from campaigns.personas import load_personas
+    from campaigns.personas.scoring import summarize
+
+    pairs = []
+    for result in results:
+        book = load_personas(ROOT / result["personas_file"])
+        pairs += _judged(result, book)
+    out = summarize(pairs)
+    out["runs"] = len(results)
+    out["per_run"] = [{"outcome_accuracy": r["summary"]["outcome_accuracy"],
+                       "score_accuracy": r["summary"]["score_accuracy"],
+                       "tags_precision": r["summary"]["tags"]["precision"],
+                       "tags_recall": r["summary"]["tags"]["recall"],
+                       "tickets_on_satisfied_calls": r["summary"]["tickets"]["on_satisfied_calls"],
+                       "complaint_calls_missing_a_ticket": r["summary"]["tickets"]["complaint_calls_missing_a_ticket"],
+                       "all_right": r["summary"]["all_right"]} for r in results]
+    return out
 
 
 def _write(result: dict[str, Any], split: str) -> tuple[Path, Path]:
@@ -279,15 +310,30 @@ def _write(result: dict[str, Any], split: str) -> tuple[Path, Path]:
 
 
 def run(args) -> dict:
+    """One run of the split, or ``--repeat N`` runs pooled (var/bench/calls-<split>-runK.json each,
+    calls-<split>-pooled.json the figures over all)."""
     split = getattr(args, "split", None) or "test"
     concurrency = getattr(args, "concurrency", None) or 4
-    result = evaluate(personas_file(split), concurrency=concurrency)
-    result["split"] = split
-    result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-    json_path, md_path = _write(result, split)
-    return {"split": split, "summary": result["summary"], "json": str(json_path), "markdown": str(md_path),
-            "calls_wall_seconds": result["calls_wall_seconds"], "total_wall_seconds": result["total_wall_seconds"],
-            "work_dir": result["work_dir"]}
+    repeat = max(1, getattr(args, "repeat", None) or 1)
+    results, out = [], {}
+    for k in range(repeat):
+        result = evaluate(personas_file(split), concurrency=concurrency)
+        result["split"] = split
+        result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        json_path, md_path = _write(result, split)
+        if repeat > 1:
+            copy = json_path.with_name(f"calls-{split}-run{k + 1}.json")
+            copy.write_text(json_path.read_text(encoding="utf-8"), encoding="utf-8")
+        results.append(result)
+        out = {"split": split, "summary": result["summary"], "json": str(json_path), "markdown": str(md_path),
+               "calls_wall_seconds": result["calls_wall_seconds"], "total_wall_seconds": result["total_wall_seconds"],
+               "work_dir": result["work_dir"]}
+    if repeat > 1:
+        out["pooled"] = pooled(results)
+        path = ROOT / "var" / "bench" / f"calls-{split}-pooled.json"
+        path.write_text(json.dumps(out["pooled"], ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        out["pooled_json"] = str(path)
+    return out
 
 
 if __name__ == "__main__":

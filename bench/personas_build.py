@@ -7,6 +7,10 @@ classifier's data. ``python -m bench.personas_build split|render|overlap|check-s
   and are split once, at random within strata (the first ``covers`` tag), into ``personas-tune.yaml``
   (40 %) and ``personas-test.yaml`` (60 %). Run once; ``check-split`` proves the two files are that
   split of their union (same seed, same rule), so nobody moved a persona between them.
+* ``add-tune SRC...``: personas written after the split, for a failure class the tune split had too
+  few of, appended to ``personas-tune.yaml`` only (voice, ring time and the next tune numbers drawn
+  as ``split`` does); their ids go into :data:`ADDED_TO_TUNE`, which ``check-split`` leaves out of
+  the seeded split and requires in the tune file. The test split is never added to.
 * ``render FILE...``: every line of the files through tools/tts/render.py (``.venv-tts``, 16 kHz),
   then a per-persona voice transform (:func:`voice_params`, from ``SEED`` and the persona's id): pitch
   shift, a formant-ish shift (sox ``speed`` with the pitch compensated), the telephone band, noise at
@@ -45,6 +49,11 @@ TUNE_SHARE = 0.4
 TUNE_NUMBERS = 13920000001  # tune personas' phone numbers count up from here; test from TEST_NUMBERS
 TEST_NUMBERS = 13930000001
 RATE = 16000
+# Personas written after the split, straight into the tune split (add-tune): id -> when and why.
+_S9 = "session 9, 2026-12-06: satisfied customers raising a complaint late, and satisfied controls"
+ADDED_TO_TUNE: dict[str, str] = {pid: _S9 for pid in (
+    "sat_filter_price_aside", "sat_noise_came_back", "sat_no_pickup_call", "sat_cashier_cold",
+    "sat_parts_two_weeks", "sat_settle_queue", "sat_all_good_thanks", "sat_nothing_to_add")}
 SHORT_LINE = 5  # characters (punctuation aside) up to which a Tacotron2 line is rendered with FastSpeech2
 SPEECH_RMS_DB = -20.0  # the level the lines are brought to before the persona's own level
 HEADER = """# Personas of the call-level evaluation (issue 11): {split} split. Written by the personas/bench
@@ -111,18 +120,27 @@ def _write(path: Path, split: str, personas: dict[str, dict], first_number: int)
     path.write_text(text + yaml.safe_dump(doc, allow_unicode=True, sort_keys=False, width=120), encoding="utf-8")
 
 
-def split(sources: list[Path], out: Path) -> dict[str, int]:
+def _drawn(pid: str, p: dict) -> dict:
+    """A written persona with its seeded voice and ring time."""
+    p = dict(p)
+    r = _rng("ring", pid)
+    return {"description": p.pop("description"), "covers": p.pop("covers"), "sip": "answer",
+            "ring_seconds": r.randint(1, 5), "voice": _voice(pid), **p}
+
+
+def _read_sources(sources: list[Path], seen: set[str] = frozenset()) -> dict[str, dict]:
     personas: dict[str, dict] = {}
     for src in sources:
         data = yaml.safe_load(src.read_text(encoding="utf-8"))
         for pid, p in data.items():
-            if pid in personas:
+            if pid in personas or pid in seen:
                 raise SystemExit(f"{src}: persona {pid} twice")
-            p = dict(p)
-            r = _rng("ring", pid)
-            p = {"description": p.pop("description"), "covers": p.pop("covers"), "sip": "answer",
-                 "ring_seconds": r.randint(1, 5), "voice": _voice(pid), **p}
-            personas[pid] = p
+            personas[pid] = _drawn(pid, p)
+    return personas
+
+
+def split(sources: list[Path], out: Path) -> dict[str, int]:
+    personas = _read_sources(sources)
     where = assign_split(personas)
     out.mkdir(parents=True, exist_ok=True)
     for name, first in (("tune", TUNE_NUMBERS), ("test", TEST_NUMBERS)):
@@ -131,16 +149,30 @@ def split(sources: list[Path], out: Path) -> dict[str, int]:
     return {name: sum(1 for v in where.values() if v == name) for name in ("tune", "test")}
 
 
+def add_tune(sources: list[Path], out: Path) -> dict[str, int]:
+    """Append personas written after the split to the tune file (never the test file)."""
+    files = {name: yaml.safe_load((out / f"personas-{name}.yaml").read_text(encoding="utf-8"))["personas"]
+             for name in ("tune", "test")}
+    added = _read_sources(sources, set(files["tune"]) | set(files["test"]))
+    unlisted = sorted(set(added) - set(ADDED_TO_TUNE))
+    if unlisted:
+        raise SystemExit(f"list {', '.join(unlisted)} in ADDED_TO_TUNE first (bench/personas_build.py)")
+    _write(out / "personas-tune.yaml", "tune", {**files["tune"], **added}, TUNE_NUMBERS)
+    return {"added": len(added), "tune": len(files["tune"]) + len(added)}
+
+
 def check_split(directory: Path) -> list[str]:
-    """Problems: a persona in the wrong file for the seeded rule, or in both."""
+    """Problems: a persona in the wrong file for the seeded rule, or in both; a persona added after
+    the split (:data:`ADDED_TO_TUNE`) anywhere but the tune file."""
     files = {name: yaml.safe_load((directory / f"personas-{name}.yaml").read_text(encoding="utf-8"))["personas"]
              for name in ("tune", "test")}
     both = set(files["tune"]) & set(files["test"])
-    union = {**files["tune"], **files["test"]}
+    union = {pid: p for ps in files.values() for pid, p in ps.items() if pid not in ADDED_TO_TUNE}
     where = assign_split(union)
     problems = [f"{pid} is in both files" for pid in sorted(both)]
+    problems += [f"{pid} was added to tune after the split but is in test" for pid in files["test"] if pid in ADDED_TO_TUNE]
     problems += [f"{pid} is in {name} but the split puts it in {where[pid]}"
-                 for name, ps in files.items() for pid in ps if where[pid] != name]
+                 for name, ps in files.items() for pid in ps if pid in where and where[pid] != name]
     return problems
 
 
@@ -331,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("split")
     p.add_argument("sources", nargs="+", type=Path)
     p.add_argument("--out", type=Path, default=ROOT / "bench/data/calls")
+    p = sub.add_parser("add-tune")
+    p.add_argument("sources", nargs="+", type=Path)
+    p.add_argument("--out", type=Path, default=ROOT / "bench/data/calls")
     p = sub.add_parser("check-split")
     p.add_argument("dir", type=Path, nargs="?", default=ROOT / "bench/data/calls")
     p = sub.add_parser("render")
@@ -342,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.cmd == "split":
         print(json.dumps(split(args.sources, args.out)))
+    elif args.cmd == "add-tune":
+        print(json.dumps(add_tune(args.sources, args.out)))
     elif args.cmd == "check-split":
         problems = check_split(args.dir)
         print("\n".join(problems) or "the split is the seeded one")
