@@ -159,6 +159,8 @@ CONFIRM_ANSWERS: dict[str, tuple[tuple[re.Pattern, bool], ...]] = {
                 (re.compile(r"^(对|是|嗯|没错)|别.{0,2}打|不要.{0,3}打|不用.{0,3}打|别再|拉黑"), _YES)),
     "no": ((re.compile(r"^(不是|不对)|洗了|洗过|准时|按时|讲了|讲过|有的|有啊|提前|都有"), _NO),
            (re.compile(r"^(对|是|嗯|没错|确实)|^没(有)?|没洗|晚了|没讲|没有讲"), _YES)),
+    "complaint": ((re.compile(r"^(不是|不对|没有|没)|没有?不满意|(挺|都|很|蛮)(好|满意)|误会|夸"), _NO),
+                  (re.compile(r"^(对|是|嗯|没错|确实|有)|不满意|希望.{0,6}改"), _YES)),
 }
 CONFIRM_CHOICES = choices_for(SimpleNamespace(expect="yes_no", grammar=None))
 # The model's "yes" to a confirmation, when no phrase said it plainly, must be at least this sure: a
@@ -190,6 +192,16 @@ class State(str, enum.Enum):
     LISTENING = "listening"
     TRANSFERRING = "transferring"
     DONE = "done"
+
+
+@dataclass
+class _TagReading:
+    """The classifier's reading of one answer (:meth:`DialogEngine._read_tags`)."""
+
+    result: Any  # the classifier's result
+    kept: tuple[str, ...]  # the tags the answer supports
+    held: tuple[str, ...]  # problems kept back only because the customer scored well: asked about
+    turn: int  # the answer's turn
 
 
 @dataclass
@@ -773,10 +785,32 @@ class Conversation:
             out += self._record(step, "", r.text, r)
             return out + self._goto(step.on.get("deny") or step.goto)
         out += self._record(step, r.text, r.text, r)
-        if r.intent == Intent.COMPLAINT.value or step.ticket:
-            self._classify(step, r, open_tickets=step.ticket or r.intent == Intent.COMPLAINT.value)
         target = step.on.get(r.intent) or step.goto
-        return out + (self._goto(target) if target else self._no_match(r))
+
+        def go_on() -> list:
+            return self._goto(target) if target else self._no_match(r)
+
+        if r.intent == Intent.COMPLAINT.value or step.ticket:
+            opened = step.ticket or r.intent == Intent.COMPLAINT.value
+            reading = self._read_tags(r)
+            if reading is not None and reading.held and opened and "complaint" in self.script.confirm_prompts(step):
+                # A customer who scored 4-5 and then says something the classifier reads as a problem,
+                # but unsurely or from words the recognizer doubted: a garbled compliment ("顾问还可以"
+                # heard 顾问还捆银) and a late complaint ("就是结账排队太久") look alike. Asking once
+                # ("您是说有不满意的地方,对吗?") keeps the complaint without a ticket for the compliment.
+                self.turns[-1]["tags_held"] = list(reading.held)
+
+                def confirmed(categories: tuple[str, ...]) -> Callable[[], list]:
+                    def act() -> list:
+                        self._apply_tags(step, r, reading, categories, opened)
+                        return go_on()
+                    return act
+
+                return out + self._confirm("complaint", step, yes=confirmed(reading.kept + reading.held),
+                                           no=confirmed(reading.kept))
+            if reading is not None:
+                self._apply_tags(step, r, reading, reading.kept, opened)
+        return out + go_on()
 
     def _answer_reason(self, step: Step, r: NluResult) -> list:
         return self._answer_text(step, r)
@@ -1010,20 +1044,35 @@ class Conversation:
         return [RecordAnswer(question=key, value=value, text=text or None)]
 
     def _classify(self, step: Step, r: NluResult, open_tickets: bool) -> list:
+        reading = self._read_tags(r)
+        return self._apply_tags(step, r, reading, reading.kept, open_tickets) if reading else []
+
+    def _read_tags(self, r: NluResult) -> _TagReading | None:
+        """The classifier's tags of one answer, refined (:func:`refine_tags`); on a satisfied call
+        also the problems kept back only because the customer scored well (``held``)."""
         if self.classifier is None or not r.text.strip():
-            return []
+            return None
         result = self.classifier.classify([r.text])[0]
         self._sentiments.append(result.sentiment)
-        turn = len(self.turns) - 1
-        out: list = []
         # The intent model's "complaint" on words the classifier reads as positive is the negation
         # misread ("服务态度不差,挺热情"); a phrase rule's complaint stands.
         complaint = r.intent == Intent.COMPLAINT.value and (r.rule is not None or result.sentiment != "positive")
-        categories = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text,
-                                 satisfied=self._satisfied and not (complaint and r.rule is not None),
-                                 asr=self.turns[-1].get("asr") if self.turns else None)
-        if categories != result.categories:
-            self.turns[-1]["tags_read"] = {"classifier": list(result.categories), "kept": list(categories)}
+        satisfied = self._satisfied and not (complaint and r.rule is not None)
+        asr = self.turns[-1].get("asr") if self.turns else None
+        kept = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text,
+                           satisfied=satisfied, asr=asr)
+        held: tuple[str, ...] = ()
+        if satisfied:
+            unsure = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text, asr=asr)
+            held = tuple(c for c in unsure if c != "praise" and c not in kept)
+        return _TagReading(result, kept, held, len(self.turns) - 1)
+
+    def _apply_tags(self, step: Step, r: NluResult, reading: _TagReading, categories: tuple[str, ...],
+                    open_tickets: bool) -> list:
+        result, turn = reading.result, reading.turn
+        if categories != result.categories and 0 <= turn < len(self.turns):
+            self.turns[turn]["tags_read"] = {"classifier": list(result.categories), "kept": list(categories)}
+        out: list = []
         for code in categories:
             finding = self.findings.setdefault(code, {"category": code, "confidence": 0.0, "evidence": []})
             finding["confidence"] = max(finding["confidence"], round(result.scores.get(code, 1.0), 4))

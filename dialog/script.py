@@ -73,6 +73,7 @@ DEFAULT_PROMPTS: dict[str, str] = {
     "confirm_wrong_number": "跟您确认一下,您不是车主本人,对吗?",
     "confirm_opt_out": "跟您确认一下,您是希望我们以后不再给您打电话,对吗?",
     "confirm_no": "跟您确认一下,您的回答是没有,对吗?",
+    "confirm_complaint": "跟您确认一下,您是说有不满意的地方,对吗?",
     "confirm_misheard": "不好意思,是我听错了。",
     "goodbye_no_input": "可能信号不太好,我们稍后再联系您,再见。",
     "goodbye_timeout": "耽误您不少时间了,今天就先到这里,感谢您的支持,再见。",
@@ -274,6 +275,8 @@ class Script:
             out["declined"] = self.prompt("confirm_declined")
         elif step.expect == "yes_no" and step.problem:
             out["no"] = step.confirm or self.prompt("confirm_no")
+        elif step.expect in ("text", "reason") and step.ticket:
+            out["complaint"] = self.prompt("confirm_complaint")
         if "wrong_number" in self.handlers:
             out["wrong_number"] = self.prompt("confirm_wrong_number")
         if "opt_out" in self.handlers:

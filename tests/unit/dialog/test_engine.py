@@ -888,14 +888,53 @@ def test_giving_the_go_ahead_is_a_yes():
         assert nlu.parse(text, "yn").rule != "goes ahead", text
 
 
-def test_a_satisfied_customers_words_the_recognizer_doubts_open_no_ticket(scripts):
+def _doubted_at_advisor(scripts) -> tuple[Conversation, list]:
+    """A 5/5 customer whose answer about the advisor the recognizer doubted (a garbled compliment or
+    a real complaint: the words alone cannot tell)."""
     c = at_score(scripts)
     played(c, answer(c, "五分"))
     assert c.step.id == "advisor"
-    out = c.handle(TranscriptEvent("顾问等了", True, 1.0, 2.0, confidence=0.35))  # garbled, doubted
+    out = c.handle(TranscriptEvent("顾问等了", True, 1.0, 2.0, confidence=0.35))
     held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
-    played(c, c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out)
-    assert c.turns[-1]["asr"] == 0.35 and not c._problems and "wait_time" not in c.findings
+    return c, c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+
+
+def test_a_satisfied_customers_doubted_problem_is_asked_about_before_it_opens_a_ticket(scripts):
+    c, out = _doubted_at_advisor(scripts)
+    assert say_of(out).prompt_id == "post_service.advisor.confirm.complaint"
+    assert c.turns[-1]["asr"] == 0.35 and c.turns[-1]["tags_held"] == ["wait_time"] and not c._problems
+    played(c, out)
+    out = answer(c, "不是,挺好的")  # a garbled compliment: no problem, the survey goes on
+    assert c.step.id == "car_wash" and not c._problems and "wait_time" not in c.findings
+
+    c, out = _doubted_at_advisor(scripts)
+    played(c, out)
+    answer(c, "对,等了很久")  # a complaint after all: tagged, and its ticket opens at the end
+    assert c.step.id == "car_wash" and "wait_time" in c.findings and c._problems
+
+    c, out = _doubted_at_advisor(scripts)
+    played(c, out)
+    for _ in range(2):  # no clear answer to it (twice): the safe path, nothing concluded
+        out = answer(c, "这个嘛")
+        if c.step.id != "advisor":
+            break
+        played(c, out)
+    assert c.step.id == "car_wash" and not c._problems
+
+    # a problem the classifier is sure of, in words the recognizer was sure of, is not asked about
+    c = at_score(scripts)
+    played(c, answer(c, "五分"))
+    out = c.handle(TranscriptEvent("等了三个钟头", True, 1.0, 2.0, confidence=0.8))
+    held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
+    out = c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
+    assert "confirm" not in say_of(out).prompt_id and "wait_time" in c.findings
+
+
+def test_the_complaint_confirmation_exists_for_every_ticket_step_of_the_shipped_scripts(scripts):
+    for script in scripts.values():
+        for step in script.steps.values():
+            prompts = script.confirm_prompts(step)
+            assert ("complaint" in prompts) == (step.expect in ("text", "reason") and step.ticket and not step.terminal)
 
 
 def test_a_score_in_words_the_recognizer_doubted_is_weighed_against_the_audio(scripts):
