@@ -169,6 +169,11 @@ CONFIRM_YES_FROM = 0.75
 # ... and its "no": "对，是的" heard as 谢谢谢谢 read as a no at 0.49 ruled out the score the customer had
 # just confirmed. A guess either way is asked again.
 CONFIRM_NO_FROM = 0.6
+# A reply to a restated score or problem: doubted words the audio's other answer scores at least
+# this are not acted on; an acoustic "no" at least this sure is a no (tune personas' 对,是的 / 不是
+# clips: the "no" replies read right 21 -> 28 of 36, no "yes" reply read as a no).
+CONFIRM_AUDIO_RIVAL = 0.6
+CONFIRM_AUDIO_NO_FROM = 0.6
 CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
@@ -542,7 +547,7 @@ class Conversation:
         step = self.step
         assert step is not None
         if self._pending is not None:
-            return self._on_confirmation(text, start, end, dtmf, choices)
+            return self._on_confirmation(text, start, end, dtmf, choices, None if dtmf else asr)
         result = self.nlu.parse(text, step.context, self.clock())
         decided: dict = {}
         if step.expect in CLOSED_EXPECTS and not dtmf:
@@ -862,7 +867,7 @@ class Conversation:
                        choices=CONFIRM_CHOICES)]
 
     def _on_confirmation(self, text: str, start: float, end: float, dtmf: bool,
-                         choices: Sequence[ChoiceScore] = ()) -> list:
+                         choices: Sequence[ChoiceScore] = (), asr: float | None = None) -> list:
         p = self._pending
         assert p is not None
         result = self.nlu.parse(text, "yn", self.clock())
@@ -875,14 +880,13 @@ class Conversation:
                 verdict, corrected = False, {"corrected": other[-1], p.step.expect: other[-1]}
             elif said and verdict is None:
                 verdict = True  # "五分" to "您是说五分,对吗?"
-        if verdict is None and choices:
-            # Words that fit no reading ("对" heard as "队"): a plain "yes" in the audio agrees. (An
-            # acoustic "no" is ambiguous against a restated negative, so it never decides.)
-            d = decide("yes_no", result, choices)
-            verdict = True if d.label == "yes" and d.confidence >= CONFIRM_BELOW else None
+        audio: dict = {}
+        if choices and not corrected:
+            verdict, audio = self._confirmation_audio(p, verdict, result, choices, asr)
         self.turns.append({"step": p.step.id, "text": text, "intent": result.intent,
                            "confidence": round(result.confidence, 4), "start": start, "end": end,
                            "confirming": p.label, "confirmed": verdict, **corrected,
+                           **({"asr": round(asr, 3)} if asr is not None else {}), **audio,
                            **({"dtmf": True} if dtmf else {})})
         out: list = [CancelTimer("no_input")]
         if corrected:
@@ -898,6 +902,34 @@ class Conversation:
             return out + self._confirmation_unclear()
         self._pending = None
         return out + (p.yes() if verdict else p.no())
+
+    @staticmethod
+    def _confirmation_audio(p: _Confirmation, verdict: bool | None, result: NluResult,
+                            choices: Sequence[ChoiceScore], asr: float | None) -> tuple[bool | None, dict]:
+        """The reply's audio, scored against the yes and no phrases, beside its words.
+
+        Words that fit no reading ("对" heard as "队"): a plain "yes" in the audio agrees. When the
+        sentence restated what the customer said (a score, a problem: "您给的是三分,对吗?") a plain
+        "no" in the audio is a no too; when it restated a negative ("车辆没有洗干净,对吗?") 没有 is
+        a yes and 不是 a no, so an acoustic "no" never decides there. Words the recognizer doubted
+        (a 不是 came back as 听 or 呼声 at 0.1) that the audio clearly contradicts decide nothing:
+        the question is asked again rather than a guess acted on."""
+        positive = p.label.isdigit() or p.label == "complaint"
+        heard = [c for c in choices if c.label in ("yes", "no")]
+        top = max(heard, key=lambda c: c.probability) if heard else None
+        note = {"audio": [[c.label, round(c.probability, 3)] for c in heard]}
+        if verdict is not None and positive and words_doubted(asr) and top is not None \
+                and (top.label == "yes") != verdict and top.probability >= CONFIRM_AUDIO_RIVAL:
+            note["audio_disagrees"] = True
+            verdict = None
+            result = replace(result, intent=Intent.UNCLEAR.value, confidence=0.0)
+        if verdict is None:
+            d = decide("yes_no", result, choices, asr=asr)
+            if d.label == "yes" and d.confidence >= CONFIRM_BELOW:
+                verdict = True
+            elif d.label == "no" and positive and d.confidence >= CONFIRM_AUDIO_NO_FROM:
+                verdict = False
+        return verdict, note
 
     def _confirmation_unclear(self) -> list:
         """No clear yes or no (silence, a mumble): ask once more, then take the safe path (do not act)."""

@@ -409,11 +409,14 @@ def test_a_good_score_said_as_a_number_is_answered_at_once_a_low_one_waits_for_i
 
 
 # -- issue 11: confirm and repair, closed answers from the audio, refusals ---------------------------------
-def scored(c: Conversation, text: str, *choices: tuple[str, float], start: float = 1.0, end: float = 2.0) -> list:
-    """A final transcript carrying the recognizer's scores of the expected answers."""
+def scored(c: Conversation, text: str, *choices: tuple[str, float], start: float = 1.0, end: float = 2.0,
+           asr: float | None = None) -> list:
+    """A final transcript carrying the recognizer's scores of the expected answers (and, ``asr``,
+    its confidence in the words)."""
     from callcenter.domain import ChoiceScore
 
-    out = c.handle(TranscriptEvent(text, True, start, end, choices=tuple(ChoiceScore(l, p) for l, p in choices)))
+    out = c.handle(TranscriptEvent(text, True, start, end, choices=tuple(ChoiceScore(l, p) for l, p in choices),
+                                   **({} if asr is None else {"confidence": asr})))
     held = [a for a in out if isinstance(a, A.StartTimer) and a.name == "turn_end"]
     return c.handle(A.TimerFired("turn_end", held[-1].token)) if held else out
 
@@ -956,3 +959,39 @@ def test_a_score_in_words_the_recognizer_doubted_is_weighed_against_the_audio(sc
     played(c, out)
     out = answer(c, "不是")
     assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"  # the audio's next likeliest
+
+
+def _restating_three(scripts) -> Conversation:
+    """A call whose robot restates a score of three it guessed from the audio ("您给的是三分,对吗?")."""
+    c = at_score(scripts)
+    out = scored(c, "请满意", ("3", 0.6), ("5", 0.3), ("other", 0.1), asr=0.27)
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.3"
+    played(c, out)
+    return c
+
+
+def test_a_reply_to_a_restated_score_is_read_from_the_audio_when_its_words_are_doubted(scripts):
+    # 不是 heard as 听 (0.12): the words say nothing, the audio's "no" (0.8) is the answer
+    c = _restating_three(scripts)
+    out = scored(c, "听", ("no", 0.8), ("yes", 0.2), asr=0.12)
+    assert c.turns[-1]["confirmed"] is False and c.answers.get("overall_score") is None
+    assert say_of(out).prompt_id == "post_service.satisfaction.confirm.5"  # the audio's next likeliest score
+    # 不是 heard as 对 (0.1) while the audio says no (0.7): the doubted words do not record the score
+    c = _restating_three(scripts)
+    scored(c, "对", ("no", 0.7), ("yes", 0.3), asr=0.1)
+    assert c.turns[-1]["audio_disagrees"] and c.turns[-1]["confirmed"] is not True
+    assert c.answers.get("overall_score") is None
+    # words the recognizer was sure of stand
+    c = _restating_three(scripts)
+    scored(c, "对", ("no", 0.7), ("yes", 0.3), asr=0.9)
+    assert c.turns[-1]["confirmed"] is True and c.answers["overall_score"] == 3
+
+
+def test_an_acoustic_no_never_answers_a_restated_negative(scripts):
+    # "车辆没有洗干净,对吗?": 没有 there is a yes, so the audio's "no" decides nothing
+    c = at_car_wash(scripts)
+    out = scored(c, "没", ("no", 0.6), ("yes", 0.3), ("other", 0.1))
+    assert say_of(out).prompt_id == "post_service.car_wash.confirm.no"
+    played(c, out)
+    scored(c, "呼声", ("no", 0.9), ("yes", 0.1), asr=0.1)
+    assert c.turns[-1]["confirmed"] is None and not c._problems
