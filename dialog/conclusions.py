@@ -16,11 +16,12 @@ Pure functions and a small mutable ledger; the conversation's own thread.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from callcenter.domain import CATEGORY_DEPARTMENT, PROBLEM_ZH, Department, FeedbackCategory
 from dialog.actions import OpenTicket
 from dialog.answers import words_doubted
+from dialog.classifier import Classification
 
 # The customer's own choice or doing, said together with a "no" to a question about a failure.
 _CUSTOMER_CHOICE = re.compile(
@@ -126,6 +127,8 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     * praised topics are praise, not problems: "续保提醒挺及时的" names insurance, and is no
       insurance problem (the answer is positive and no complaint);
     * a complaint is not praise, whatever pleasant word it uses ("热情地推销了半天");
+    * a fault named only to be denied ("态度不差", "一点都不贵", :func:`only_negated_negatives`)
+      is praise, whatever the models read;
     * a weak problem beside a strong one is the strong one's echo;
     * charges nobody announced are a price problem, however the classifier placed them;
     * on a call the customer scored well (``satisfied``, and no phrase rule heard a complaint), a
@@ -134,6 +137,9 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
       :data:`~dialog.answers.DOUBTFUL_WORDS_BELOW`): a satisfied customer's garbled answer concludes nothing.
     """
     problems = [c for c in categories if c != "praise"]
+    if only_negated_negatives(text):
+        # "服务态度不差,有热情": the fault is named only to be denied, whatever the model read.
+        sentiment, complaint = "positive", False
     if sentiment == "positive" and not complaint:
         return ("praise",) if categories else ()
     cats = [c for c in categories if c != "praise"] if (sentiment == "negative" or complaint) else list(categories)
@@ -145,3 +151,62 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
     if sentiment != "positive" and "price" not in cats and _UNANNOUNCED_CHARGE.search(text):
         cats.append("price")
     return tuple(dict.fromkeys(cats))
+
+
+# -- what an answer says, clause by clause ---------------------------------------------------------
+# A negative word negated is no complaint: 态度不差, 一点都不贵, 没毛病, 挑不出.
+_NEGATED_NEGATIVE = re.compile(
+    r"(不|没|并不|也不|都不|一点(也|都)?不|从来不|从不)(差|慢|贵|脏|乱|凶|烦|坑|坏|磨蹭|拖拉|拖沓)"
+    r"|(挑不出|找不出|没有?)(来)?(啥|什么|任何|哪里|哪儿)?(不好|不满意?|毛病|问题|不足|可挑)(的地方)?"
+    r"|挑不出|没(得|的|话)说|没说的")
+# Words that carry a complaint once the negated negatives are taken out, and the turns of a sentence
+# that bring one in after them ("没得说,就是时间长了点"; "你们说没问题,开回去还是响").
+_NEGATIVE_WORDS = re.compile(
+    r"不(好|行|满|太|怎么|够|专业|耐烦|热情|及时|干净|准时|清楚|理|管|着|上)|差|慢|贵|脏|乱|凶|烦|坑|坏|晚|久|拖|"
+    r"等了|长|短|小|少|高|挤|吵|一般|出错|错|亏|漏|响|异味|味|太|又|还是|没(洗|修|弄|讲|说|通知|打|人|解决|好|劲|气|电)|"
+    r"问题|毛病|投诉|推销|忽悠|收了|多收|麻烦|失望|生气|退|遭不住|受不了|可惜|希望|建议|要是")
+_TURNS = re.compile(r"就是|但是|但|不过|可是|只是|可|却|结果|然后|说.{0,4}(没|不)")
+
+
+def only_negated_negatives(text: str) -> bool:
+    """True when ``text`` names a fault only to deny it ("服务态度不差,挺热情", "一点都不贵"): no
+    other negative word, and no turn of the sentence ("……就是", "你们说没问题"), is left once the
+    negated ones are taken out. Anything less plain is left to the models."""
+    if not _NEGATED_NEGATIVE.search(text):
+        return False
+    rest = _NEGATED_NEGATIVE.sub("", text)
+    return not (_NEGATIVE_WORDS.search(rest) or _TURNS.search(text))
+
+
+# "顾问态度还行,就是一直让我干等着": the first clause concedes something was fine, the complaint is
+# what follows the "就是 / 但是 / 不过". The conceded topic is no problem.
+_CONCESSION = re.compile(
+    r"^(?P<head>[^,，。!！?？;；]{0,16}?(还行|还可以|可以|不错|挺好|都好|蛮好|还好|没问题|没毛病|没得说|不差|不坏|"
+    r"挺[^,，。!！?？不没就但]{1,3})[的吧啊呀了]*)[,，。、\s]*(就是|但是|但|不过|可是|只是)(?P<rest>.{2,})$")
+
+
+def conceded(text: str) -> str | None:
+    """The part of ``text`` after a conceding first clause ("X还行,就是Y": Y), or None."""
+    m = _CONCESSION.match(text.strip())
+    if m is None:
+        return None
+    head = _NEGATED_NEGATIVE.sub("", m.group("head"))
+    if _NEGATIVE_WORDS.search(head):
+        return None  # "等得久还行,就是……": the first clause has its own complaint
+    return m.group("rest")
+
+
+def after_concession(whole: Classification, rest: Classification) -> Classification:
+    """The reading of an answer whose complaint follows a conceding clause ("顾问态度还行,就是一直让
+    我干等着"): a problem of the whole answer that the rest, classified alone, does not support
+    (below :data:`ECHO_BELOW`) while it supports another is the conceded topic, and goes. When the
+    rest alone supports no problem ("流程还行,就是签字的地方有点多": its topic is in the first
+    clause), or none of the whole reading's problems, the whole answer's reading stands."""
+    supported = [c for c in rest.categories if c != "praise" and rest.scores.get(c, 0.0) >= ECHO_BELOW]
+    if not supported:
+        return whole
+    categories = tuple(c for c in whole.categories if c == "praise" or rest.scores.get(c, 0.0) >= ECHO_BELOW)
+    if categories == whole.categories or all(c == "praise" for c in categories):
+        return whole  # nothing of the whole reading is in the rest: the two readings disagree, keep it
+    return replace(whole, categories=categories,
+                   evidence={c: v for c, v in whole.evidence.items() if c in categories})

@@ -69,7 +69,7 @@ from dialog.actions import (
 )
 from dialog.amd import classify_greeting
 from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label, words_doubted
-from dialog.conclusions import ProblemLedger, refine_tags, store_not_at_fault
+from dialog.conclusions import ProblemLedger, after_concession, conceded, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
@@ -1085,6 +1085,10 @@ class Conversation:
         if self.classifier is None or not r.text.strip():
             return None
         result = self.classifier.classify([r.text])[0]
+        rest = conceded(r.text)
+        if rest is not None:
+            # "顾问态度还行,就是一直让我干等着": the complaint is what follows the concession.
+            result = after_concession(result, self.classifier.classify([rest])[0])
         self._sentiments.append(result.sentiment)
         # The intent model's "complaint" on words the classifier reads as positive is the negation
         # misread ("服务态度不差,挺热情"); a phrase rule's complaint stands.

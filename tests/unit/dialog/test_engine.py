@@ -533,9 +533,9 @@ def test_tags_are_read_with_the_answers_sentiment():
     assert refine_tags(("wait_time", "price"), {"wait_time": 0.97, "price": 0.9}, "negative", True) == \
         ("wait_time", "price")
     # on a call the customer scored well, a problem the classifier is unsure of is not concluded
-    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "不乱推项目",
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "推了个项目",
                        satisfied=True) == ()
-    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "不乱推项目") == \
+    assert refine_tags(("service_attitude",), {"service_attitude": 0.4}, "negative", True, "推了个项目") == \
         ("service_attitude",)
     assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "等了三个钟头", satisfied=True) == \
         ("wait_time",)
@@ -995,3 +995,53 @@ def test_an_acoustic_no_never_answers_a_restated_negative(scripts):
     played(c, out)
     scored(c, "呼声", ("no", 0.9), ("yes", 0.1), asr=0.1)
     assert c.turns[-1]["confirmed"] is None and not c._problems
+
+
+def test_a_fault_named_only_to_be_denied_is_no_problem():
+    from dialog.conclusions import only_negated_negatives, refine_tags
+
+    for text in ("服务态度不差,挺热情", "人家态度一点都不差", "价格也不贵", "挑不出哪里不好", "没什么不好的", "没毛病"):
+        assert only_negated_negatives(text), text
+        assert refine_tags(("service_attitude", "praise"), {"service_attitude": 0.99, "praise": 0.8}, "neutral",
+                           True, text) == ("praise",), text
+    # a negated fault beside a real one, or none negated at all, is left to the models
+    for text in ("态度不差,就是太慢了", "没问题,就是太贵", "车子又坏了", "等了一个小时", "不是不满意,就是有点贵"):
+        assert not only_negated_negatives(text), text
+    assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "态度不差,就是太慢了") == ("wait_time",)
+
+
+def test_the_complaint_after_a_concession_is_what_the_answer_is_about():
+    from dialog.classifier import Classification
+    from dialog.conclusions import after_concession, conceded
+
+    assert conceded("顾问态度还行，就是一直让我在休息区干等着") == "一直让我在休息区干等着"
+    assert conceded("顾问还可以就是等的时间长了点") == "等的时间长了点"
+    assert conceded("挺专业的,不过收费有点高") == "收费有点高"
+    assert conceded("顾问人不坏，就是说好打电话没打") == "说好打电话没打"
+    for text in ("挺好的", "师傅挺耐心的", "等得太久还行,就是贵", "太慢了,就是这样"):
+        assert conceded(text) is None, text
+    whole = Classification("顾问态度还行,就是干等着", ("service_attitude", "wait_time", "praise"), "neutral",
+                           {"service_attitude": 0.78, "wait_time": 0.69, "praise": 0.35}, {})
+    rest = Classification("干等着", ("wait_time",), "negative", {"service_attitude": 0.1, "wait_time": 0.9}, {})
+    out = after_concession(whole, rest)
+    assert out.categories == ("wait_time", "praise") and out.scores == whole.scores
+    # the rest alone supports no problem ("签字的地方有点多"), or none the whole read: the whole stands
+    nothing = Classification("签字的地方有点多", (), "neutral", {"service_process": 0.3}, {})
+    assert after_concession(whole, nothing) is whole
+    other = Classification("费用多了点", ("price",), "negative", {"price": 0.8}, {})
+    assert after_concession(whole, other) is whole
+
+
+def test_the_engine_tags_only_what_follows_a_concession(scripts):
+    class Attitude(FakeClassifier):
+        words: ClassVar[dict[str, str]] = {**FakeClassifier.words, "态度": "service_attitude"}
+
+    c = Conversation(scripts["post_service"], VALUES, Nlu(), classifier=Attitude(), clock=lambda: NOW)
+    played(c, answered(c))
+    played(c, heard(c, "是我"))
+    played(c, answer(c, "三分"))
+    assert c.step.id == "improvement"
+    answer(c, "顾问态度还行,就是等太久了")  # the attitude is conceded; the waiting is the complaint
+    assert "wait_time" in c.findings and "service_attitude" not in c.findings
+    played(c, answer(c, "态度很差,等太久了"))  # no concession: both stand
+    assert {"wait_time", "service_attitude"} <= set(c.findings)
