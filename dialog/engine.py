@@ -253,6 +253,7 @@ class Conversation:
         self._no_input_count = 0
         self._no_match_count = 0
         self._denied: set[str] = set()  # scores the customer said no to at this step
+        self._said: list[str] = []  # the scores the words of this step's answer named (五三四分: 5, 3, 4)
         self._heard_choices: tuple[ChoiceScore, ...] = ()  # the audio's scores of this step's last answer
         self._pending: _Confirmation | None = None
         self._known_time: dt.datetime | None = None
@@ -319,7 +320,7 @@ class Conversation:
         step = self.script.steps[step_id]
         self.step = step
         self._no_input_count = self._no_match_count = 0
-        self._denied, self._heard_choices = set(), ()
+        self._denied, self._heard_choices, self._said = set(), (), []
         out: list = []
         if step.expect == "time" and self._known_time is not None:
             # The time is already known ("明天上午再打" answered the question before it was asked).
@@ -696,6 +697,7 @@ class Conversation:
 
     def _answer_score(self, step: Step, r: NluResult, value: int | None, scale: str) -> list:
         out: list = []
+        self._said = []
         if r.intent == Intent.COMPLAINT.value:
             out += self._complaint(step, r)
         if value is None:
@@ -725,6 +727,7 @@ class Conversation:
             # (a self-correction): the reading of the words and the audio picks one (the first said
             # when they name none of them), and it is confirmed before it decides anything.
             value = value if value in said else said[0]
+            self._said = [str(v) for v in dict.fromkeys(said)]
             return out + self._confirm_score(step, r, str(value))
         low = value <= 2 if scale == "score5" else value <= 6
         bare = sum(1 for ch in r.text if is_cjk(ch)) <= 3  # "二分", "两分吧": nothing else to go by
@@ -753,7 +756,9 @@ class Conversation:
 
     def _score_denied(self, step: Step, r: NluResult, label: str) -> list:
         self._denied.add(label)
-        guess = self._audio_guess(RUNNER_UP_FROM)
+        # The other scores the words named ("五三四分四分": a 不是 to 三分 asks about 五分 next), then
+        # the audio's next likeliest.
+        guess = next((s for s in self._said if s not in self._denied), None) or self._audio_guess(RUNNER_UP_FROM)
         if guess is None:
             return self._reask(step)
         # "不是" to the likeliest score: the audio's next one is asked about as one of the step's tries

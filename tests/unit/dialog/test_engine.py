@@ -687,11 +687,10 @@ def test_two_different_scores_in_one_answer_are_confirmed_and_denials_do_not_loo
     assert c.answers["overall_score"] == 5 and c.step.id == "advisor"
 
     c = at_score(scripts)
-    for _ in range(6):  # what the robot heard is denied every time: the question is skipped, not looped
-        played(c, answer(c, "五分四分四分"))
+    for _ in range(12):  # what the robot heard is denied every time: the question is skipped, not looped
+        played(c, answer(c, "不是" if c._pending is not None else "五分四分四分"))
         if c.step.id != "satisfaction":
             break
-        played(c, answer(c, "不是"))
     assert c.step.id != "satisfaction" and "overall_score" not in c.answers
     assert sum(1 for t in c.turns if t.get("confirmed") is False) <= 3
 
@@ -1045,3 +1044,21 @@ def test_the_engine_tags_only_what_follows_a_concession(scripts):
     assert "wait_time" in c.findings and "service_attitude" not in c.findings
     played(c, answer(c, "态度很差,等太久了"))  # no concession: both stand
     assert {"wait_time", "service_attitude"} <= set(c.findings)
+
+
+def test_after_a_no_the_other_scores_the_words_named_are_asked_about_first(scripts):
+    # 四分 came back as 五分三分四分 (words naming three scores) and the audio leaned to one of them: after
+    # 不是, the next score the words named is asked about before the audio's runner-up
+    c = at_score(scripts)
+    out = scored(c, "五分三分四分", ("1", 0.5), ("2", 0.3), ("4", 0.1), ("other", 0.1))
+    first = say_of(out).prompt_id.rsplit(".", 1)[1]
+    played(c, out)
+    out = answer(c, "不是")
+    second = say_of(out).prompt_id.rsplit(".", 1)[1]
+    assert second == next(x for x in ("5", "3", "4") if x != first)
+    while c._pending is not None and c._pending.label != "4":
+        played(c, out)
+        out = answer(c, "不是")
+    played(c, out)
+    answer(c, "对")
+    assert c.answers["overall_score"] == 4
