@@ -1,6 +1,8 @@
 """Supervisors' calls: search, the call page, recordings through the authorized route only,
 tag corrections kept for retraining, QA scoring."""
 
+import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -32,17 +34,22 @@ def test_a_one_character_search_says_why_instead_of_scanning(console, client_for
     assert "请至少输入两个连续的汉字" in page
 
 
-def test_filters_combine(console, client_for):
+def test_filters_combine(console, client_for, db):
     app, world = console
     client = client_for("sup_all")
     assert _rows(client.get("/calls/?category=car_wash&sentiment=negative&score=low").get_data(as_text=True)) == 2
     assert _rows(client.get("/calls/?category=wait_time").get_data(as_text=True)) == 0
     assert _rows(client.get(f"/calls/?store={world.stores['S2']}&outcome=completed").get_data(as_text=True)) == 1
-    from web.views import today as store_today
+    from web.services import settings
 
+    with db.session() as s:
+        started = s.get(Call, world.calls["S1"]).started_at
     with app.app_context():
-        today = store_today().isoformat()  # the store's date (Asia/Shanghai), not the machine's
-    assert _rows(client.get(f"/calls/?from={today}&to={today}&disposition=answered").get_data(as_text=True)) == 2
+        zone = ZoneInfo(settings().timezone)
+    # the day the calls were made, in the store's time zone (Asia/Shanghai), not the machine's: the
+    # fixture's calls are two hours old, so between 00:00 and 02:00 there that is yesterday
+    day = (started if started.tzinfo else started.replace(tzinfo=dt.timezone.utc)).astimezone(zone).date().isoformat()
+    assert _rows(client.get(f"/calls/?from={day}&to={day}&disposition=answered").get_data(as_text=True)) == 2
     assert _rows(client.get("/calls/?from=2001-01-01&to=2001-01-31").get_data(as_text=True)) == 0
 
 
