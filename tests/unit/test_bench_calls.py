@@ -44,7 +44,7 @@ def test_a_persona_moved_between_the_splits_is_caught(tmp_path):
 
 def test_a_persona_added_after_the_split_may_not_go_to_test(tmp_path):
     d = _copy_split(tmp_path)
-    pid = sorted(ADDED_TO_TUNE)[0]
+    pid = min(ADDED_TO_TUNE)
     _move(d, pid, "tune", "test")
     assert check_split(d) == [f"{pid} was added to tune after the split but is in test"]
 
