@@ -199,14 +199,11 @@ def conceded(text: str) -> str | None:
 def after_concession(whole: Classification, rest: Classification) -> Classification:
     """The reading of an answer whose complaint follows a conceding clause ("顾问态度还行,就是一直让
     我干等着"): a problem of the whole answer that the rest, classified alone, does not support
-    (below :data:`ECHO_BELOW`) while it supports another is the conceded topic, and goes. When the
-    rest alone supports no problem ("流程还行,就是签字的地方有点多": its topic is in the first
-    clause), or none of the whole reading's problems, the whole answer's reading stands."""
-    supported = [c for c in rest.categories if c != "praise" and rest.scores.get(c, 0.0) >= ECHO_BELOW]
-    if not supported:
-        return whole
+    (below :data:`ECHO_BELOW`) while it supports another of them is the conceded topic, and goes.
+    When the rest alone supports none of them ("流程还行,就是签字的地方有点多": its topic is in the
+    first clause), the whole answer's reading stands."""
     categories = tuple(c for c in whole.categories if c == "praise" or rest.scores.get(c, 0.0) >= ECHO_BELOW)
     if categories == whole.categories or all(c == "praise" for c in categories):
-        return whole  # nothing of the whole reading is in the rest: the two readings disagree, keep it
+        return whole  # the rest supports none of the whole reading's problems: keep the whole reading
     return replace(whole, categories=categories,
                    evidence={c: v for c, v in whole.evidence.items() if c in categories})

@@ -69,6 +69,7 @@ from dialog.actions import (
 )
 from dialog.amd import classify_greeting
 from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label, words_doubted
+from dialog.classifier import Classification
 from dialog.conclusions import ProblemLedger, after_concession, conceded, refine_tags, store_not_at_fault
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
@@ -203,7 +204,7 @@ class State(str, enum.Enum):
 class _TagReading:
     """The classifier's reading of one answer (:meth:`DialogEngine._read_tags`)."""
 
-    result: Any  # the classifier's result
+    result: Classification
     kept: tuple[str, ...]  # the tags the answer supports
     held: tuple[str, ...]  # problems kept back only because the customer scored well: asked about
     turn: int  # the answer's turn
@@ -320,7 +321,7 @@ class Conversation:
         step = self.script.steps[step_id]
         self.step = step
         self._no_input_count = self._no_match_count = 0
-        self._denied, self._heard_choices, self._said = set(), (), []
+        self._denied, self._heard_choices = set(), ()
         out: list = []
         if step.expect == "time" and self._known_time is not None:
             # The time is already known ("明天上午再打" answered the question before it was asked).
