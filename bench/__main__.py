@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=4, help="calls: concurrent calls (default 4)")
     parser.add_argument("--repeat", type=int, default=1,
                         help="calls: run the split N times and pool the figures (default 1)")
+    parser.add_argument("--hearing", choices=["sip", "text"], default="sip",
+                        help="calls: 'sip' (default) the whole path, voices through SIP and Whisper; 'text' the "
+                             "personas' lines as typed text (perfect hearing, seconds; bench/calls_text.py)")
     args = parser.parse_args(argv)
     out = HERE / "results"
     out.mkdir(exist_ok=True)

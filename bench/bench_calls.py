@@ -227,10 +227,15 @@ def markdown(result: dict[str, Any], title: str) -> str:
         ("callback recall (precision)", f"{s['callback']['recall']} ({s['callback']['precision']})"),
         ("opt-outs on the do-not-call list", f"{s['opt_outs_on_dnc_list']['n']} of {s['opt_outs_on_dnc_list']['of']}"),
     ]
-    head = (f"{s['calls']} calls ({result['personas_file']}, {result['engine']}, {result['concurrency']} at a time, "
-            f"{result['calls_wall_seconds']} s); all checks right on {s['all_right']}. Robot prompts the "
-            f"simulated customers could not place: {s['prompts_unrecognised']['n']} of "
-            f"{s['prompts_unrecognised']['of']} (answered from the script's step order instead).")
+    if result.get("hearing") == "text":
+        head = (f"{s['calls']} calls ({result['personas_file']}, perfect hearing: the lines as typed text, "
+                f"{result['total_wall_seconds']} s); all checks right on {s['all_right']}. Not simulated: "
+                f"{_cell(result['not_simulated'])}.")
+    else:
+        head = (f"{s['calls']} calls ({result['personas_file']}, {result['engine']}, {result['concurrency']} at a "
+                f"time, {result['calls_wall_seconds']} s); all checks right on {s['all_right']}. Robot prompts the "
+                f"simulated customers could not place: {s['prompts_unrecognised']['n']} of "
+                f"{s['prompts_unrecognised']['of']} (answered from the script's step order instead).")
     lines = [f"# {title}", "", head, "", "| figure | value |", "|---|---|",
              *(f"| {name} | {value} |" for name, value in figures), "",
              "| persona | outcome (expected → got) | score | complaint tags | tickets | callback / dnc | ok |",
@@ -309,10 +314,24 @@ def _write(result: dict[str, Any], split: str) -> tuple[Path, Path]:
     return paths
 
 
+def run_text(split: str) -> dict:
+    """The split with perfect hearing (:mod:`bench.calls_text`): var/bench/calls-<split>-text.json/.md."""
+    from bench.calls_text import evaluate as evaluate_text
+
+    result = evaluate_text(personas_file(split), models_dir=ROOT / "var" / "models")
+    result["split"] = split
+    result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    json_path, md_path = _write(result, f"{split}-text")
+    return {"split": split, "hearing": "text", "summary": result["summary"], "not_simulated": result["not_simulated"],
+            "json": str(json_path), "markdown": str(md_path), "total_wall_seconds": result["total_wall_seconds"]}
+
+
 def run(args) -> dict:
     """One run of the split, or ``--repeat N`` runs pooled (var/bench/calls-<split>-runK.json each,
     calls-<split>-pooled.json the figures over all)."""
     split = getattr(args, "split", None) or "test"
+    if getattr(args, "hearing", None) == "text":
+        return run_text(split)
     concurrency = getattr(args, "concurrency", None) or 4
     repeat = max(1, getattr(args, "repeat", None) or 1)
     results, out = [], {}

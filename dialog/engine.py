@@ -29,12 +29,11 @@ import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
-from types import SimpleNamespace
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 from typing import Any
 
 from callcenter.domain import (
-    CATEGORY_ZH,
     OTHER_CHOICE,
     ChoiceScore,
     Department,
@@ -55,7 +54,6 @@ from dialog.actions import (
     Finish,
     HangUp,
     Listen,
-    OpenTicket,
     PlaybackFinished,
     RecordAnswer,
     Say,
@@ -269,6 +267,11 @@ class Conversation:
     @property
     def done(self) -> bool:
         return self.state is State.DONE
+
+    @property
+    def confirming(self) -> tuple[Step, str] | None:
+        """The step and the answer label being restated ("您是说……,对吗?"), while a confirmation is open."""
+        return (self._pending.step, self._pending.label) if self._pending is not None else None
 
     def start(self, answered: CallAnswered | None = None) -> list:
         """The callee answered. Returns the first actions (listen for the greeting, or speak)."""
@@ -1235,7 +1238,7 @@ class Conversation:
         return None
 
 
-Reply = str | tuple[str, Sequence[ChoiceScore]] | tuple[str, Sequence[ChoiceScore], float] | None
+Reply = str | tuple[str, Sequence[ChoiceScore]] | tuple[str, Sequence[ChoiceScore], float] | CustomerHungUp | None
 
 
 def run_text(conversation: Conversation,
@@ -1244,13 +1247,14 @@ def run_text(conversation: Conversation,
 
     Every Say is "played" at once, every listen gets the next reply; returns all actions. ``replies``
     may instead be a function of the conversation giving each reply as it is asked for: text, or text
-    with the recognizer's scores of the expected answers (and its confidence in the words), or None.
+    with the recognizer's scores of the expected answers (and its confidence in the words), None, or
+    a :class:`~dialog.actions.CustomerHungUp` (the customer hangs up instead of answering).
     """
     actions = conversation.start(CallAnswered())
     log = list(actions)
     if not callable(replies):
         pending = iter(list(replies))
-        replies = lambda _c: next(pending, None)  # noqa: E731
+        replies = lambda _c: next(pending, None)
     clock = 0.0
     guard = 0
     while not conversation.done and guard < 200:
@@ -1266,6 +1270,9 @@ def run_text(conversation: Conversation,
             actions = conversation.handle(TimerFired("turn_end", conversation._tokens["turn_end"]))
         elif conversation.state is State.LISTENING:
             reply = replies(conversation)
+            if isinstance(reply, CustomerHungUp):
+                log += conversation.handle(reply)
+                break
             text, choices, confidence = (tuple(reply) + (1.0,))[:3] if isinstance(reply, tuple) else (reply, (), 1.0)
             if text is None:
                 token = conversation._tokens.get("no_input")

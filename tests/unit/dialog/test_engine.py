@@ -265,6 +265,20 @@ def test_the_customer_hanging_up_finishes_without_a_hang_up(scripts):
     assert c.handle(A.CustomerHungUp()) == []
 
 
+def test_run_text_lets_the_customer_hang_up_and_says_what_is_being_confirmed(scripts):
+    c = conv(scripts)
+    seen = []
+
+    def customer(conversation):
+        seen.append(conversation.confirming)
+        return {"identity": "是我", "satisfaction": "四分"}.get(conversation.step.id, A.CustomerHungUp())
+
+    log = run_text(c, customer)
+    assert c.done and seen[:2] == [None, None]
+    finish = log[-1]
+    assert (finish.kind, finish.outcome, finish.end, finish.score5) == ("finish", "partial", "customer_hung_up", 4)
+
+
 def test_a_question_gets_the_step_repeated(scripts):
     c = conv(scripts)
     played(c, answered(c))
