@@ -137,6 +137,9 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
       :data:`~dialog.answers.DOUBTFUL_WORDS_BELOW`): a satisfied customer's garbled answer concludes nothing.
     """
     problems = [c for c in categories if c != "praise"]
+    if approves(text):
+        # "顾问还行", "师傅还可以": a topic and a nod, no problem, whatever topic the model read.
+        return ("praise",) if "praise" in categories else ()
     if only_negated_negatives(text):
         # "服务态度不差,有热情": the fault is named only to be denied, whatever the model read.
         sentiment, complaint = "positive", False
@@ -156,7 +159,7 @@ def refine_tags(categories: tuple[str, ...], scores: dict[str, float], sentiment
 # -- what an answer says, clause by clause ---------------------------------------------------------
 # A negative word negated is no complaint: 态度不差, 一点都不贵, 没毛病, 挑不出.
 _NEGATED_NEGATIVE = re.compile(
-    r"(不|没|并不|也不|都不|一点(也|都)?不|从来不|从不)(差|慢|贵|脏|乱|凶|烦|坑|坏|磨蹭|拖拉|拖沓)"
+    r"(不|没|并不|也不|都不|一点(也|都)?不|从来不|从不)(算|太|怎么|很|那么)?(差|慢|久|贵|脏|乱|凶|烦|坑|坏|磨蹭|拖拉|拖沓)"
     r"|(挑不出|找不出|没有?)(来)?(啥|什么|任何|哪里|哪儿)?(不好|不满意?|毛病|问题|不足|可挑)(的地方)?"
     r"|挑不出|没(得|的|话)说|没说的")
 # Words that carry a complaint once the negated negatives are taken out, and the turns of a sentence
@@ -166,6 +169,16 @@ _NEGATIVE_WORDS = re.compile(
     r"等了|长|短|小|少|高|挤|吵|一般|出错|错|亏|漏|响|异味|味|太|又|还是|没(洗|修|弄|讲|说|通知|打|人|解决|好|劲|气|电)|"
     r"问题|毛病|投诉|推销|忽悠|收了|多收|麻烦|失望|生气|退|遭不住|受不了|可惜|希望|建议|要是")
 _TURNS = re.compile(r"就是|但是|但|不过|可是|只是|可|却|结果|然后|说.{0,4}(没|不)")
+
+
+# A topic and a nod, nothing else: "顾问还行", "师傅还可以吧", "流程没问题" (not 一般 or 凑合: lukewarm).
+_APPROVES = re.compile(r"^[^,，。!！?？;；、\s不没]{0,8}?(还行|还可以|也行|可以|还好|还不错|不错|挺好|没问题|过得去|正常)"
+                       r"[的吧啊呀了嘛哈呗]*[。.!！]*$")
+
+
+def approves(text: str) -> bool:
+    """True when ``text`` is one short clause approving of something ("顾问还行"): no problem in it."""
+    return bool(_APPROVES.match(text.strip()))
 
 
 def only_negated_negatives(text: str) -> bool:
@@ -183,6 +196,22 @@ def only_negated_negatives(text: str) -> bool:
 _CONCESSION = re.compile(
     r"^(?P<head>[^,，。!！?？;；]{0,16}?(还行|还可以|可以|不错|挺好|都好|蛮好|还好|没问题|没毛病|没得说|不差|不坏|"
     r"挺[^,，。!！?？不没就但]{1,3})[的吧啊呀了]*)[,，。、\s]*(就是|但是|但|不过|可是|只是)(?P<rest>.{2,})$")
+
+
+# "洗是洗了,就是不太干净", "外面是洗了,可是座椅上全是油手印子": yes to the question, then a complaint.
+YES_BUT_READ_FROM = 6  # characters after the turn that are read whatever words they use
+_YES_BUT = re.compile(r"^[^,，。!！?？;；]{1,14}[,，。、\s]+(可是|但是|但|不过|就是|只是|可)(?P<rest>.{2,})$")
+
+
+def complaint_after_yes(text: str) -> str | None:
+    """What a customer adds after answering yes and turning the sentence ("按时倒是按时,就是等得挺久":
+    等得挺久; "外面是洗了,可是座椅上全是油手印子"), for the classifier to read; None when nothing
+    follows the turn but a few words without a negative one ("洗了,不过还好")."""
+    m = _YES_BUT.match(text.strip())
+    if m is None:
+        return None
+    rest = m.group("rest")
+    return rest if len(rest) >= YES_BUT_READ_FROM or _NEGATIVE_WORDS.search(_NEGATED_NEGATIVE.sub("", rest)) else None
 
 
 def conceded(text: str) -> str | None:

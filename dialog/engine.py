@@ -68,7 +68,14 @@ from dialog.actions import (
 from dialog.amd import classify_greeting
 from dialog.answers import CLOSED_EXPECTS, choices_for, decide, text_label, words_doubted
 from dialog.classifier import Classification
-from dialog.conclusions import ProblemLedger, after_concession, conceded, refine_tags, store_not_at_fault
+from dialog.conclusions import (
+    ProblemLedger,
+    after_concession,
+    complaint_after_yes,
+    conceded,
+    refine_tags,
+    store_not_at_fault,
+)
 from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
@@ -664,6 +671,10 @@ class Conversation:
             return out + self._record(step, None, r.text, r) + (self._goto(target) if target else self._no_match(r))
         elif r.intent == Intent.AFFIRM.value:
             out, value, target = [], True, step.on.get("affirm") or step.goto
+            if step.problem and complaint_after_yes(r.text):
+                # "外面是洗了,可是座椅上全是油手印子": yes to the question, and a complaint after it;
+                # the classifier says what about (and a satisfied customer's unsure one is asked about).
+                self._classify(step, r, open_tickets=True)
         elif r.intent == Intent.DENY.value:
             out, value, target = [], False, step.on.get("deny") or step.goto
         else:  # busy/question with no handler: not an answer

@@ -1023,6 +1023,40 @@ def test_a_fault_named_only_to_be_denied_is_no_problem():
     assert refine_tags(("wait_time",), {"wait_time": 0.9}, "negative", True, "态度不差,就是太慢了") == ("wait_time",)
 
 
+def test_a_nod_to_a_topic_and_a_fault_softened_by_degree_are_no_problems():
+    from dialog.conclusions import approves, only_negated_negatives, refine_tags
+
+    for text in ("顾问还行。", "师傅还可以吧", "流程没问题", "人不错"):
+        assert approves(text), text
+        assert refine_tags(("service_attitude",), {"service_attitude": 0.66}, "neutral", False, text) == (), text
+    for text in ("顾问一般", "顾问还行,就是太慢", "没人管还行吗", "态度不行"):
+        assert not approves(text), text
+    for text in ("钱也不算贵", "等得不太久", "一点都不怎么贵"):
+        assert only_negated_negatives(text), text
+
+
+def test_a_complaint_added_after_a_yes_is_found():
+    from dialog.conclusions import complaint_after_yes
+
+    assert complaint_after_yes("外面是洗了,可是我座椅上全是油手印子") == "我座椅上全是油手印子"
+    assert complaint_after_yes("洗是洗了,就是不太干净") == "不太干净"
+    assert complaint_after_yes("按时倒是按时,就是等得挺久") == "等得挺久"
+    for text in ("洗了", "洗了,不过还好", "准时的,挺好", "对,但是还行"):
+        assert complaint_after_yes(text) is None, text
+
+
+def test_a_yes_with_a_complaint_after_it_tags_the_complaint(scripts):
+    class Dirty(FakeClassifier):
+        words: ClassVar[dict[str, str]] = {**FakeClassifier.words, "油": "car_wash"}
+
+    c = Conversation(scripts["post_service"], VALUES, Nlu(), classifier=Dirty(), clock=lambda: NOW)
+    log = run_text(c, ["是我", "三分", "一般", "还行", "外面是洗了,可是座椅上全是油手印", "准时", "没有"])
+    answers = {a.question: a.value for a in log if isinstance(a, A.RecordAnswer)}
+    assert answers["car_washed"] is True  # the answer to the question stands
+    assert "car_wash" in c.findings
+    assert [t.department.value for t in log if isinstance(t, A.OpenTicket)] == ["after_sales"]
+
+
 def test_the_complaint_after_a_concession_is_what_the_answer_is_about():
     from dialog.classifier import Classification
     from dialog.conclusions import after_concession, conceded

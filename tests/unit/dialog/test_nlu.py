@@ -23,6 +23,8 @@ def nlu():
     ("三到四分吧", 3), ("四五分吧", 4), ("四分半", 4), ("四颗星", 4), ("5", 5), ("嗯,三", 3),
     ("买一", 4), ("飞常满意", 5), ("不满一", 2), ("无分", 5), ("思分", 4), ("两份", 2), ("满分", 5),
     ("一分,你们服务太差了", 1), ("满意,就是洗车没洗干净", 4),
+    # a bare number with the full stop a recognizer writes after it
+    ("五。", 5), ("嗯,四。", 4), ("三吧。", 3), ("五!", 5),
 ])
 def test_score5_when_asked(text, score):
     assert extract_score5(canonicalize(text), asked=True) == score
@@ -167,3 +169,11 @@ def test_a_misheard_filler_before_an_identity_confirmation_is_still_a_yes():
 def test_a_yes_no_answered_by_denying_the_fault(text, intent):
     """"车辆是在约定的时间交给您的吗?" - "没有晚": the bad thing did not happen, which is a yes."""
     assert Nlu().parse(text, "yn", NOW).intent == intent
+
+
+def test_a_later_call_told_of_inside_a_story_is_no_request_to_call_later(nlu):
+    # "这次说缺这个下次说缺那个": what the store said, not "let's talk next time"
+    r = nlu.parse("材料这次说缺这个下次说缺那个,我前前后后跑了三趟", "open", NOW)
+    assert r.intent != "busy_callback"
+    for text in ("下次说吧", "回头再说", "晚点打给我", "改天再聊,在开会", "回头打电话给我"):
+        assert nlu.parse(text, "sat", NOW).intent == "busy_callback", text
