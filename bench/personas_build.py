@@ -54,6 +54,18 @@ _S9 = "session 9, 2026-12-06: satisfied customers raising a complaint late, and 
 ADDED_TO_TUNE: dict[str, str] = {pid: _S9 for pid in (
     "sat_filter_price_aside", "sat_noise_came_back", "sat_no_pickup_call", "sat_cashier_cold",
     "sat_parts_two_weeks", "sat_settle_queue", "sat_all_good_thanks", "sat_nothing_to_add")}
+_S10 = ("session 10, 2026-12-06: open answers that name topics without a problem, one problem among other topics, "
+        "yes-but answers, bare scores, suggestions (found by typing them into the dialog: bench calls --hearing text)")
+ADDED_TO_TUNE.update({pid: _S10 for pid in (
+    "s10_praise_names_everything", "s10_price_but_good_repair", "s10_other_store_was_slow",
+    "s10_problem_already_solved", "s10_question_next_service", "s10_front_desk_cold", "s10_aircon_still_warm",
+    "s10_floor_mats_promised", "s10_parking_hard", "s10_suggest_reminder_sms", "s10_no_wash_in_a_hurry",
+    "s10_claim_three_trips", "s10_parts_a_week", "s10_quick_and_cheap", "s10_waited_but_understood",
+    "s10_upsell_annoying", "s10_rambling_wait_only", "s10_greasy_seat", "s10_booked_still_queued",
+    "s10_loyal_customer", "s10_hotline_busy", "s10_lounge_cold", "s10_nobody_explained", "s10_wash_so_so",
+    "s10_son_answers", "s10_insurance_calls_too_many", "s10_two_things_one_praise", "s10_suggest_pickup",
+    "s10_repair_noise_dismissed", "s10_price_compare_online", "s10_delivery_docs_slow", "s10_all_fine_short",
+    "s10_dirty_interior_no", "s10_attitude_talked_back", "s10_wait_fine_coffee", "s10_warranty_denied",)})
 SHORT_LINE = 5  # characters (punctuation aside) up to which a Tacotron2 line is rendered with FastSpeech2
 SPEECH_RMS_DB = -20.0  # the level the lines are brought to before the persona's own level
 HEADER = """# Personas of the call-level evaluation (issue 11): {split} split. Written by the personas/bench
