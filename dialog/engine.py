@@ -73,6 +73,7 @@ from dialog.conclusions import (
     after_concession,
     complaint_after_yes,
     conceded,
+    reason_beside_score,
     refine_tags,
     store_not_at_fault,
 )
@@ -799,6 +800,14 @@ class Conversation:
             self._low_score = value
         self._satisfied = value >= UNHELD_SCORES[scale][1]  # 4-5 of 5, 9-10 of 10
         out = self._record(step, value, r.text, r)
+        if r.intent != Intent.COMPLAINT.value and reason_beside_score(r.text):
+            # "四分,扣一分是因为等得有点久": the reason given with the score is feedback too (a 4-5
+            # point customer is not asked for one); the classifier says what about.
+            turn = next((i for i in range(len(self.turns) - 1, -1, -1) if self.turns[i]["text"] == r.text),
+                        len(self.turns) - 1)
+            reading = self._read_tags(r, turn)
+            if reading is not None:
+                self._apply_tags(step, r, reading, reading.kept, open_tickets=True)
         for branch in step.branches:
             if branch.matches(value):
                 return out + self._goto(branch.goto)
@@ -1099,9 +1108,11 @@ class Conversation:
         reading = self._read_tags(r)
         return self._apply_tags(step, r, reading, reading.kept, open_tickets) if reading else []
 
-    def _read_tags(self, r: NluResult) -> _TagReading | None:
-        """The classifier's tags of one answer, refined (:func:`refine_tags`); on a satisfied call
-        also the problems kept back only because the customer scored well (``held``)."""
+    def _read_tags(self, r: NluResult, turn: int | None = None) -> _TagReading | None:
+        """The classifier's tags of one answer (the turn ``turn``, default the last), refined
+        (:func:`refine_tags`); on a satisfied call also the problems kept back only because the
+        customer scored well (``held``)."""
+        turn = len(self.turns) - 1 if turn is None else turn
         if self.classifier is None or not r.text.strip():
             return None
         result = self.classifier.classify([r.text])[0]
@@ -1114,14 +1125,14 @@ class Conversation:
         # misread ("服务态度不差,挺热情"); a phrase rule's complaint stands.
         complaint = r.intent == Intent.COMPLAINT.value and (r.rule is not None or result.sentiment != "positive")
         satisfied = self._satisfied and not (complaint and r.rule is not None)
-        asr = self.turns[-1].get("asr") if self.turns else None
+        asr = self.turns[turn].get("asr") if 0 <= turn < len(self.turns) else None
         kept = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text,
                            satisfied=satisfied, asr=asr)
         held: tuple[str, ...] = ()
         if satisfied:
             unsure = refine_tags(result.categories, result.scores, result.sentiment, complaint, r.text, asr=asr)
             held = tuple(c for c in unsure if c != "praise" and c not in kept)
-        return _TagReading(result, kept, held, len(self.turns) - 1)
+        return _TagReading(result, kept, held, turn)
 
     def _apply_tags(self, step: Step, r: NluResult, reading: _TagReading, categories: tuple[str, ...],
                     open_tickets: bool) -> list:

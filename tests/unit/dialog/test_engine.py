@@ -1057,6 +1057,18 @@ def test_a_yes_with_a_complaint_after_it_tags_the_complaint(scripts):
     assert [t.department.value for t in log if isinstance(t, A.OpenTicket)] == ["after_sales"]
 
 
+def test_the_reason_given_with_a_score_is_feedback(scripts):
+    from dialog.conclusions import reason_beside_score
+
+    assert reason_beside_score("四分,扣一分是因为等得有点久") and reason_beside_score("满意,就是洗车没洗干净")
+    for text in ("五分", "五分,没得说", "四分吧,留一分让你们继续进步嘛", "给你们五分", "现在的话四分吧"):
+        assert reason_beside_score(text) is None, text
+    c = conv(scripts)
+    log = run_text(c, ["是我", "四分,扣一分是因为等了好久", "对", "挺好", "洗了", "准时", "没有"])
+    assert c.answers["overall_score"] == 4 and "wait_time" in c.findings
+    assert [t.department.value for t in log if isinstance(t, A.OpenTicket)] == ["after_sales"]
+
+
 def test_the_complaint_after_a_concession_is_what_the_answer_is_about():
     from dialog.classifier import Classification
     from dialog.conclusions import after_concession, conceded
