@@ -65,7 +65,10 @@ ADDED_TO_TUNE.update({pid: _S10 for pid in (
     "s10_loyal_customer", "s10_hotline_busy", "s10_lounge_cold", "s10_nobody_explained", "s10_wash_so_so",
     "s10_son_answers", "s10_insurance_calls_too_many", "s10_two_things_one_praise", "s10_suggest_pickup",
     "s10_repair_noise_dismissed", "s10_price_compare_online", "s10_delivery_docs_slow", "s10_all_fine_short",
-    "s10_dirty_interior_no", "s10_attitude_talked_back", "s10_wait_fine_coffee", "s10_warranty_denied",)})
+    "s10_dirty_interior_no", "s10_attitude_talked_back", "s10_wait_fine_coffee", "s10_warranty_denied",
+    "s10_four_room_to_improve", "s10_minus_one_for_wait", "s10_asks_insurance_price", "s10_asks_is_robot",
+    "s10_not_unhappy_just_far", "s10_wife_answers_complains", "s10_calls_too_frequent",
+    "s10_praise_specific_person", "s10_hedged_three", "s10_old_car_comment",)})
 SHORT_LINE = 5  # characters (punctuation aside) up to which a Tacotron2 line is rendered with FastSpeech2
 SPEECH_RMS_DB = -20.0  # the level the lines are brought to before the persona's own level
 HEADER = """# Personas of the call-level evaluation (issue 11): {split} split. Written by the personas/bench
