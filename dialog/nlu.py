@@ -324,7 +324,8 @@ _CONFIRMS_IDENTITY = re.compile(r"^([^不没别非])?[,，]?(是我|我就是|�
                                 r"|^([^不没别非])?[,，]?是我.{0,2}(你|您)(说|讲|问)(吧|啊|呗)?$")
 # Giving the go-ahead to questions ("那好吧,问吧", "行,你说", "你问吧"), to "……可以吗?" or "is this
 # Mr Wang?": a yes, unless a refusal is in it too ("不用了,你说吧" is not read here).
-_GOES_AHEAD = re.compile(r"(问|说|讲)吧|(你|您)(就)?(问|说|讲)(吧|啊|呗|呀)?$|^(那)?(好吧|行吧|来吧)")
+_GOES_AHEAD = re.compile(r"(问|说|讲)吧|(你|您)(就)?(快点|赶紧|快|简单点?)?(问|说|讲)(吧|啊|呗|呀)?[。.!]*$|^(那)?(好吧|行吧|来吧)"
+                         r"|长话短说")
 _REFUSES = re.compile(r"不(用|要|想|必|方便|行)|算了|别|没空|没时间|没功夫")
 # Intents whose handling cannot be undone by the next call, and the model confidence they need
 # when no phrase rule matched.
@@ -384,6 +385,10 @@ class Nlu:
                 continue
             if intent == "busy_callback" and context == "book" and not re.search(r"再打|回复|打给|看看|回头", canon):
                 continue  # "明天上午吧" to a booking offer is a yes with a time, not "call me later"
+            if intent == "busy_callback" and context in ("id", "yn") and _GOES_AHEAD.search(canon) \
+                    and not re.search(_DEFER, canon) and not _REFUSES.search(canon):
+                # "我在开车呢,你快点问": busy, and asking for the questions now, not later
+                return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "goes ahead"
             if intent == "unclear" and best is not None and probs[best] > 0.8 and best != "unclear":
                 continue
             return intent, max(0.9, probs.get(intent, 0.0)), intent

@@ -177,3 +177,11 @@ def test_a_later_call_told_of_inside_a_story_is_no_request_to_call_later(nlu):
     assert r.intent != "busy_callback"
     for text in ("下次说吧", "回头再说", "晚点打给我", "改天再聊,在开会", "回头打电话给我"):
         assert nlu.parse(text, "sat", NOW).intent == "busy_callback", text
+
+
+def test_a_busy_customer_who_asks_for_the_questions_now_is_a_yes(nlu):
+    for text in ("是我,我在开车呢,你快点问。", "在开会,你说吧", "在开车呢,长话短说"):
+        r = nlu.parse(text, "id", NOW)
+        assert (r.intent, r.rule) == ("affirm", "goes ahead"), text
+    for text in ("我在开车,晚点说吧", "我在开车,不方便", "我在开车,不用了"):
+        assert nlu.parse(text, "id", NOW).intent == "busy_callback", text
