@@ -200,7 +200,10 @@ _CONCESSION = re.compile(
 
 # "洗是洗了,就是不太干净", "外面是洗了,可是座椅上全是油手印子": yes to the question, then a complaint.
 YES_BUT_READ_FROM = 6  # characters after the turn that are read whatever words they use
-_YES_BUT = re.compile(r"^[^,，。!！?？;；]{1,14}[,，。、\s]+(可是|但是|但|不过|就是|只是|可)(?P<rest>.{2,})$")
+# (A recognizer often writes no punctuation: "外面是洗了可是我座椅上全是油手印": the two-character
+# turns are found without it.)
+_YES_BUT = re.compile(r"^[^,，。!！?？;；]{1,14}?(?:[,，。、\s]+(可是|但是|但|不过|就是|只是|可)|(可是|但是|不过|就是|只是))"
+                      r"(?P<rest>.{2,})$")
 
 
 def complaint_after_yes(text: str) -> str | None:

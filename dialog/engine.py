@@ -149,7 +149,7 @@ USES_THE_CAR = re.compile(r"车(是|一直是|平时是|都是)我(在)?(开|用
                           r"|我去(店里|4s|你们那)|是我(去|送|开)|(一直|平时|都|主要)是我(在)?(开|用)")
 # Whoever answers offers to take the questions ("有什么你问我吧", "跟我说就行"): go on with them, whether
 # or not the words about the car owner came through ("她上班去了" heard as "他上班起了").
-OFFERS_TO_ANSWER = re.compile(r"(你|您)(就)?(问|跟|和)我(说)?(吧|就行|就好|也行|也一样)|(问|跟|和)我(说)?(就行|就好|也行|也一样)"
+OFFERS_TO_ANSWER = re.compile(r"(你|您)(就)?(问|跟|和)我(说)?(吧|就行|就好|也行|.?一样)|(问|跟|和)我(说)?(就行|就好|也行|.?一样)"
                               r"|我(来|替(他|她)|帮(他|她))(回答|答|说)")
 YES_NO_GRAMMAR = ("是", "是的", "对", "对的", "没错", "嗯", "不是", "不对", "不是的", "没有")
 # How a confirmation is answered, per label, tried in order (the first match decides). The restated
@@ -681,8 +681,10 @@ class Conversation:
         else:  # busy/question with no handler: not an answer
             return self._no_match(r)
         if value is False and step.expect == "identity" and r.intent == Intent.DENY.value \
-                and (r.confidence < CONFIRM_BELOW or len(r.text.strip()) <= 2):
-            # A bare "不是" ends the revisit: make sure it was not a misheard "是的".
+                and (r.confidence < CONFIRM_BELOW or len(r.text.strip()) <= 2
+                     or words_doubted(self.turns[-1].get("asr") if self.turns else None)):
+            # A bare "不是" ends the revisit: make sure it was not a misheard "是的". So too words the
+            # recognizer itself doubted ("我是,什么事儿?" heard 不是什么事 at 0.45 ended a call).
             affirm = step.on.get("affirm") or step.goto
             return self._confirm("declined", step, yes=lambda: self._yes_no_done(step, r, False, target),
                                  no=lambda: self._yes_no_done(step, r, True, affirm))

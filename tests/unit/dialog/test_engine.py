@@ -451,6 +451,17 @@ def test_a_bare_no_to_the_identity_question_is_confirmed_before_the_call_ends(sc
     assert (out[-1].outcome, out[-1].end) == ("refused", "refused")  # 拒访, never "completed"
 
 
+def test_a_sure_no_in_words_the_recognizer_doubted_is_confirmed_before_the_call_ends(scripts):
+    # "我是,什么事儿?" heard as 不是什么事 (the recognizer's confidence 0.45) ended a call as refused
+    c = conv(scripts)
+    played(c, answered(c))
+    out = scored(c, "不是什么事", ("no", 0.87), ("yes", 0.13), asr=0.45)
+    assert say_of(out).prompt_id == "post_service.identity.confirm.declined"
+    played(c, out)
+    out = heard(c, "不是不是,我是,你说吧")  # a no to "您现在不方便……,对吗?": the revisit goes on
+    assert c.answers["consent"] is True
+
+
 def test_a_score_the_words_missed_is_taken_from_the_audio(scripts):
     c = at_score(scripts)
     # "五分。" came back as an unrelated word; the model itself scored 五分 far above the rest
@@ -689,6 +700,10 @@ def test_someone_else_offering_to_answer_is_surveyed_even_when_the_model_cannot_
     c = Conversation(scripts["post_service"], VALUES, Unsure(), classifier=FakeClassifier(), clock=lambda: NOW)
     played(c, answered(c))
     out = heard(c, "他上班去了吹一直是我在开有什么你问我吧")  # 车 heard as 吹
+    assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
+    c = Conversation(scripts["post_service"], VALUES, Unsure(), classifier=FakeClassifier(), clock=lambda: NOW)
+    played(c, answered(c))
+    out = heard(c, "我是派人他在上班你跟我说演一样")  # 爱人 and 也 misheard
     assert say_of(out).step == "satisfaction" and c.answers["consent"] is True
 
 
@@ -1041,6 +1056,7 @@ def test_a_complaint_added_after_a_yes_is_found():
     assert complaint_after_yes("外面是洗了,可是我座椅上全是油手印子") == "我座椅上全是油手印子"
     assert complaint_after_yes("洗是洗了,就是不太干净") == "不太干净"
     assert complaint_after_yes("按时倒是按时,就是等得挺久") == "等得挺久"
+    assert complaint_after_yes("外面是洗了可是座椅上全是油手印也没人擦") == "座椅上全是油手印也没人擦"  # unpunctuated
     for text in ("洗了", "洗了,不过还好", "准时的,挺好", "对,但是还行"):
         assert complaint_after_yes(text) is None, text
 

@@ -25,6 +25,7 @@ def nlu():
     ("一分,你们服务太差了", 1), ("满意,就是洗车没洗干净", 4),
     # a bare number with the full stop a recognizer writes after it
     ("五。", 5), ("嗯,四。", 4), ("三吧。", 3), ("五!", 5),
+    ("怎么说呢,也就那样吧", 3), ("还过得去", 3),
 ])
 def test_score5_when_asked(text, score):
     assert extract_score5(canonicalize(text), asked=True) == score
@@ -185,3 +186,10 @@ def test_a_busy_customer_who_asks_for_the_questions_now_is_a_yes(nlu):
         assert (r.intent, r.rule) == ("affirm", "goes ahead"), text
     for text in ("我在开车,晚点说吧", "我在开车,不方便", "我在开车,不用了"):
         assert nlu.parse(text, "id", NOW).intent == "busy_callback", text
+
+
+def test_a_long_answer_ending_in_a_question_particle_is_no_question_about_the_scale(nlu):
+    # 嘛 written as 吗 by the recognizer, and no punctuation
+    r = nlu.parse("四分吧有一分让你们继续去做吗", "sat", NOW)
+    assert (r.intent, r.score5) == ("affirm", 4)
+    assert nlu.parse("五分是最高吗", "sat", NOW).intent == "question"
