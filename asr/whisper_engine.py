@@ -62,6 +62,8 @@ class WhisperOptions:
     cpu_threads: int = 2
     prompt: str | None = vocabulary.PROMPT
     hotwords: str | None = vocabulary.HOTWORDS
+    # The prompt while the answers are a 1-5 score (set_choices with labels 1..5); None: ``prompt``.
+    score5_prompt: str | None = vocabulary.SCORE5_PROMPT
     # Encoder input length: the utterance plus this margin, at least ``min_context`` seconds, at most
     # 30 s. None: always 30 s (stock Whisper).
     context_margin: float | None = 1.0
@@ -207,6 +209,7 @@ class _Request:
     samples: np.ndarray
     hotwords: str | None
     choices: tuple[AnswerChoice, ...] | None = None
+    prompt: str | None = None
     result: Decoded | None = None
     error: BaseException | None = None
 
@@ -294,17 +297,18 @@ class WhisperEngine:
         samples, rejected = self._screen(samples)
         if rejected is not None:
             return rejected
-        req = _Request(samples, self._hotwords(extra_hotwords, bool(choices)), tuple(choices) if choices else None)
+        req = _Request(samples, self._hotwords(extra_hotwords, bool(choices)), tuple(choices) if choices else None,
+                       self._prompt(choices))
         with self._cond:
             self._waiting.append(req)
             while req.result is None and req.error is None and self._busy:
                 self._cond.wait()
             if req.result is None and req.error is None:
                 self._busy = True  # this thread decodes its own and the others' waiting utterances
-                # Same hotwords only: CTranslate2 needs <|startoftranscript|> at the same position in
-                # every prompt of a batch, and the hotwords differ in length from step to step.
-                batch = [req] + [r for r in self._waiting
-                                 if r is not req and r.hotwords == req.hotwords][: MAX_BATCH - 1]
+                # Same hotwords and prompt only: CTranslate2 needs <|startoftranscript|> at the same
+                # position in every prompt of a batch, and they differ in length from step to step.
+                batch = [req] + [r for r in self._waiting if r is not req and r.hotwords == req.hotwords
+                                 and r.prompt == req.prompt][: MAX_BATCH - 1]
                 for r in batch:
                     self._waiting.remove(r)
             else:
@@ -313,7 +317,7 @@ class WhisperEngine:
             try:
                 decoded: list[Decoded] | BaseException = self._decode_now([r.samples for r in batch],
                                                                           [r.hotwords for r in batch],
-                                                                          [r.choices for r in batch])
+                                                                          [r.choices for r in batch], req.prompt)
             except BaseException as exc:  # noqa: BLE001 - every waiter of the batch gets it, then it propagates
                 decoded = exc
             with self._cond:
@@ -352,7 +356,7 @@ class WhisperEngine:
             self._busy = True
         try:
             decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo),
-                                       [tuple(choices) if choices else None] * len(todo))
+                                       [tuple(choices) if choices else None] * len(todo), self._prompt(choices))
         finally:
             with self._cond:
                 self._release()
@@ -373,6 +377,15 @@ class WhisperEngine:
             return samples, Decoded("", 0.0, -10.0, 1.0, rejected="silence")
         return samples[: FULL_CONTEXT * 160], None
 
+    def _prompt(self, choices: Sequence[AnswerChoice] | None) -> str | None:
+        """The prompt of a decode: :attr:`WhisperOptions.score5_prompt` while the answers are a 1-5
+        score (Whisper writes the score it heard far more often after a question naming the five),
+        else :attr:`WhisperOptions.prompt`."""
+        labels = {c.label for c in choices or ()}
+        if self.options.score5_prompt and {"1", "2", "3", "4", "5"} <= labels and not labels & {"0", "6", "10"}:
+            return self.options.score5_prompt
+        return self.options.prompt
+
     def _hotwords(self, extra: Sequence[str] | None, closed: bool = False) -> str | None:
         """The hotwords of a decode: the step's phrases before the domain terms; for a closed
         question (``closed``) with ``closed_domain_hotwords`` off, the step's phrases alone."""
@@ -382,14 +395,17 @@ class WhisperEngine:
         return hotwords
 
     def _decode_now(self, batch: list[np.ndarray], hotwords: list[str | None],
-                    choices: list[tuple[AnswerChoice, ...] | None] | None = None) -> list[Decoded]:
-        """One batch through the model (the caller holds the engine: ``_busy``)."""
+                    choices: list[tuple[AnswerChoice, ...] | None] | None = None,
+                    prompt: str | None = None) -> list[Decoded]:
+        """One batch through the model (the caller holds the engine: ``_busy``); ``prompt``: the
+        batch's (default :attr:`WhisperOptions.prompt`)."""
         o = self.options
+        prompt = prompt or o.prompt
         choices = choices or [None] * len(batch)
         started = time.perf_counter()
-        decoded = self._run(batch, o.prompt, hotwords, choices)
+        decoded = self._run(batch, prompt, hotwords, choices)
         retry = [k for k, d in enumerate(decoded) if d.rejected == "prompt echo"]
-        if retry and o.prompt:
+        if retry and prompt:
             # The prompt came back as the transcript: decode those again with no prompt at all.
             again = self._run([batch[k] for k in retry], None, [None] * len(retry), [choices[k] for k in retry])
             for k, d in zip(retry, again):

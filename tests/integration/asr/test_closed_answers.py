@@ -112,3 +112,16 @@ def test_rules_only_nlu_is_enough_for_decide(whisper, steps):
     step = steps["yes_no"]
     final = hear(whisper, step, "yes_no-019-1")
     assert decide(step.expect, Nlu().parse(final.text, step.context), final.choices).label == "no"
+
+
+def test_a_score_question_decodes_with_the_score_prompt(whisper, steps):
+    """While the answers are a 1-5 score the decoder's prompt names the five answers; any other
+    question keeps the domain prompt."""
+    from asr import vocabulary
+
+    assert whisper._prompt(choices_for(steps["score5"])) == vocabulary.SCORE5_PROMPT
+    for kind in ("identity", "yes_no", "nps"):
+        assert whisper._prompt(choices_for(steps[kind])) == vocabulary.PROMPT
+    assert whisper._prompt(None) == vocabulary.PROMPT
+    final = hear(whisper, steps["score5"], "score5-025-0")  # 三分。 (tuning split)
+    assert "三" in final.text or "3" in final.text
