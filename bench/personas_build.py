@@ -68,7 +68,10 @@ ADDED_TO_TUNE.update({pid: _S10 for pid in (
     "s10_dirty_interior_no", "s10_attitude_talked_back", "s10_wait_fine_coffee", "s10_warranty_denied",
     "s10_four_room_to_improve", "s10_minus_one_for_wait", "s10_asks_insurance_price", "s10_asks_is_robot",
     "s10_not_unhappy_just_far", "s10_wife_answers_complains", "s10_calls_too_frequent",
-    "s10_praise_specific_person", "s10_hedged_three", "s10_old_car_comment",)})
+    "s10_praise_specific_person", "s10_hedged_three", "s10_old_car_comment",
+    "s10_sarcastic_whole_day", "s10_sichuan_fine", "s10_driving_go_fast", "s10_busy_later_identity",
+    "s10_five_star_review", "s10_recall_question", "s10_company_driver", "s10_rhetorical_four_hours",
+    "s10_henan_good",)})
 SHORT_LINE = 5  # characters (punctuation aside) up to which a Tacotron2 line is rendered with FastSpeech2
 SPEECH_RMS_DB = -20.0  # the level the lines are brought to before the persona's own level
 HEADER = """# Personas of the call-level evaluation (issue 11): {split} split. Written by the personas/bench
