@@ -59,3 +59,18 @@ def test_personas_typed_into_the_real_dialog_are_concluded_and_judged(dialog_mod
     assert calls["hangs_up"]["customer_said"][-1] == "satisfaction: 四分吧。"
     s = result["summary"]
     assert s["calls"] == 4 and s["opt_out"]["recall"] == 1.0 and s["tickets"]["on_satisfied_calls"] == 0
+
+
+def test_the_tune_personas_typed_in_end_as_they_should(dialog_models, tmp_path):
+    """With perfect hearing every tune persona's call ends with the right outcome, every opt-out,
+    hand-over and callback request is acted on, and no satisfied customer gets a ticket (the tags
+    are the classifier's and not asserted here; bench calls --hearing text reports them)."""
+    from bench.bench_calls import personas_file
+
+    result = evaluate(personas_file("tune"), models_dir=dialog_models, work=tmp_path)
+    s = result["summary"]
+    wrong = [(c["persona"], c["expected"]["outcome"], c["concluded"]["outcome"]) for c in result["calls"]
+             if not c["judgement"]["outcome_ok"]]
+    assert wrong == [] and s["calls"] >= 80
+    assert (s["opt_out"]["recall"], s["transfer"]["recall"], s["callback"]["recall"]) == (1.0, 1.0, 1.0)
+    assert s["tickets"]["on_satisfied_calls"] == 0 and s["tickets"]["duplicates"] == 0
