@@ -241,6 +241,8 @@ _COMPLAINT = re.compile(r"投诉|太差|差劲|坑人|坑死|太坑|骗人|骗�
                         r"|太过分|气死|上当")
 # A question about the scale is short ("五分是最高吗?"); a long answer ending in 吗 is a statement
 # the recognizer wrote 嘛 as ("四分吧,留一分让你们继续进步嘛" heard …继续去做吗).
+# "五分?": a score said with a rising tone, or a recognizer's question mark, is the answer.
+_BARE_SCORE_ASKED = re.compile(rf"^(?:嗯|呃|那|就|我|给|打|个|,|\s)*{_NUMBER}(?:分|颗星|星)?(?:吧|啊|呀|嘛)?[?？]+$")
 _ASKS_ABOUT_SCALE = re.compile(r"^.{0,8}[吗呢?？]$|什么是|是不是|几分是|是最")
 _FILLER_ONLY = re.compile(r"^[嗯啊哦呃哈喂,.…!?？\s]*$")
 
@@ -399,7 +401,8 @@ class Nlu:
         if context == "yn" and _NEGATED_FAULT.search(canon) and not _COMPLAINT.search(canon):
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.8), "negated fault"  # 没有晚,准时的
         has_score = score5 is not None and context == "sat" or nps is not None and context == "nps"
-        if has_score and (best == "question" or _ASKS_ABOUT_SCALE.search(canon)) and "," not in canon:
+        if has_score and (best == "question" or _ASKS_ABOUT_SCALE.search(canon)) and "," not in canon \
+                and not _BARE_SCORE_ASKED.match(canon):
             return Intent.QUESTION.value, max(probs.get("question", 0.0), 0.7), "question about the scale"
         if best is None:  # rules only
             if _COMPLAINT.search(canon):

@@ -193,3 +193,11 @@ def test_a_long_answer_ending_in_a_question_particle_is_no_question_about_the_sc
     r = nlu.parse("四分吧有一分让你们继续去做吗", "sat", NOW)
     assert (r.intent, r.score5) == ("affirm", 4)
     assert nlu.parse("五分是最高吗", "sat", NOW).intent == "question"
+
+
+def test_a_score_with_a_question_mark_is_the_answer(nlu):
+    # a rising "五分?" (or the recognizer's question mark after a question-like prompt) is a score
+    for text, score in (("五分？", 5), ("三分?", 3), ("嗯,四分吧?", 4)):
+        r = nlu.parse(text, "sat", NOW)
+        assert (r.intent, r.score5) == ("affirm", score), text
+    assert nlu.parse("五分是最高吗？", "sat", NOW).intent == "question"
