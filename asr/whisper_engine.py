@@ -199,6 +199,8 @@ def calibrate(phrase_scores: Sequence[tuple[str, str, float, int]], labels: Sequ
 
 
 MAX_BATCH = 4  # a worker process holds at most 4 calls
+# Tokens a second of speech can hold, generously (Mandarin runs at 4-6 characters a second).
+MAX_TOKENS_PER_SECOND = 15
 _DECODE_FAILED = Decoded("", 0.0, -10.0, 1.0, rejected="decode error")
 
 
@@ -430,9 +432,15 @@ class WhisperEngine:
             raise ValueError("one batch, one set of hotwords (the prompts must be of equal length)")
         prompts = {h: self._prompt_tokens(prompt, h) for h in set(hotwords)}
         n_best = o.beam_size if self._lm is not None else 1
+        # No more tokens than the longest utterance can hold: a decoder caught in a loop ("三分、三分、
+        # 三分……" after the score prompt) stops there instead of at 448 tokens, which held the model
+        # (and every call waiting for it) for 7.5 s.
+        seconds = max(b.size for b in batch) / RATE
+        max_length = min(self._model.max_length,
+                         max(len(p) for p in prompts.values()) + int(MAX_TOKENS_PER_SECOND * seconds) + 16)
         results = self._model.model.generate(
             encoder_output, [prompts[h] for h in hotwords], beam_size=o.beam_size, patience=1.0,
-            num_hypotheses=n_best, length_penalty=1.0, max_length=self._model.max_length, return_scores=True,
+            num_hypotheses=n_best, length_penalty=1.0, max_length=max_length, return_scores=True,
             return_no_speech_prob=True, suppress_blank=True, suppress_tokens=[-1],
         )
         out = []
