@@ -7,15 +7,14 @@ import yaml
 
 from bench.calls_text import evaluate
 
-QUESTIONS = {
-    "identity": {"context": "id", "prompt": "……做个简短回访，现在方便吗？"},
-    "satisfaction": {"context": "sat", "prompt": "请问您对这次服务的总体满意度打几分？"},
-    "improvement": {"context": "open", "prompt": "请问主要是哪方面让您不满意呢？"},
-    "advisor": {"context": "open", "prompt": "您觉得服务顾问怎么样？"},
-    "car_wash": {"context": "yn", "prompt": "车辆有没有帮您清洗干净？"},
-    "on_time": {"context": "yn", "prompt": "车辆是在约定的时间交给您的吗？"},
-    "anything_else": {"context": "open", "prompt": "您还有其他意见或者建议吗？"},
-}
+
+def _questions() -> dict:
+    """The robot's questions as the bench's personas files list them."""
+    from bench.bench_calls import personas_file
+
+    return yaml.safe_load(personas_file("tune").read_text(encoding="utf-8"))["questions"]
+
+
 PERSONAS = {
     "satisfied": {
         "answers": {"identity": "是我，你说。", "satisfaction": "五分。", "advisor": "挺热情的。", "car_wash": "洗了。",
@@ -41,7 +40,7 @@ def test_personas_typed_into_the_real_dialog_are_concluded_and_judged(dialog_mod
     personas = {pid: {"description": pid, "sip": "answer", **p} for pid, p in PERSONAS.items()}
     numbers = {f"1392000{i:04d}": pid for i, pid in enumerate(personas, 1)}
     path = tmp_path / "personas.yaml"
-    path.write_text(yaml.safe_dump({"version": 1, "questions": QUESTIONS, "numbers": numbers, "personas": personas},
+    path.write_text(yaml.safe_dump({"version": 1, "questions": _questions(), "numbers": numbers, "personas": personas},
                                    allow_unicode=True), encoding="utf-8")
 
     result = evaluate(path, models_dir=dialog_models, work=tmp_path / "work")
