@@ -436,7 +436,7 @@ class Nlu:
             # "那好吧问吧" to "……只需要一分钟,可以吗?" (read unclear 0.41 three times, and the call ended
             # partial): letting the robot ask is a yes.
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.75), "goes ahead"
-        if context == "yn" and best == "deny" and probs[best] < 0.5 and _LEADING_YES.match(canon):
+        if context == "yn" and best in ("deny", "complaint") and probs[best] < 0.5 and _LEADING_YES.match(canon):
             # People lead with the answer: "准时的，说好下午四点……" misheard at the end as "…就没好了"
             # must not turn an on-time delivery into a complaint ticket.
             return Intent.AFFIRM.value, max(probs.get("affirm", 0.0), 0.55), "leading yes"

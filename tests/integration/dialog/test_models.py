@@ -106,3 +106,10 @@ def test_a_weak_guess_at_leaving_the_script_is_unclear(nlu):
     # "是我，什么事？" heard as "说我" under load: busy_callback 0.26 would have ended the survey.
     assert nlu.parse("说我", "id").intent == "unclear"
     assert nlu.parse("你晚点再打吧", "id").intent == "busy_callback"
+
+
+def test_an_answer_that_leads_with_yes_is_a_yes_when_the_model_only_guesses_a_complaint(nlu):
+    # 准时的,说好下午四点,不到四点就弄好了 heard 准时等说好像五次点不到次点就没好了: the model's
+    # guess (complaint 0.37) opened a late-delivery ticket on a 5-point demo call
+    r = nlu.parse("准时等说好像五次点不到次点就没好了", "yn")
+    assert (r.intent, r.rule) == ("affirm", "leading yes")
