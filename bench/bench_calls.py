@@ -314,11 +314,14 @@ def _write(result: dict[str, Any], split: str) -> tuple[Path, Path]:
     return paths
 
 
-def run_text(split: str) -> dict:
-    """The split with perfect hearing (:mod:`bench.calls_text`): var/bench/calls-<split>-text.json/.md."""
+def run_perfect_hearing(split: str) -> dict:
+    """The split with perfect hearing (:mod:`bench.calls_text`): var/bench/calls-<split>-text.json/.md;
+    the models and time zone are the deployment's (``Settings``: var/models unless configured)."""
     from bench.calls_text import evaluate as evaluate_text
+    from callcenter.config import Settings
 
-    result = evaluate_text(personas_file(split), models_dir=ROOT / "var" / "models")
+    settings = Settings.from_env()
+    result = evaluate_text(personas_file(split), models_dir=Path(settings.models_dir), timezone=settings.timezone)
     result["split"] = split
     result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     json_path, md_path = _write(result, f"{split}-text")
@@ -331,7 +334,7 @@ def run(args) -> dict:
     calls-<split>-pooled.json the figures over all)."""
     split = getattr(args, "split", None) or "test"
     if getattr(args, "hearing", None) == "text":
-        return run_text(split)
+        return run_perfect_hearing(split)
     concurrency = getattr(args, "concurrency", None) or 4
     repeat = max(1, getattr(args, "repeat", None) or 1)
     results, out = [], {}

@@ -2,7 +2,7 @@
 
 ``python -m bench calls --hearing text [--split tune|test]`` runs the same personas as the SIP
 evaluation (:mod:`bench.bench_calls`) through the same dialog engine, NLU and feedback classifier
-(the installed models under ``var/models``), but each persona's line reaches the dialog as the
+(the installed models: ``Settings.models_dir``, var/models by default), but each persona's line reaches the dialog as the
 text it was written as, at full recognizer confidence: no SIP, no audio, no Whisper. The calls are
 recorded by :func:`campaigns.outcomes.record_outcome` into a fresh SQLite database and judged by
 :mod:`campaigns.personas.scoring` exactly as the SIP run's are.
@@ -26,8 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
-
-TZ = "Asia/Shanghai"
 
 
 def _customer(persona, book):
@@ -81,7 +79,8 @@ def _result(actions: list, finish):
         score5=finish.score5 if finish is not None else None, nps=finish.nps if finish is not None else None)
 
 
-def evaluate(path: Path, *, models_dir: Path, work: Path | None = None, only: list[str] | None = None) -> dict[str, Any]:
+def evaluate(path: Path, *, models_dir: Path, timezone: str = "Asia/Shanghai", work: Path | None = None,
+             only: list[str] | None = None) -> dict[str, Any]:
     """Run the answering personas of ``path`` (or those named in ``only``) as text and judge each call."""
     from bench.bench_calls import _prepare_database
     from callcenter.storage import Database
@@ -97,7 +96,7 @@ def evaluate(path: Path, *, models_dir: Path, work: Path | None = None, only: li
 
     t0 = time.monotonic()
     book = load_personas(path)
-    tz = ZoneInfo(TZ)
+    tz = ZoneInfo(timezone)
     nlu = open_nlu(models_dir, tz)
     classifier = open_feedback_classifier(models_dir)
     scripts = shipped_scripts()

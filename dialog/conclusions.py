@@ -193,23 +193,24 @@ def only_negated_negatives(text: str) -> bool:
 
 # "顾问态度还行,就是一直让我干等着": the first clause concedes something was fine, the complaint is
 # what follows the "就是 / 但是 / 不过". The conceded topic is no problem.
+# The words that turn a sentence towards what follows ("还行,就是……", "洗了,可是……", "四分,扣一分是因为……").
+_TURN_WORDS = "就是|但是|不过|可是|只是"
 _CONCESSION = re.compile(
     r"^(?P<head>[^,，。!！?？;；]{0,16}?(还行|还可以|可以|不错|挺好|都好|蛮好|还好|没问题|没毛病|没得说|不差|不坏|"
-    r"挺[^,，。!！?？不没就但]{1,3})[的吧啊呀了]*)[,，。、\s]*(就是|但是|但|不过|可是|只是)(?P<rest>.{2,})$")
+    rf"挺[^,，。!！?？不没就但]{{1,3}})[的吧啊呀了]*)[,，。、\s]*({_TURN_WORDS}|但)(?P<rest>.{{2,}})$")
 
 
 # "洗是洗了,就是不太干净", "外面是洗了,可是座椅上全是油手印子": yes to the question, then a complaint.
 YES_BUT_READ_FROM = 6  # characters after the turn that are read whatever words they use
 # (A recognizer often writes no punctuation: "外面是洗了可是我座椅上全是油手印": the two-character
 # turns are found without it.)
-_YES_BUT = re.compile(r"^[^,，。!！?？;；]{1,14}?(?:[,，。、\s]+(可是|但是|但|不过|就是|只是|可)|(可是|但是|不过|就是|只是))"
-                      r"(?P<rest>.{2,})$")
+_YES_BUT = re.compile(rf"^[^,，。!！?？;；]{{1,14}}?(?:[,，。、\s]+({_TURN_WORDS}|但|可)|({_TURN_WORDS}))(?P<rest>.{{2,}})$")
 
 
 def complaint_after_yes(text: str) -> str | None:
     """What a customer adds after answering yes and turning the sentence ("按时倒是按时,就是等得挺久":
-    等得挺久; "外面是洗了,可是座椅上全是油手印子"), for the classifier to read; None when nothing
-    follows the turn but a few words without a negative one ("洗了,不过还好")."""
+    等得挺久; "外面是洗了,可是座椅上全是油手印子"): the answer is then worth classifying. None when
+    nothing follows the turn but a few words without a negative one ("洗了,不过还好")."""
     m = _YES_BUT.match(text.strip())
     if m is None:
         return None
@@ -220,7 +221,7 @@ def complaint_after_yes(text: str) -> str | None:
 # What a score answer says besides the score: the numbers and the scale's words taken out.
 _SCORE_WORDS = re.compile(r"[零一二两三四五六七八九十百半\d]+\s*(分|颗星|星)|满分|非常满意|十分满意|很满意|挺满意|比较满意|"
                           r"不太满意|不满意|满意|打|给")
-_REASON = re.compile(r"因为|扣|主要是|就是|但是|不过|可是|只是")
+_REASON = re.compile(rf"因为|扣|主要是|{_TURN_WORDS}")
 
 
 def reason_beside_score(text: str) -> str | None:

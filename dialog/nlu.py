@@ -239,10 +239,10 @@ _QUESTION = re.compile(r"[?？]$|吗[?？]?$|呢[?？]?$|多少钱|什么时候|
                        r"|是不是|有没有|能不能|可不可以|要不要|几分是|是哪|你是谁")
 _COMPLAINT = re.compile(r"投诉|太差|差劲|坑人|坑死|太坑|骗人|骗子|垃圾|乱收费|还好意思|还有脸|破店|要赔|给个说法|交代"
                         r"|太过分|气死|上当")
-# A question about the scale is short ("五分是最高吗?"); a long answer ending in 吗 is a statement
-# the recognizer wrote 嘛 as ("四分吧,留一分让你们继续进步嘛" heard …继续去做吗).
 # "五分?": a score said with a rising tone, or a recognizer's question mark, is the answer.
 _BARE_SCORE_ASKED = re.compile(rf"^(?:嗯|呃|那|就|我|给|打|个|,|\s)*{_NUMBER}(?:分|颗星|星)?(?:吧|啊|呀|嘛)?[?？]+$")
+# A question about the scale is short ("五分是最高吗?"); a long answer ending in 吗 is a statement
+# the recognizer wrote 嘛 as ("四分吧,留一分让你们继续进步嘛" heard …继续去做吗).
 _ASKS_ABOUT_SCALE = re.compile(r"^.{0,8}[吗呢?？]$|什么是|是不是|几分是|是最")
 _FILLER_ONLY = re.compile(r"^[嗯啊哦呃哈喂,.…!?？\s]*$")
 
