@@ -63,7 +63,11 @@ class WhisperOptions:
     prompt: str | None = vocabulary.PROMPT
     hotwords: str | None = vocabulary.HOTWORDS
     # The prompt while the answers are a 1-5 score (set_choices with labels 1..5); None: ``prompt``.
-    score5_prompt: str | None = vocabulary.SCORE5_PROMPT
+    # Off: vocabulary.SCORE5_PROMPT named the right score more often in persona-style answers, but it
+    # also wrote scores nobody said ("三分三分" for 满分, "四分" for 挺满意的) and looped on parts of
+    # answers, holding the model; with the answers scored against the audio the dialog settled on
+    # 116 of 149 tune scores with it, 120 without (docs/benchmarks.md, session 11).
+    score5_prompt: str | None = None
     # Encoder input length: the utterance plus this margin, at least ``min_context`` seconds, at most
     # 30 s. None: always 30 s (stock Whisper).
     context_margin: float | None = 1.0
@@ -198,6 +202,28 @@ def calibrate(phrase_scores: Sequence[tuple[str, str, float, int]], labels: Sequ
                         key=lambda c: -c.probability))
 
 
+_NUMERALS = frozenset("零一二两三四五六七八九十")
+
+
+def _is_score5(choices: Sequence[AnswerChoice]) -> bool:
+    labels = {c.label for c in choices}
+    return {"1", "2", "3", "4", "5"} <= labels and not labels & {"0", "6", "10"}
+
+
+def _names_one_score(free: str, texts: Sequence[tuple[str, str]]) -> bool:
+    """``free`` (normalised) names one score, once, among the answers' phrases made of a numeral and
+    more (五分, not a lone 五; a phrase inside a longer one found aside): "那肯定五分", "差不多四分打".
+    Scoring the bare phrases against such an answer only spreads it over "other" (on the
+    closed-answer tuning clips that name one score: right 8 of 17 with the scores, 12 of 17 on the
+    words alone, as many wrong). A score said twice ("三分三分", "二分二分") is the decoder repeating
+    itself on a sound it could not place, and on a 0-10 scale 十分 is also "very" (十分满意): the
+    audio is asked for both."""
+    found = {(q, label) for label, phrase in texts if label != OTHER_CHOICE
+             for q in [normalize_for_scoring(phrase)] if len(q) > 1 and q in free and _NUMERALS & set(q)}
+    found = {(q, label) for q, label in found if not any(q != other and q in other for other, _ in found)}
+    return len(found) == 1 and free.count(next(iter(found))[0]) == 1
+
+
 MAX_BATCH = 4  # a worker process holds at most 4 calls
 # Tokens a second of speech can hold, generously (Mandarin runs at 4-6 characters a second).
 MAX_TOKENS_PER_SECOND = 15
@@ -288,9 +314,11 @@ class WhisperEngine:
         return self._model.get_prompt(self._tokenizer, previous, without_timestamps=True, hotwords=hotwords)
 
     def decode(self, samples: np.ndarray, *, extra_hotwords: Sequence[str] | None = None,
-               choices: Sequence[AnswerChoice] | None = None) -> Decoded:
+               choices: Sequence[AnswerChoice] | None = None, score_choices: bool = True) -> Decoded:
         """Transcribe one utterance (float32 mono 16 kHz, at most 30 s); with ``choices`` (a closed
-        question's answers) also score each answer against the audio (``Decoded.choices``).
+        question's answers) also score each answer against the audio (``Decoded.choices``), unless
+        ``score_choices`` is off (the prompt and hotwords are still the closed question's; a decode
+        at a pause that may be thrown away: :meth:`score_choices` adds them when it is kept).
 
         Any thread may call it. Utterances of other streams that wait while a decode runs are
         decoded together in the next batch (up to :data:`MAX_BATCH`): when several customers stop
@@ -299,8 +327,8 @@ class WhisperEngine:
         samples, rejected = self._screen(samples)
         if rejected is not None:
             return rejected
-        req = _Request(samples, self._hotwords(extra_hotwords, bool(choices)), tuple(choices) if choices else None,
-                       self._prompt(choices))
+        req = _Request(samples, self._hotwords(extra_hotwords, bool(choices)),
+                       tuple(choices) if choices and score_choices else None, self._prompt(choices))
         with self._cond:
             self._waiting.append(req)
             while req.result is None and req.error is None and self._busy:
@@ -333,6 +361,27 @@ class WhisperEngine:
             raise req.error
         assert req.result is not None
         return req.result
+
+    def score_choices(self, samples: np.ndarray, decoded: Decoded, choices: Sequence[AnswerChoice]) -> Decoded:
+        """``decoded`` (a :meth:`decode` of ``samples`` with ``score_choices`` off) with the answers
+        scored against the audio, as :meth:`decode` would have; the encoder runs again (about a
+        tenth of the scoring's cost)."""
+        import ctranslate2
+
+        samples, rejected = self._screen(samples)
+        if rejected is not None or not choices:
+            return decoded
+        with self._cond:
+            while self._busy:
+                self._cond.wait()
+            self._busy = True
+        try:
+            encoded = self._model.model.encode(
+                ctranslate2.StorageView.from_array(np.ascontiguousarray(self._features(samples)[None])), to_cpu=False)
+            return self._with_choices(encoded, [samples], [decoded], [tuple(choices)])[0]
+        finally:
+            with self._cond:
+                self._release()
 
     def decode_batch(self, utterances: Sequence[np.ndarray], *, extra_hotwords: Sequence[str] | None = None,
                      choices: Sequence[AnswerChoice] | None = None) -> list[Decoded]:
@@ -383,8 +432,7 @@ class WhisperEngine:
         """The prompt of a decode: :attr:`WhisperOptions.score5_prompt` while the answers are a 1-5
         score (Whisper writes the score it heard far more often after a question naming the five),
         else :attr:`WhisperOptions.prompt`."""
-        labels = {c.label for c in choices or ()}
-        if self.options.score5_prompt and {"1", "2", "3", "4", "5"} <= labels and not labels & {"0", "6", "10"}:
+        if self.options.score5_prompt and choices and _is_score5(choices):
             return self.options.score5_prompt
         return self.options.prompt
 
@@ -482,9 +530,10 @@ class WhisperEngine:
             phrases = {normalize_for_scoring(p) for _, p in texts}
             # A lone numeral ("四" for a spoken 三分) is a phrase too, but the weakest of readings: it is
             # scored, so that a "no" to it leaves the answer's next likeliest score to ask about.
-            lone_numeral = len(free) == 1 and free in "零一二两三四五六七八九十"
+            lone_numeral = len(free) == 1 and free in _NUMERALS
             sure = d.confidence >= self.options.choice_doubt_below
             if d.text and (free in phrases and not lone_numeral and sure
+                           or sure and _is_score5(cs) and _names_one_score(free, texts)
                            or len(free) > self.options.choice_skip_longer_than):
                 continue  # the words decide: no choices, as for an engine that cannot score
             if free and free not in phrases:
@@ -621,15 +670,28 @@ class WhisperRecognizer:
         self._finished = True
         return self._handle(self._segmenter.flush())
 
-    def _decode(self, ev) -> Decoded | None:
+    def _decode(self, ev, speculative: bool = False) -> Decoded | None:
         """One utterance's decode, or None when it failed: that loses the utterance (logged), not
-        the stream."""
+        the stream. A ``speculative`` one (at a pause) leaves the answers unscored: most are thrown
+        away when the customer goes on, and four calls' scorings queued behind each other."""
         try:
-            return self.engine.decode(ev.samples, extra_hotwords=self._grammar, choices=self._choices)
+            return self.engine.decode(ev.samples, extra_hotwords=self._grammar, choices=self._choices,
+                                      score_choices=not speculative)
         except Exception:  # the call goes on; the dialog hears nothing and asks again
             logger.exception("utterance %.2f-%.2f s could not be decoded", ev.start, ev.end)
             self.decode_errors += 1
             return None
+
+    def _kept(self, ev, decoded: Decoded) -> Decoded:
+        """The pause's decode kept for the utterance, with the answers scored now."""
+        if not self._choices:
+            return decoded
+        try:
+            return self.engine.score_choices(ev.samples, decoded, self._choices)
+        except Exception:  # the words stand without the audio's scores
+            logger.exception("utterance %.2f-%.2f s: the answers could not be scored", ev.start, ev.end)
+            self.decode_errors += 1
+            return decoded
 
     def _handle(self, vad_events) -> list[TranscriptEvent]:
         events = []
@@ -643,12 +705,12 @@ class WhisperRecognizer:
             if isinstance(ev, SpeechPause):
                 if self._speculative is not None:
                     self.speculative_misses += 1
-                decoded = self._decode(ev)
+                decoded = self._decode(ev, speculative=True)
                 # A failed decode is not kept: the utterance's end tries again.
                 self._speculative = (key, decoded) if decoded is not None else None
                 continue
             if self._speculative is not None and self._speculative[0] == key:
-                decoded = self._speculative[1]
+                decoded = self._kept(ev, self._speculative[1])
                 self.speculative_hits += 1
             else:
                 if self._speculative is not None:

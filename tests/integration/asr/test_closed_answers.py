@@ -114,14 +114,34 @@ def test_rules_only_nlu_is_enough_for_decide(whisper, steps):
     assert decide(step.expect, Nlu().parse(final.text, step.context), final.choices).label == "no"
 
 
-def test_a_score_question_decodes_with_the_score_prompt(whisper, steps):
-    """While the answers are a 1-5 score the decoder's prompt names the five answers; any other
-    question keeps the domain prompt."""
+def test_the_score_prompt_is_an_option_for_1_to_5_scores_only(whisper, steps):
+    """Off by default (it wrote scores nobody said and looped on parts of answers); when a deployment
+    sets it, a 1-5 score question decodes with it and every other question keeps the domain prompt."""
     from asr import vocabulary
+    from asr.whisper_engine import WhisperEngine, WhisperOptions
 
-    assert whisper._prompt(choices_for(steps["score5"])) == vocabulary.SCORE5_PROMPT
+    assert whisper._prompt(choices_for(steps["score5"])) == vocabulary.PROMPT
+    scored = WhisperEngine.__new__(WhisperEngine)
+    scored.options = WhisperOptions(score5_prompt=vocabulary.SCORE5_PROMPT)
+    assert scored._prompt(choices_for(steps["score5"])) == vocabulary.SCORE5_PROMPT
     for kind in ("identity", "yes_no", "nps"):
-        assert whisper._prompt(choices_for(steps[kind])) == vocabulary.PROMPT
-    assert whisper._prompt(None) == vocabulary.PROMPT
-    final = hear(whisper, steps["score5"], "score5-025-0")  # 三分。 (tuning split)
-    assert "三" in final.text or "3" in final.text
+        assert scored._prompt(choices_for(steps[kind])) == vocabulary.PROMPT
+    assert scored._prompt(None) == vocabulary.PROMPT
+
+
+def test_a_decode_kept_from_a_pause_gets_its_answers_scored(whisper, nlu, steps):
+    """The decode at a pause leaves the answers unscored (most are thrown away when the customer goes
+    on); when the silence lasts and it becomes the final, the answers are scored then, the same as a
+    decode that scored them at once."""
+    step = steps["nps"]
+    samples, _ = load_mono(CLOSED / "nps-022-0.wav", 8000)  # 零。, heard as another word
+    x = StreamResampler(8000, 16000).process(samples)
+    grammar, choices = DEFAULT_GRAMMAR["nps"], choices_for(step)
+    at_once = whisper.decode(x, extra_hotwords=grammar, choices=choices)
+    paused = whisper.decode(x, extra_hotwords=grammar, choices=choices, score_choices=False)
+    assert paused.choices == () and paused.text == at_once.text
+    kept = whisper.score_choices(x, paused, choices)
+    assert [c.label for c in kept.choices] == [c.label for c in at_once.choices]
+    assert [c.probability for c in kept.choices] == pytest.approx([c.probability for c in at_once.choices], abs=0.02)
+    final = hear(whisper, step, "nps-022-0")  # through the VAD: the pause's decode is the final's
+    assert final.choices and decide(step.expect, nlu.parse(final.text, step.context), final.choices).label == "0"
