@@ -15,11 +15,14 @@ from __future__ import annotations
 # was 10.45 % against 10.64 % (2026-12-06, docs/benchmarks.md).
 PROMPT = "您好，这里是汽车售后回访，请问您对这次保养、维修和服务顾问的接待满意吗？"
 
-# The prompt while a 1-5 satisfaction score is asked for: the question with its answers, as the
-# sentence before the customer's. On the tune personas' 75 score answers (8 kHz, degraded voices;
-# docs/benchmarks.md, session 10) the free transcript named the right score 23 times with PROMPT,
-# 46 with the script's own question (一到五分,五分是非常满意: 9 wrong, mostly 五分 for a garbled
-# 四分), 31 with the question alone, and 62 with this one (6 wrong, 7 none).
+# A prompt for while a 1-5 satisfaction score is asked for (`WhisperOptions.score5_prompt`, off by
+# default): the question with its answers, as the sentence before the customer's. On the tune
+# personas' 75 score answers (8 kHz, degraded voices; docs/benchmarks.md, session 10) the free
+# transcript named the right score 23 times with PROMPT, 46 with the script's own question
+# (一到五分,五分是非常满意: 9 wrong, mostly 五分 for a garbled 四分), 31 with the question alone, and
+# 62 with this one (6 wrong, 7 none). But it also wrote scores for sounds that held none (满分 ->
+# 三分三分, 挺满意的 -> 四分) and looped on parts of answers; settled by the dialog with the audio's
+# scores, both tune sets did better without it (session 11).
 SCORE5_PROMPT = "请问您对这次服务打几分？一分、两分、三分、四分还是五分？"
 
 # Passed as faster-whisper hotwords (they go in front of the prompt in the decoder's context).
