@@ -22,7 +22,8 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -210,16 +211,17 @@ def _is_score5(choices: Sequence[AnswerChoice]) -> bool:
     return {"1", "2", "3", "4", "5"} <= labels and not labels & {"0", "6", "10"}
 
 
-def _names_one_score(free: str, texts: Sequence[tuple[str, str]]) -> bool:
-    """``free`` (normalised) names one score, once, among the answers' phrases made of a numeral and
-    more (五分, not a lone 五; a phrase inside a longer one found aside): "那肯定五分", "差不多四分打".
+def _names_one_score(free: str, phrases: Sequence[tuple[str, str]]) -> bool:
+    """``free`` names one score, once, among the answers' ``(label, phrase)`` (all normalised) made
+    of a numeral and more (五分, not a lone 五; a phrase inside a longer one found aside): "那肯定五分",
+    "差不多四分打".
     Scoring the bare phrases against such an answer only spreads it over "other" (on the
     closed-answer tuning clips that name one score: right 8 of 17 with the scores, 12 of 17 on the
     words alone, as many wrong). A score said twice ("三分三分", "二分二分") is the decoder repeating
     itself on a sound it could not place, and on a 0-10 scale 十分 is also "very" (十分满意): the
     audio is asked for both."""
-    found = {(q, label) for label, phrase in texts if label != OTHER_CHOICE
-             for q in [normalize_for_scoring(phrase)] if len(q) > 1 and q in free and _NUMERALS & set(q)}
+    found = {(q, label) for label, q in phrases
+             if label != OTHER_CHOICE and len(q) > 1 and q in free and _NUMERALS & set(q)}
     found = {(q, label) for q, label in found if not any(q != other and q in other for other, _ in found)}
     return len(found) == 1 and free.count(next(iter(found))[0]) == 1
 
@@ -371,17 +373,10 @@ class WhisperEngine:
         samples, rejected = self._screen(samples)
         if rejected is not None or not choices:
             return decoded
-        with self._cond:
-            while self._busy:
-                self._cond.wait()
-            self._busy = True
-        try:
+        with self._holding():
             encoded = self._model.model.encode(
                 ctranslate2.StorageView.from_array(np.ascontiguousarray(self._features(samples)[None])), to_cpu=False)
             return self._with_choices(encoded, [samples], [decoded], [tuple(choices)])[0]
-        finally:
-            with self._cond:
-                self._release()
 
     def decode_batch(self, utterances: Sequence[np.ndarray], *, extra_hotwords: Sequence[str] | None = None,
                      choices: Sequence[AnswerChoice] | None = None) -> list[Decoded]:
@@ -401,19 +396,25 @@ class WhisperEngine:
         if not todo:
             return results  # type: ignore[return-value]
         hotwords = self._hotwords(extra_hotwords, bool(choices))
+        with self._holding():
+            decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo),
+                                       [tuple(choices) if choices else None] * len(todo), self._prompt(choices))
+        for (i, _), d in zip(todo, decoded):
+            results[i] = d
+        return results  # type: ignore[return-value]
+
+    @contextmanager
+    def _holding(self) -> Iterator[None]:
+        """The model for this thread alone (waiting while a decode runs), given back at the end."""
         with self._cond:
             while self._busy:
                 self._cond.wait()
             self._busy = True
         try:
-            decoded = self._decode_now([s for _, s in todo], [hotwords] * len(todo),
-                                       [tuple(choices) if choices else None] * len(todo), self._prompt(choices))
+            yield
         finally:
             with self._cond:
                 self._release()
-        for (i, _), d in zip(todo, decoded):
-            results[i] = d
-        return results  # type: ignore[return-value]
 
     def _release(self) -> None:
         """The model is free again: wake the waiters (hold ``_cond``)."""
@@ -527,13 +528,14 @@ class WhisperEngine:
                 continue
             texts = [(c.label, p) for c in cs for p in c.phrases]
             free = normalize_for_scoring(d.raw_text)
-            phrases = {normalize_for_scoring(p) for _, p in texts}
+            normalized = [(label, normalize_for_scoring(p)) for label, p in texts]
+            phrases = {p for _, p in normalized}
             # A lone numeral ("四" for a spoken 三分) is a phrase too, but the weakest of readings: it is
             # scored, so that a "no" to it leaves the answer's next likeliest score to ask about.
             lone_numeral = len(free) == 1 and free in _NUMERALS
             sure = d.confidence >= self.options.choice_doubt_below
             if d.text and (free in phrases and not lone_numeral and sure
-                           or sure and _is_score5(cs) and _names_one_score(free, texts)
+                           or sure and _is_score5(cs) and _names_one_score(free, normalized)
                            or len(free) > self.options.choice_skip_longer_than):
                 continue  # the words decide: no choices, as for an engine that cannot score
             if free and free not in phrases:

@@ -22,6 +22,7 @@ from callcenter.domain import CATEGORY_DEPARTMENT, PROBLEM_ZH, Department, Feedb
 from dialog.actions import OpenTicket
 from dialog.answers import words_doubted
 from dialog.classifier import Classification
+from dialog.nlu import without_scores
 
 # The customer's own choice or doing, said together with a "no" to a question about a failure.
 _CUSTOMER_CHOICE = re.compile(
@@ -218,9 +219,9 @@ def complaint_after_yes(text: str) -> str | None:
     return rest if len(rest) >= YES_BUT_READ_FROM or _NEGATIVE_WORDS.search(_NEGATED_NEGATIVE.sub("", rest)) else None
 
 
-# What a score answer says besides the score: the numbers and the scale's words taken out.
-_SCORE_WORDS = re.compile(r"[零一二两三四五六七八九十百半\d]+\s*(分|颗星|星)|满分|非常满意|十分满意|很满意|挺满意|比较满意|"
-                          r"不太满意|不满意|满意|打|给")
+# What a score answer says besides the score: the numbers (dialog.nlu.without_scores) and the
+# scale's words taken out.
+_SCALE_WORDS = re.compile(r"满分|非常满意|十分满意|很满意|挺满意|比较满意|不太满意|不满意|满意|打|给")
 _REASON = re.compile(rf"因为|扣|主要是|{_TURN_WORDS}")
 
 
@@ -228,7 +229,7 @@ def reason_beside_score(text: str) -> str | None:
     """The reason a customer gives with the score ("四分,扣一分是因为等得有点久", "满意,就是洗车没洗
     干净"), for the classifier to read; None when the rest is no complaint ("四分吧,留一分让你们进步",
     "五分,没得说")."""
-    rest = _NEGATED_NEGATIVE.sub("", _SCORE_WORDS.sub("", text))
+    rest = _NEGATED_NEGATIVE.sub("", _SCALE_WORDS.sub("", without_scores(text)))
     if sum(1 for ch in rest if "\u4e00" <= ch <= "\u9fff") < 4:
         return None
     return rest if _NEGATIVE_WORDS.search(rest) or _REASON.search(rest) and len(rest) >= YES_BUT_READ_FROM else None

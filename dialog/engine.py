@@ -77,7 +77,7 @@ from dialog.conclusions import (
     refine_tags,
     store_not_at_fault,
 )
-from dialog.nlu import Nlu, NluResult, explicit_score, scores_said
+from dialog.nlu import Nlu, NluResult, explicit_score, scores_said, without_scores
 from dialog.prompts import PromptLibrary, render
 from dialog.script import Script, Step
 from dialog.text import is_cjk
@@ -182,8 +182,6 @@ CONFIRM_NO_FROM = 0.6
 CONFIRM_AUDIO_RIVAL = 0.6
 CONFIRM_AUDIO_NO_FROM = 0.6
 CONFIRM_SCORE = ((re.compile(r"^(不是|不对|错了|不)"), _NO), (re.compile(r"^(对|是|嗯|没错|没问题|对的)"), _YES))
-# A score said as a number ("两分", "十分", "5分"): what is left of a score answer without them.
-_SCORE_WORDS = re.compile(r"[零一二两三四五六七八九十\d]+分?")
 # Listeners say these while the other side talks; they are not an interruption.
 _BACKCHANNEL = re.compile(r"^[嗯啊哦噢呃对好是哈]{1,3}[,.。!?\s]*$")
 
@@ -752,7 +750,7 @@ class Conversation:
         low = value <= 2 if scale == "score5" else value <= 6
         # "二分", "两分吧", "二分二分" (the recognizer repeating itself on a sound it could not place):
         # nothing but the score to go by.
-        bare = sum(1 for ch in _SCORE_WORDS.sub("", r.text) if is_cjk(ch)) <= 1
+        bare = sum(1 for ch in without_scores(r.text) if is_cjk(ch)) <= 1
         top = max(self._heard_choices, key=lambda c: c.probability, default=None)
         disputed = top is not None and top.label not in (OTHER_CHOICE, str(value)) and top.probability >= AUDIO_RIVAL
         doubted = words_doubted(heard.get("asr")) and r.confidence < CONFIRM_BELOW

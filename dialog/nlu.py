@@ -168,6 +168,12 @@ def scores_said(text: str, top: int) -> list[int]:
             if low <= v <= top]
 
 
+def without_scores(text: str) -> str:
+    """``text`` with the scores said as numbers taken out: "两分吧" -> "吧", "二分二分" -> "",
+    "四分,扣一分是因为等得久" -> ",扣是因为等得久"."""
+    return _SCORED.sub("", text)
+
+
 def explicit_score(text: str, top: int) -> int | None:
     """A score said as a number (五分, 给5分吧, a bare 五), in 0-``top``; None for words only (满意).
 

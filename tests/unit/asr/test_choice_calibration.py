@@ -47,7 +47,7 @@ def test_a_sure_answer_naming_one_score_is_not_scored_against_the_bare_phrases()
     """"那肯定五分" names one score: forcing 五分, 四分 ... against it only spreads it over "other"."""
     from asr.whisper_engine import _names_one_score
 
-    texts = [("5", "五分"), ("5", "五"), ("5", "非常满意"), ("4", "四分"), ("4", "满意"), ("3", "三分")]
+    texts = [("5", "五分"), ("5", "五"), ("5", "非常满意"), ("4", "四分"), ("4", "满意"), ("3", "三分")]  # normalised
     assert _names_one_score("那肯定五分", texts)
     assert _names_one_score("挺满意的给五分吧", texts)  # 满意 has no numeral: the number decides
     assert not _names_one_score("三分五分", texts)  # two scores: the audio is asked

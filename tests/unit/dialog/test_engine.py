@@ -736,6 +736,28 @@ def test_a_bare_low_score_is_confirmed_and_a_garbled_yes_does_not_confirm_it(scr
     assert c.answers["overall_score"] == 5
 
 
+def test_a_low_score_the_recognizer_said_twice_is_bare_and_restated(scripts):
+    # A bare 五分 on a bad line came back as 两分二分 at 0.53, the audio agreeing (tune persona clip):
+    # nothing but the score to go by, so it is restated before it opens a follow-up.
+    c = at_score(scripts)
+    out = scored(c, "两分二分", ("2", 0.65), ("5", 0.19), ("1", 0.12), asr=0.53)
+    assert "两分" in say_of(out).text or "二分" in say_of(out).text
+    assert "overall_score" not in c.answers
+    # ... where a low score with the customer's own words beside it is taken as said
+    c = at_score(scripts)
+    answer(c, "不太满意,只能给两分")
+    assert c.answers["overall_score"] == 2
+
+
+def test_without_scores_leaves_what_a_turn_says_besides_its_numbered_scores():
+    from dialog.nlu import without_scores
+
+    assert without_scores("两分吧") == "吧"
+    assert without_scores("二分二分") == ""
+    assert without_scores("一般,三分") == "一般,"
+    assert without_scores("等了四十分钟") == "等了四十分钟"  # minutes are no score
+
+
 def reads(text: str, intent: str, confidence: float, intents: dict | None = None, rule: str | None = None) -> Nlu:
     """A rules-only Nlu that reads ``text`` as ``intent`` (the model's guess at a misheard turn)."""
     from dialog.nlu import NluResult
